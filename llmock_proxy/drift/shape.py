@@ -1,0 +1,232 @@
+"""Response shapes: what stays the same across calls to one API family.
+
+A shape is inferred from every recording of an API family in one wire form.
+It keeps what a client's parser depends on — JSON field paths and their
+types, the values of categorical fields, which stream event types appear and
+in which order, each event type's payload merged over every instance, status
+and content type — and drops what varies on every call: texts, ids,
+timestamps, token counts, how many delta events a stream had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cassette import Interaction, Response
+
+# Fields whose *values* are part of the contract: a new value is drift.
+CATEGORICAL_KEYS = frozenset(
+    {
+        "finish_reason",
+        "finishReason",
+        "stop_reason",
+        "stopReason",
+        "done_reason",
+        "type",
+        "object",
+        "role",
+        "status",
+    }
+)
+
+# Subtrees whose keys are the caller's data (tool arguments, JSON schemas the
+# caller sent): their inner structure depends on the request, not the API.
+FREE_FORM_KEYS = frozenset(
+    {"input", "args", "arguments", "parameters", "input_schema", "schema", "properties", "metadata"}
+)
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+@dataclass
+class Node:
+    """The merged shape of every value seen at one place in a JSON document."""
+
+    types: set[str] = field(default_factory=set)
+    seen: int = 0  # how many times a value was present here
+    as_object: int = 0  # how many of those were objects (for `required`)
+    properties: dict[str, Node] = field(default_factory=dict)
+    items: Node | None = None
+    values: set[str] | None = None  # categorical values, when categorical
+    free_form: bool = False
+
+    def add(self, value: Any, *, key: str | None = None) -> None:
+        self.seen += 1
+        kind = json_type(value)
+        self.types.add(kind)
+        if key in CATEGORICAL_KEYS and isinstance(value, str):
+            if self.values is None:
+                self.values = set()
+            self.values.add(value)
+        if key in FREE_FORM_KEYS:
+            self.free_form = True
+        if self.free_form:
+            return
+        if kind == "object":
+            self.as_object += 1
+            for name, child in value.items():
+                self.properties.setdefault(name, Node()).add(child, key=name)
+        elif kind == "array":
+            for item in value:
+                if self.items is None:
+                    self.items = Node()
+                # Array items inherit the key: a list of `type` strings is categorical too.
+                self.items.add(item, key=key)
+
+    @property
+    def required(self) -> list[str]:
+        return sorted(name for name, child in self.properties.items() if child.seen == self.as_object)
+
+
+@dataclass
+class StreamShape:
+    """The event grammar of a stream: which types appear, in which order, with what payload."""
+
+    samples: int = 0
+    # Event types seen in every sample, and in at least one.
+    always: set[str] | None = None
+    ever: set[str] = field(default_factory=set)
+    # How many samples put a's first occurrence before b's. An order the
+    # provider has always kept is a pair seen one way and never the other.
+    before: dict[tuple[str, str], int] = field(default_factory=dict)
+    payloads: dict[str, Node] = field(default_factory=dict)
+
+    def add(self, events: list[tuple[str, Any]]) -> None:
+        self.samples += 1
+        firsts = first_occurrences(name for name, _ in events)
+        present = set(firsts)
+        self.always = present if self.always is None else self.always & present
+        self.ever |= present
+        for i, a in enumerate(firsts):
+            for b in firsts[i + 1 :]:
+                self.before[(a, b)] = self.before.get((a, b), 0) + 1
+        for name, payload in events:
+            self.payloads.setdefault(name, Node()).add(payload)
+
+    @property
+    def order(self) -> set[tuple[str, str]]:
+        return {(a, b) for (a, b) in self.before if (b, a) not in self.before}
+
+
+@dataclass
+class Shape:
+    """Everything drift compares for one API family in one wire form."""
+
+    family: str
+    form: str  # body | sse | ndjson | eventstream | websocket
+    statuses: set[int] = field(default_factory=set)
+    content_types: set[str] = field(default_factory=set)
+    body: Node | None = None
+    stream: StreamShape | None = None
+    sources: list[str] = field(default_factory=list)  # "file#index" of each sample
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}.{self.form}"
+
+    def add(self, response: Response, source: str = "") -> None:
+        self.statuses.add(response.status)
+        ctype = media_type(response.headers.get("content-type"))
+        if ctype:
+            self.content_types.add(ctype)
+        if source:
+            self.sources.append(source)
+        if self.form == "body":
+            if response.body is not None and response.body.kind == "json":
+                if self.body is None:
+                    self.body = Node()
+                self.body.add(response.body.value)
+            return
+        if self.stream is None:
+            self.stream = StreamShape()
+        self.stream.add(list(typed_events(response)))
+
+
+def media_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
+
+
+def first_occurrences(names: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for name in names:
+        seen.setdefault(name, None)
+    return list(seen)
+
+
+def _type_of_payload(value: Any, fallback: str) -> str:
+    if isinstance(value, dict):
+        for key in ("type", "object"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        if len(value) == 1:  # Gemini Live style: {"serverContent": {...}}
+            return next(iter(value))
+        if "done" in value:  # Ollama NDJSON: the last line says done: true
+            return "done" if value["done"] is True else "chunk"
+    elif isinstance(value, str):
+        return value if value == "[DONE]" else fallback
+    return fallback
+
+
+def typed_events(response: Response) -> Iterator[tuple[str, Any]]:
+    """(event type, payload) for each element of a streamed response.
+
+    The type is the SSE event name when there is one, the EventStream
+    `:event-type`, otherwise the payload's own `type`/`object` field.
+    """
+    if response.events is not None:
+        for event in response.events:
+            if event.comment is not None and event.data is None:
+                continue  # keep-alive comments are transport, not API
+            name = event.event or _type_of_payload(event.data, "message")
+            yield name, event.data
+    elif response.lines is not None:
+        for line in response.lines:
+            yield _type_of_payload(line.data, "line"), line.data
+    elif response.frames is not None:
+        for frame in response.frames:
+            payload = frame.payload.value if frame.payload.kind == "json" else None
+            yield frame.event_type or "frame", payload
+    elif response.websocket is not None:
+        for message in response.websocket.messages:
+            if message.from_client:
+                continue
+            payload = message.payload.value if message.payload.kind == "json" else None
+            yield _type_of_payload(payload, "binary" if message.binary else "text"), payload
+
+
+def infer_shapes(items: Iterable[tuple[Interaction, str]]) -> dict[str, Shape]:
+    """Shapes keyed by "family.form" from (interaction, source) pairs.
+
+    Interactions without a response, incomplete ones and those without a
+    family are skipped: a cut-off stream is not the provider's grammar.
+    """
+    shapes: dict[str, Shape] = {}
+    for interaction, source in items:
+        response = interaction.response
+        if response is None or interaction.incomplete or interaction.error:
+            continue
+        family = interaction.match.get("family", "generic")
+        form = response.wire_form
+        shape = shapes.get(f"{family}.{form}")
+        if shape is None:
+            shape = shapes[f"{family}.{form}"] = Shape(family=family, form=form)
+        shape.add(response, source)
+    return shapes
