@@ -1,0 +1,172 @@
+"""Shape inference, JSON Schema export and grading of live answers (no network)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from llmock_proxy.cassette import Interaction, NDJSONLine, Payload, Request, Response, SSEEvent
+from llmock_proxy.drift.findings import Finding, Policy
+from llmock_proxy.drift.schema import check_response, shape_schema, validate_recording
+from llmock_proxy.drift.shape import infer_shapes
+
+ANTHROPIC_STREAM = [
+    ("message_start", {"type": "message_start", "message": {"id": "msg_01", "type": "message", "role": "assistant",
+                                                             "model": "claude-x", "content": [],
+                                                             "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+    ("ping", {"type": "ping"}),
+    ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": 5}}),
+    ("message_stop", {"type": "message_stop"}),
+]
+
+
+def sse(events, *, status=200, ctype="text/event-stream"):
+    return Response(status, {"content-type": ctype}, events=[SSEEvent(event=n, data=d) for n, d in events])
+
+
+def interaction(response, family="anthropic.messages"):
+    return Interaction(request=Request("POST", "https://api.example/v1/x"), response=response, match={"family": family})
+
+
+@pytest.fixture
+def stream_doc():
+    shapes = infer_shapes([(interaction(sse(ANTHROPIC_STREAM)), "a.yaml#0")])
+    return shape_schema(shapes["anthropic.messages.sse"])
+
+
+def kinds(findings: list[Finding]) -> list[tuple[str, str, str]]:
+    return sorted((f.severity, f.kind, f.path) for f in findings)
+
+
+def test_exported_schema_is_valid_2020_12_and_validates_its_recordings(stream_doc):
+    Draft202012Validator.check_schema(stream_doc)
+    assert validate_recording(stream_doc, sse(ANTHROPIC_STREAM)) == []
+    assert stream_doc["x-llmock"]["requiredEventTypes"] == sorted({n for n, _ in ANTHROPIC_STREAM})
+
+
+def test_a_recording_missing_a_required_event_fails_schema_validation(stream_doc):
+    errors = validate_recording(stream_doc, sse([e for e in ANTHROPIC_STREAM if e[0] != "message_stop"]))
+    assert errors and "contain" in errors[0]
+
+
+def test_values_only_changes_are_not_drift(stream_doc):
+    live = json.loads(json.dumps(ANTHROPIC_STREAM).replace("msg_01", "msg_zz").replace("Hel", "Bonjour"))
+    live = [tuple(e) for e in live]
+    live[0][1]["message"]["usage"]["input_tokens"] = 999
+    # More delta events than recorded: still the same grammar.
+    live.insert(4, ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": "!"}}))
+    assert check_response(stream_doc, sse(live)) == []
+
+
+def mutate(index, fn):
+    events = copy.deepcopy(ANTHROPIC_STREAM)
+    fn(events[index][1])
+    return events
+
+
+@pytest.mark.parametrize(
+    "events, expected",
+    [
+        (mutate(0, lambda d: d["message"].update(extra=True)),
+         [("warning", "field-added", "events.message_start.message.extra")]),
+        (mutate(0, lambda d: d["message"].pop("role")),
+         [("critical", "field-removed", "events.message_start.message.role")]),
+        (mutate(0, lambda d: d["message"]["usage"].update(input_tokens="12")),
+         [("critical", "type-changed", "events.message_start.message.usage.input_tokens")]),
+        (mutate(6, lambda d: d["delta"].update(stop_reason="refusal")),
+         [("warning", "enum-added", "events.message_delta.delta.stop_reason")]),
+    ],
+    ids=["add-field", "remove-field", "change-type", "add-enum-value"],
+)
+def test_payload_mutations_are_graded(stream_doc, events, expected):
+    assert kinds(check_response(stream_doc, sse(events))) == expected
+
+
+def test_event_grammar_mutations_are_graded(stream_doc):
+    renamed = [("message_end" if n == "message_stop" else n, d) for n, d in ANTHROPIC_STREAM]
+    assert kinds(check_response(stream_doc, sse(renamed))) == [
+        ("critical", "event-removed", "events.message_stop"),
+        ("warning", "event-added", "events.message_end"),
+    ]
+    dropped = [e for e in ANTHROPIC_STREAM if e[0] != "ping"]
+    assert kinds(check_response(stream_doc, sse(dropped))) == [("critical", "event-removed", "events.ping")]
+    reordered = list(ANTHROPIC_STREAM)
+    reordered[5], reordered[6] = reordered[6], reordered[5]
+    assert ("critical", "order-changed", "events.content_block_stop") in kinds(check_response(stream_doc, sse(reordered)))
+
+
+def test_status_and_content_type_changes_are_critical(stream_doc):
+    found = kinds(check_response(stream_doc, sse(ANTHROPIC_STREAM, status=529, ctype="text/plain")))
+    assert ("critical", "status-changed", "status") in found
+    assert ("critical", "content-type-changed", "content-type") in found
+
+
+def test_payloads_merge_over_every_instance_and_every_recording():
+    # A field that is a string in one delta and null in another is both, not drift.
+    first = [("m", {"type": "m", "content": "a"}), ("m", {"type": "m", "content": None})]
+    second = [("m", {"type": "m", "content": "b", "refusal": None})]
+    shapes = infer_shapes([(interaction(sse(first)), "x#0"), (interaction(sse(second)), "x#1")])
+    doc = shape_schema(shapes["anthropic.messages.sse"])
+    data = doc["$defs"]["events"]["m"]
+    assert data["properties"]["content"]["type"] == ["null", "string"]
+    assert data["required"] == ["content", "type"]  # refusal was not in every instance
+    assert check_response(doc, sse([("m", {"type": "m", "content": "z"})])) == []
+
+
+def test_body_shape_and_free_form_tool_arguments():
+    def body(args):
+        return Response(200, {"content-type": "application/json"}, body=Payload.json({
+            "id": "x", "object": "chat.completion",
+            "choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "tool_calls": [
+                {"type": "function", "function": {"name": "f", "arguments": json.dumps(args)}}]}}]}))
+
+    shapes = infer_shapes([(interaction(body({"city": "Paris"}), "openai.chat"), "c#0")])
+    doc = shape_schema(shapes["openai.chat.body"])
+    assert check_response(doc, body({"town": "Lyon", "n": 2})) == []
+    changed = body({})
+    changed.body.value["choices"][0]["finish_reason"] = "function_call"
+    assert kinds(check_response(doc, changed)) == [("warning", "enum-added", "choices[].finish_reason")]
+
+
+def test_ndjson_lines_are_typed_by_their_done_flag():
+    lines = [NDJSONLine({"model": "m", "message": {"role": "assistant", "content": "a"}, "done": False}),
+             NDJSONLine({"model": "m", "done": True, "done_reason": "stop", "eval_count": 3})]
+    response = Response(200, {"content-type": "application/x-ndjson"}, lines=lines)
+    doc = shape_schema(infer_shapes([(interaction(response, "ollama.chat"), "o#0")])["ollama.chat.ndjson"])
+    assert doc["x-llmock"]["order"] == [["chunk", "done"]]
+    assert validate_recording(doc, response) == []
+
+
+def test_incomplete_and_failed_interactions_are_not_shapes():
+    cut = interaction(sse(ANTHROPIC_STREAM[:2]))
+    cut.incomplete = "client disconnected"
+    assert infer_shapes([(cut, "x#0")]) == {}
+
+
+def test_policy_mutes_and_regrades(tmp_path):
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "anthropic.*:\n  ignore: ['events.ping*']\n  severity:\n    'events.message_start.message.*': info\n"
+    )
+    policy = Policy.load(policy_file)
+    doc = shape_schema(infer_shapes([(interaction(sse(ANTHROPIC_STREAM)), "a#0")])["anthropic.messages.sse"])
+    live = mutate(0, lambda d: d["message"].pop("role"))
+    live = [e for e in live if e[0] != "ping"]
+    found = policy.filter(check_response(doc, sse(live)))
+    assert kinds(found) == [("info", "field-removed", "events.message_start.message.role")]
+
+
+def test_policy_errors_name_the_file_and_family(tmp_path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("openai.chat:\n  severity:\n    usage: fatal\n")
+    with pytest.raises(ValueError, match=r"policy.yaml: openai.chat.severity: 'fatal'"):
+        Policy.load(bad)
