@@ -1,0 +1,92 @@
+"""Newline-delimited JSON (Ollama, ``application/x-ndjson``, JSON Lines).
+
+Each non-blank line becomes one :class:`NDJSONLine`. A line holding a JSON
+value other than a string is stored parsed; anything else (text that does not
+parse, and JSON strings) is stored as the line's own text, so a ``str`` in the
+model always means "these characters, verbatim" and re-encodes byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..cassette import NDJSONLine, compact_json
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_line(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, str):
+        return text
+    if _SURROGATE_ESCAPE.search(text):
+        try:  # a lone surrogate could not be written back as UTF-8
+            compact_json(value).encode("utf-8")
+        except UnicodeEncodeError:
+            return text
+    return value
+
+
+class NDJSONDecoder:
+    """Feed bytes as they arrive; get back the lines completed so far.
+
+    Lines end in LF (a CR before it is dropped); blank lines are skipped.
+    Splitting happens on bytes, so a chunk boundary inside a UTF-8 character
+    is harmless. ``t`` is 0; the caller stamps timing.
+    """
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[NDJSONLine]:
+        out: list[NDJSONLine] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            piece = data[start:end]
+            if self._partial:
+                self._partial.append(piece)
+                piece = b"".join(self._partial)
+                self._partial = []
+            self._line(piece, out)
+            start = end + 1
+        if start < len(data):
+            self._partial.append(data[start:])
+        return out
+
+    def close(self) -> list[NDJSONLine]:
+        """End of stream: a last line without its newline still counts."""
+        out: list[NDJSONLine] = []
+        if self._partial:
+            piece = b"".join(self._partial)
+            self._partial = []
+            self._line(piece, out)
+        return out
+
+    @staticmethod
+    def _line(raw: bytes, out: list[NDJSONLine]) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        text = raw.decode("utf-8", errors="replace")
+        if not text.strip():
+            return
+        out.append(NDJSONLine(data=parse_line(text)))
+
+
+def encode_line(line: NDJSONLine) -> bytes:
+    """Compact JSON and a newline; a text line goes out as it is."""
+    data = line.data
+    if isinstance(data, str):
+        if "\n" in data:
+            raise ValueError(f"NDJSON text line cannot hold a newline: {data!r}")
+        # The decoder drops one CR before the LF; give it one to drop.
+        end = b"\r\n" if data.endswith("\r") else b"\n"
+        return data.encode("utf-8") + end
+    return compact_json(data).encode("utf-8") + b"\n"
