@@ -1,14 +1,54 @@
 """One matcher for recorded interactions and hand-written fixtures.
 
-This module starts with the derivation of a recorded interaction's ``match``
-key; the matching itself builds on it.
+Two halves:
+
+* :func:`derive_match` writes the ``match`` section of a recorded interaction.
+* :class:`Matcher` finds the fixture for a canonical request.
+
+Every key present in a fixture's ``match`` must hold; deleting a key loosens
+the match. Keys (``*`` = llmock fixture vocabulary):
+
+============== ===================================================================
+family         the API family (``openai-chat``, ``anthropic-messages`` ...)
+model *        exact, or ``/regex/flags``
+stream         the client asked for a stream
+fingerprint    digest of the whole canonical conversation (recordings)
+method, path   the HTTP method and URL path (the generic family)
+userMessage *  last user message: substring for fixtures, exact for recordings,
+               ``/regex/flags`` for either
+inputText *    embedding input, same rules as userMessage
+toolCallId *   id of the last tool result sent back
+toolName *     one of the tools offered has this name
+toolNames      the tools offered, exactly (recordings)
+responseFormat * the response format type (``json_object``, ``json_schema`` ...)
+sequenceIndex * only the n-th (0-based) time these criteria match
+============== ===================================================================
+
+Fixtures are tried in order and the first that matches wins, as in llmock.
+Several recordings with the same ``match`` form one candidate that answers
+with them in recorded order, the last one repeating. Which one comes next is
+sequence state, and that belongs to the caller (a replay session): the
+matcher reads counts, it never keeps them.
+
+A stream request that only matches a non-stream recording of the same
+conversation (or the reverse) is found through the content fingerprint, so
+the session can re-render the recording in the requested form.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+import heapq
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from .canonical import CanonicalRequest
+from .canonical import CanonicalRequest, canonical_json
+
+if TYPE_CHECKING:
+    from .fixtures import Fixture
 
 
 def derive_match(request: CanonicalRequest) -> dict[str, Any]:
@@ -42,3 +82,433 @@ def derive_match(request: CanonicalRequest) -> dict[str, Any]:
     if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):
         match["responseFormat"] = fmt["type"]
     return match
+
+
+class MatchSpecError(ValueError):
+    """A ``match`` section the matcher cannot use; the message names the fixture and key."""
+
+
+# -- the request side -----------------------------------------------------------
+
+
+class RequestView:
+    """The values the criteria look at, each computed at most once per request."""
+
+    def __init__(self, canonical: CanonicalRequest, method: str = "POST", path: str = "/") -> None:
+        self.canonical = canonical
+        self.method = method.upper()
+        self.path = path
+
+    @property
+    def family(self) -> str:
+        return self.canonical.family
+
+    @property
+    def model(self) -> str | None:
+        return self.canonical.model
+
+    @property
+    def stream(self) -> bool:
+        return self.canonical.stream
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return self.canonical.fingerprint
+
+    @cached_property
+    def content_fingerprint(self) -> str:
+        return self.canonical.content_fingerprint
+
+    @cached_property
+    def user_message(self) -> str | None:
+        return self.canonical.last_user_message
+
+    @cached_property
+    def input_text(self) -> str | None:
+        inputs = self.canonical.embedding_input
+        return "\n".join(inputs) if inputs else None
+
+    @cached_property
+    def tool_call_id(self) -> str | None:
+        """The id of the last tool result in the conversation (llmock: the last
+        ``tool`` message's ``tool_call_id``)."""
+        for message in reversed(self.canonical.messages):
+            if message.tool_results:
+                return message.tool_results[-1].tool_call_id
+        return None
+
+    @cached_property
+    def tool_names(self) -> list[str]:
+        return self.canonical.tool_names
+
+    @cached_property
+    def response_format(self) -> str | None:
+        fmt = self.canonical.response_format
+        if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):
+            return fmt["type"]
+        return fmt if isinstance(fmt, str) else None
+
+    @property
+    def generic_method(self) -> str:
+        return str(self.canonical.extra.get("method", self.method)).upper()
+
+    @property
+    def generic_path(self) -> str:
+        return str(self.canonical.extra.get("path", self.path))
+
+    def describe(self) -> str:
+        """One line naming the request, for logs and miss reports."""
+        parts = [f"family {self.family}"]
+        if self.model:
+            parts.append(f"model {self.model}")
+        parts.append("stream" if self.stream else "no stream")
+        if self.user_message:
+            parts.append(f"userMessage {_short(self.user_message)!r}")
+        if self.input_text:
+            parts.append(f"inputText {_short(self.input_text)!r}")
+        if self.tool_call_id:
+            parts.append(f"toolCallId {self.tool_call_id!r}")
+        return ", ".join(parts)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- criteria --------------------------------------------------------------------
+
+_REGEX = re.compile(r"^/(.+)/([a-z]*)$", re.S)
+# JavaScript flags that change matching; g, y, u and d do not for a single test.
+_REGEX_FLAGS = {"i": re.I, "m": re.M, "s": re.S, "x": re.X}
+
+
+def parse_pattern(value: str, where: str) -> re.Pattern[str] | None:
+    """``/.../flags`` as a compiled regex; None for a plain string."""
+    found = _REGEX.match(value)
+    if not found:
+        return None
+    body, flags = found.groups()
+    bits = 0
+    for flag in flags:
+        if flag in _REGEX_FLAGS:
+            bits |= _REGEX_FLAGS[flag]
+        elif flag not in "guyd":
+            raise MatchSpecError(f"{where}: unknown regex flag {flag!r} in {value!r}")
+    try:
+        return re.compile(body, bits)
+    except re.error as exc:
+        raise MatchSpecError(f"{where}: bad regex {value!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One ``match`` key: a test on the request view, plus how to show what it saw."""
+
+    key: str
+    expected: Any
+    test: Callable[[RequestView], bool]
+    actual: Callable[[RequestView], Any]
+
+
+def _text_criterion(
+    key: str, value: Any, getter: Callable[[RequestView], str | None], *, substring: bool, where: str
+) -> Criterion:
+    if not isinstance(value, str):
+        raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+    pattern = parse_pattern(value, f"{where}.{key}")
+    if pattern is not None:
+
+        def test(view: RequestView) -> bool:
+            text = getter(view)
+            return text is not None and pattern.search(text) is not None
+
+    elif substring:
+
+        def test(view: RequestView) -> bool:
+            text = getter(view)
+            return bool(text) and value in text  # type: ignore[operator]
+
+    else:
+
+        def test(view: RequestView) -> bool:
+            return getter(view) == value
+
+    return Criterion(key, value, test, getter)
+
+
+def _equal_criterion(key: str, value: Any, getter: Callable[[RequestView], Any]) -> Criterion:
+    return Criterion(key, value, lambda view: getter(view) == value, getter)
+
+
+def _compile(match: Mapping[str, Any], *, recorded: bool, where: str) -> list[Criterion]:
+    out: list[Criterion] = []
+    for key, value in match.items():
+        if key == "sequenceIndex":
+            continue  # sequence state, handled by the candidate
+        if key in ("userMessage", "inputText"):
+            getter = _get_user_message if key == "userMessage" else _get_input_text
+            out.append(_text_criterion(key, value, getter, substring=not recorded, where=where))
+        elif key == "model":
+            if isinstance(value, str) and parse_pattern(value, f"{where}.model") is not None:
+                out.append(_text_criterion(key, value, _get_model, substring=False, where=where))
+            else:
+                out.append(_equal_criterion(key, value, _get_model))
+        elif key == "toolName":
+            out.append(
+                Criterion(key, value, lambda view, v=value: v in view.tool_names, _get_tool_names)
+            )
+        elif key in _EQUALITY_GETTERS:
+            out.append(_equal_criterion(key, value, _EQUALITY_GETTERS[key]))
+        else:
+            known = ", ".join(sorted((*_EQUALITY_GETTERS, "userMessage", "inputText", "model",
+                                      "toolName", "sequenceIndex")))
+            raise MatchSpecError(f"{where}.{key}: unknown match key (known: {known})")
+    # Cheap, selective tests first: a miss is decided as early as possible.
+    out.sort(key=lambda c: _ORDER.get(c.key, 50))
+    return out
+
+
+def _get_user_message(view: RequestView) -> str | None:
+    return view.user_message
+
+
+def _get_input_text(view: RequestView) -> str | None:
+    return view.input_text
+
+
+def _get_model(view: RequestView) -> str | None:
+    return view.model
+
+
+def _get_tool_names(view: RequestView) -> list[str]:
+    return view.tool_names
+
+
+_EQUALITY_GETTERS: dict[str, Callable[[RequestView], Any]] = {
+    "family": lambda view: view.family,
+    "stream": lambda view: view.stream,
+    "fingerprint": lambda view: view.fingerprint,
+    "method": lambda view: view.generic_method,
+    "path": lambda view: view.generic_path,
+    "toolCallId": lambda view: view.tool_call_id,
+    "toolNames": lambda view: view.tool_names,
+    "responseFormat": lambda view: view.response_format,
+}
+_ORDER = {"family": 0, "stream": 1, "model": 2, "method": 3, "path": 4, "fingerprint": 5}
+# Keys a cross-form lookup ignores: the content fingerprint stands in for them.
+_FORM_KEYS = frozenset({"stream", "fingerprint"})
+
+
+# -- candidates --------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Candidate:
+    """A ``match`` section and the fixture(s) that answer it.
+
+    Recordings with identical ``match`` sections share one candidate and
+    answer in recorded order; a hand-written fixture is a candidate of its own.
+    """
+
+    order: int
+    match: dict[str, Any]
+    criteria: list[Criterion]
+    fixtures: list[Fixture]
+    # Sequence-state key: recordings with the same match, or llmock fixtures
+    # with the same criteria and a sequenceIndex, count together.
+    key: str
+    sequence_index: int | None = None
+    fingerprint: str | None = None
+    content_fingerprint: str | None = None
+    form_criteria: list[Criterion] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return self.fixtures[0].source
+
+    def pick(self, count: int) -> Fixture:
+        """The fixture answering the ``count``-th (0-based) use of this candidate."""
+        return self.fixtures[min(count, len(self.fixtures) - 1)]
+
+    def admits(self, view: RequestView, counts: Mapping[str, int]) -> bool:
+        if self.sequence_index is not None and counts.get(self.key, 0) != self.sequence_index:
+            return False
+        return all(c.test(view) for c in self.criteria)
+
+    def admits_other_form(self, view: RequestView, counts: Mapping[str, int]) -> bool:
+        if self.sequence_index is not None and counts.get(self.key, 0) != self.sequence_index:
+            return False
+        return all(c.test(view) for c in self.form_criteria)
+
+
+@dataclass(frozen=True)
+class Found:
+    """The matcher's answer: the fixture to serve and the candidate it came from."""
+
+    candidate: Candidate
+    fixture: Fixture
+    # The request's stream flag differs from the recording's: render it anew.
+    other_form: bool = False
+
+
+@dataclass(frozen=True)
+class Difference:
+    key: str
+    expected: Any
+    actual: Any
+
+    def describe(self) -> str:
+        if self.key == "fingerprint":
+            return "fingerprint differs (the conversation is not the recorded one)"
+        if self.key == "sequenceIndex":
+            return f"sequenceIndex {self.expected} (this is use {self.actual})"
+        return f"{self.key}: expected {_show(self.expected)}, got {_show(self.actual)}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else repr(_short(value))
+    return text
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A candidate that almost matched, and what differed."""
+
+    source: str
+    match: dict[str, Any]
+    differences: tuple[Difference, ...]
+
+    def describe(self) -> str:
+        return f"{self.source}: " + "; ".join(d.describe() for d in self.differences)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "differences": [
+                {"key": d.key, "expected": d.expected, "actual": d.actual, "text": d.describe()}
+                for d in self.differences
+            ],
+        }
+
+
+class Matcher:
+    """Fixtures compiled for lookup. Stateless at request time: sequence
+    counts come from the caller, keyed by :attr:`Candidate.key`."""
+
+    def __init__(self, fixtures: Sequence[Fixture] = ()) -> None:
+        self.candidates: list[Candidate] = []
+        self._recorded_groups: dict[str, Candidate] = {}
+        # Candidates with a fingerprint key are only worth trying for a request
+        # with that fingerprint; the rest are tried for every request.
+        self._by_fingerprint: dict[str, list[int]] = {}
+        self._by_content: dict[str, list[int]] = {}
+        self._unindexed: list[int] = []
+        for fixture in fixtures:
+            self.add(fixture)
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def add(self, fixture: Fixture) -> Candidate:
+        """Append a fixture (a recording joins the candidate with the same match)."""
+        if fixture.recorded:
+            group_key = "recorded:" + canonical_json(fixture.match)
+            existing = self._recorded_groups.get(group_key)
+            if existing is not None:
+                existing.fixtures.append(fixture)
+                return existing
+        criteria = _compile(fixture.match, recorded=fixture.recorded, where=fixture.source)
+        sequence_index = fixture.match.get("sequenceIndex")
+        if sequence_index is not None and (
+            isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0
+        ):
+            raise MatchSpecError(f"{fixture.source}.sequenceIndex: expected an integer >= 0")
+        if fixture.recorded:
+            key = "recorded:" + canonical_json(fixture.match)
+        elif sequence_index is not None:
+            rest = {k: v for k, v in fixture.match.items() if k != "sequenceIndex"}
+            key = "sequence:" + canonical_json(rest)
+        else:
+            key = "fixture:" + fixture.source
+        fingerprint = fixture.match.get("fingerprint")
+        candidate = Candidate(
+            order=len(self.candidates),
+            match=dict(fixture.match),
+            criteria=criteria,
+            fixtures=[fixture],
+            key=key,
+            sequence_index=sequence_index,
+            fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+            content_fingerprint=fixture.content_fingerprint,
+            form_criteria=[c for c in criteria if c.key not in _FORM_KEYS],
+        )
+        self.candidates.append(candidate)
+        index = candidate.order
+        if candidate.fingerprint is not None:
+            self._by_fingerprint.setdefault(candidate.fingerprint, []).append(index)
+            if candidate.content_fingerprint is not None:
+                self._by_content.setdefault(candidate.content_fingerprint, []).append(index)
+        else:
+            self._unindexed.append(index)
+        if fixture.recorded:
+            self._recorded_groups[key] = candidate
+        return candidate
+
+    def _in_order(self, indexed: list[int]) -> Iterable[int]:
+        """Candidate indices to try, in fixture order (both lists are sorted)."""
+        if not indexed:
+            return self._unindexed
+        if not self._unindexed:
+            return indexed
+        return heapq.merge(indexed, self._unindexed)
+
+    def find(self, view: RequestView, counts: Mapping[str, int]) -> Found | None:
+        """The first candidate whose every criterion holds; failing that, a
+        recording of the same conversation in the other wire form."""
+        for index in self._in_order(self._by_fingerprint.get(view.fingerprint, [])):
+            candidate = self.candidates[index]
+            if candidate.admits(view, counts):
+                return Found(candidate, candidate.pick(counts.get(candidate.key, 0)))
+        for index in self._by_content.get(view.content_fingerprint, ()):
+            candidate = self.candidates[index]
+            if candidate.admits_other_form(view, counts):
+                return Found(candidate, candidate.pick(counts.get(candidate.key, 0)), other_form=True)
+        return None
+
+    def near_misses(
+        self, view: RequestView, counts: Mapping[str, int], limit: int = 3
+    ) -> list[NearMiss]:
+        """The ``limit`` candidates with the fewest differing keys (same family
+        first), each with what differed. Only called on a miss."""
+        scored: list[tuple[int, int, float, int, NearMiss]] = []
+        for candidate in self.candidates:
+            differences = [
+                Difference(c.key, c.expected, c.actual(view)) for c in candidate.criteria if not c.test(view)
+            ]
+            if candidate.sequence_index is not None:
+                used = counts.get(candidate.key, 0)
+                if used != candidate.sequence_index:
+                    differences.append(Difference("sequenceIndex", candidate.sequence_index, used))
+            if not differences:
+                continue
+            scored.append((*_closeness(differences), candidate.order,
+                           NearMiss(candidate.source, candidate.match, tuple(differences))))
+        scored.sort(key=lambda item: item[:4])
+        return [item[4] for item in scored[:limit]]
+
+
+def _closeness(differences: list[Difference]) -> tuple[int, int, float]:
+    """Sort key, smaller is closer: another family last; then the number of
+    differing keys (the fingerprint only counts when nothing else differs,
+    since any other difference changes it too); then how unlike the differing
+    texts are."""
+    other_family = int(any(d.key == "family" for d in differences))
+    named = [d for d in differences if d.key != "fingerprint"]
+    unlike = 0.0
+    for d in named:
+        if isinstance(d.expected, str) and isinstance(d.actual, str):
+            unlike += 1.0 - difflib.SequenceMatcher(None, d.expected, d.actual).ratio()
+        else:
+            unlike += 1.0
+    return other_family, len(named) or 1, unlike
+

@@ -1,0 +1,194 @@
+"""A replay session: one loaded set of cassettes and fixtures, and its sequence state.
+
+The session turns an incoming request into either a :class:`Hit` (the
+:class:`~llmock_proxy.cassette.Response` to serve, recorded or synthesized)
+or a :class:`Miss` (with the closest candidates). Which of several identical
+recordings comes next, and how often a sequenced fixture has matched, is
+counted here, per session: two sessions in one process never share counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .canonical import CanonicalRequest, Summary
+from .cassette import Interaction, Request, Response
+from .fixtures import Fixture, FixtureOptions, fixture_from_interaction, load_sources
+from .matcher import Found, Matcher, NearMiss, RequestView
+from .providers import identify
+from .providers.base import Provider, RenderOptions, request_json, split_url
+
+# A miss must not look like a provider answer, and SDKs must not retry it:
+# openai/anthropic retry 408, 409, 429 and 5xx; 421 is none of those.
+MISS_STATUS = 421
+MISS_HEADERS = {"x-llmock-miss": "1", "x-should-retry": "false"}
+UNREADABLE_STATUS = 400
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A matched request and the response that answers it."""
+
+    provider: Provider
+    view: RequestView
+    fixture: Fixture
+    response: Response
+    # Rendered from a summary (hand-written fixture, or a recording asked for
+    # in another wire form) rather than served as recorded.
+    synthesized: bool
+    # Which use of its candidate this was (0-based): picks among recordings.
+    use: int
+
+    @property
+    def options(self) -> FixtureOptions:
+        return self.fixture.options
+
+    @property
+    def is_stream(self) -> bool:
+        return self.response.is_stream
+
+
+@dataclass(frozen=True)
+class Miss:
+    """No fixture matched (or the request could not be read)."""
+
+    provider: Provider
+    request: Request
+    view: RequestView | None
+    near_misses: list[NearMiss] = field(default_factory=list)
+    problem: str | None = None  # why the request could not be read at all
+
+    @property
+    def message(self) -> str:
+        where = f"{self.request.method} {split_url(self.request.url)[1]}"
+        if self.problem is not None:
+            return f"llmock-proxy could not read {where}: {self.problem}"
+        text = f"llmock-proxy: no recording or fixture matches {where} ({self.view.describe()})"  # type: ignore[union-attr]
+        if self.near_misses:
+            text += "; closest: " + " | ".join(n.describe() for n in self.near_misses)
+        else:
+            text += "; nothing is loaded for it"
+        return text
+
+    def response(self) -> Response:
+        """The miss in the provider's own error envelope, marked as a miss.
+
+        A JSON envelope also carries the near-miss report as data under
+        ``llmock``, next to the provider's own fields, which SDKs ignore.
+        """
+        status = UNREADABLE_STATUS if self.problem is not None else MISS_STATUS
+        response = self.provider.error(status, self.message)
+        headers = {**response.headers, **MISS_HEADERS}
+        body = response.body
+        if body is not None and body.kind == "json" and isinstance(body.value, dict):
+            report: dict[str, Any] = {"miss": True, "request": self.view.describe() if self.view else None}
+            report["nearMisses"] = [n.to_dict() for n in self.near_misses]
+            body = dataclasses.replace(body, value={**body.value, "llmock": report})
+        return dataclasses.replace(response, headers=headers, body=body)
+
+
+class ReplaySession:
+    """Fixtures loaded once, matched many times; counts kept per session."""
+
+    def __init__(self, fixtures: Sequence[Fixture] = (), *, name: str = "replay") -> None:
+        self.name = name
+        self.matcher = Matcher(fixtures)
+        self.counts: dict[str, int] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def load(
+        cls,
+        cassettes: Iterable[str | Path] = (),
+        fixtures: Iterable[str | Path] = (),
+        *,
+        name: str = "replay",
+    ) -> ReplaySession:
+        """A session over cassette and llmock fixture files or directories."""
+        return cls(load_sources(cassettes, fixtures), name=name)
+
+    def __len__(self) -> int:
+        return sum(len(c.fixtures) for c in self.matcher.candidates)
+
+    # -- state -------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget sequence state: the next request gets the first recording again."""
+        self.counts.clear()
+        self.hits = 0
+        self.misses = 0
+
+    def add(self, fixture: Fixture) -> None:
+        self.matcher.add(fixture)
+
+    def add_interaction(self, interaction: Interaction, source: str) -> Fixture:
+        """Make a freshly recorded interaction (``auto`` mode) answerable."""
+        fixture = fixture_from_interaction(interaction, source)
+        self.matcher.add(fixture)
+        return fixture
+
+    # -- lookup ------------------------------------------------------------------
+
+    def resolve(self, request: Request) -> Hit | Miss:
+        provider = identify(request.method, request.url, request.headers)
+        try:
+            canonical = provider.canonical(request)
+        except Exception as exc:  # a body the provider cannot read
+            self.misses += 1
+            return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}")
+        view = RequestView(canonical, request.method, split_url(request.url)[1])
+        found = self.matcher.find(view, self.counts)
+        if found is None:
+            self.misses += 1
+            return Miss(provider, request, view, self.matcher.near_misses(view, self.counts))
+        use = self.counts.get(found.candidate.key, 0)
+        self.counts[found.candidate.key] = use + 1
+        self.hits += 1
+        return self._answer(provider, view, request, found, use)
+
+    def _answer(
+        self, provider: Provider, view: RequestView, request: Request, found: Found, use: int
+    ) -> Hit:
+        fixture = found.fixture
+        interaction = fixture.interaction
+        if interaction is not None and interaction.response is not None:
+            verbatim = (
+                fixture.family == view.family
+                and fixture.recorded_stream == view.stream
+                and not found.other_form
+            )
+            if verbatim or fixture.summary is None:
+                return Hit(provider, view, fixture, interaction.response, False, use)
+        if fixture.error is not None:
+            error = fixture.error
+            response = provider.error(error.status, error.message, **({"type": error.type} if error.type else {}))
+            return Hit(provider, view, fixture, response, True, use)
+        summary = _fit_embeddings(fixture.summary or Summary(), view.canonical)
+        response = provider.render(
+            summary,
+            view.canonical,
+            stream=view.stream,
+            options=RenderOptions(
+                chunk_size=fixture.options.chunk_size or 0,
+                encoding_format=_encoding_format(request),
+            ),
+        )
+        return Hit(provider, view, fixture, response, True, use)
+
+
+def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:
+    """A fixture's one embedding answers every input of a batch request."""
+    inputs = canonical.embedding_input or []
+    if summary.embeddings and len(summary.embeddings) == 1 and len(inputs) > 1:
+        return dataclasses.replace(summary, embeddings=summary.embeddings * len(inputs))
+    return summary
+
+
+def _encoding_format(request: Request) -> str:
+    value = request_json(request).get("encoding_format")
+    return value if isinstance(value, str) else "float"
