@@ -448,3 +448,15 @@ def test_frames_survive_the_cassette_model_round_trip():
     frames = decode(raw)
     restored = [EventStreamFrame.from_dict(f.to_dict()) for f in frames]
     assert wire(restored) == raw
+
+
+def test_stream_form_dispatch_for_eventstream():
+    from llmock_proxy import wire
+
+    assert wire.stream_form("application/vnd.amazon.eventstream") == "eventstream"
+    decoder = wire.new_decoder("eventstream")
+    raw = wire.encode("eventstream", CONVERSE_STREAM[0]) + encode_frame(CONVERSE_STREAM[1])
+    assert decoder.feed(raw) + decoder.close() == CONVERSE_STREAM[:2]
+    with pytest.raises(TypeError, match="EventStreamFrame"):
+        wire.encode("eventstream", b"raw bytes")
+    assert wire.EventStreamError is EventStreamError

@@ -199,3 +199,21 @@ def test_generated_lines_round_trip_through_any_chunking(values, cuts):
     lines = [_as_decoded(v) for v in values]
     wire = encode_all(lines)
     assert decode(*_chunked(wire, cuts)) == lines
+
+
+def test_stream_form_dispatch_for_ndjson():
+    from llmock_proxy import wire
+
+    for content_type in (
+        "application/x-ndjson",
+        "application/ndjson; charset=utf-8",
+        "application/jsonl",
+        "application/x-jsonlines",
+    ):
+        assert wire.stream_form(content_type) == "ndjson"
+    decoder = wire.new_decoder("ndjson")
+    lines = decoder.feed(OLLAMA_CHAT) + decoder.close()
+    assert lines == decode(OLLAMA_CHAT)
+    assert b"".join(wire.encode("ndjson", line) for line in lines) == encode_all(lines)
+    with pytest.raises(TypeError, match="NDJSONLine"):
+        wire.encode("ndjson", {"a": 1})

@@ -429,3 +429,24 @@ _comment_event = st.builds(SSEEvent, comment=_line_text)
 def test_generated_events_round_trip_through_any_chunking(events, cuts):
     wire = encode_all(events)
     assert decode(*_chunked(wire, cuts)) == events
+
+
+# -- the wire package front door -------------------------------------------------
+
+
+def test_stream_form_dispatch_for_sse():
+    from llmock_proxy import wire
+
+    assert wire.stream_form("text/event-stream; charset=utf-8") == "sse"
+    assert wire.stream_form("Text/Event-Stream") == "sse"
+    for ordinary in (None, "", "application/json", "text/plain", "text/event-streams"):
+        assert wire.stream_form(ordinary) is None
+    decoder = wire.new_decoder("sse")
+    events = decoder.feed(ANTHROPIC_MESSAGES) + decoder.close()
+    assert events == decode(ANTHROPIC_MESSAGES)
+    assert b"".join(wire.encode("sse", e) for e in events) == encode_all(events)
+    assert wire.new_decoder("sse") is not decoder
+    with pytest.raises(TypeError, match="SSEEvent"):
+        wire.encode("sse", {"data": "x"})
+    with pytest.raises(ValueError, match="'websocket'"):
+        wire.new_decoder("websocket")  # type: ignore[arg-type]

@@ -62,7 +62,10 @@ class EventStreamError(ValueError):
     index of the frame and the byte offset in the stream where it starts."""
 
     def __init__(self, check: str, frame_index: int, offset: int, detail: str):
-        super().__init__(f"EventStream {check} check failed at frame {frame_index} (byte offset {offset}): {detail}")
+        super().__init__(
+            f"EventStream {check} check failed at frame {frame_index} "
+            f"(byte offset {offset}): {detail}"
+        )
         self.check = check
         self.frame_index = frame_index
         self.offset = offset
@@ -81,7 +84,8 @@ def _is_json_content_type(value: Any) -> bool:
 
 def payload_from_bytes(raw: bytes, headers: dict[str, Any]) -> Payload:
     """The stored form of a frame payload: readable, and byte-exact on re-encode."""
-    content_type = "application/json" if _is_json_content_type(headers.get(":content-type")) else None
+    is_json = _is_json_content_type(headers.get(":content-type"))
+    content_type = "application/json" if is_json else None
     try:
         return Payload.from_bytes(raw, content_type, exact=True)
     except UnicodeEncodeError:
@@ -101,7 +105,8 @@ class EventStreamDecoder:
         self._buffer = bytearray()
         self._offset = 0  # stream offset of the first byte in the buffer
         self._frame_index = 0
-        self._total_length: int | None = None  # of the frame being collected, once its prelude checked out
+        # Length of the frame being collected, once its prelude has checked out.
+        self._total_length: int | None = None
         self._failure: EventStreamError | None = None
 
     def feed(self, data: bytes) -> list[EventStreamFrame]:
@@ -109,15 +114,20 @@ class EventStreamDecoder:
             raise self._failure
         self._buffer += data
         out: list[EventStreamFrame] = []
+        # Frames are read from a moving start and the buffer trimmed once, so a
+        # chunk holding many frames costs one copy, not one per frame.
+        start = 0
         try:
             while True:
-                frame = self._next_frame()
+                frame, start = self._next_frame(start)
                 if frame is None:
                     return out
                 out.append(frame)
         except EventStreamError as exc:
             self._failure = exc
             raise
+        finally:
+            del self._buffer[:start]
 
     def close(self) -> list[EventStreamFrame]:
         """End of stream: every frame has arrived whole, or this raises."""
@@ -127,7 +137,8 @@ class EventStreamDecoder:
             detail = (
                 f"stream ended after {len(self._buffer)} of {total} bytes of the frame"
                 if total is not None
-                else f"stream ended inside the prelude ({len(self._buffer)} of {PRELUDE_LENGTH} bytes)"
+                else f"stream ended inside the prelude "
+                f"({len(self._buffer)} of {PRELUDE_LENGTH} bytes)"
             )
             self._failure = EventStreamError("length", self._frame_index, self._offset, detail)
             raise self._failure
@@ -136,13 +147,15 @@ class EventStreamDecoder:
     def _fail(self, check: str, detail: str) -> EventStreamError:
         return EventStreamError(check, self._frame_index, self._offset, detail)
 
-    def _next_frame(self) -> EventStreamFrame | None:
+    def _next_frame(self, start: int) -> tuple[EventStreamFrame | None, int]:
+        """The frame at ``start`` in the buffer if it is all there, and where the next begins."""
         buf = self._buffer
+        available = len(buf) - start
         if self._total_length is None:
-            if len(buf) < PRELUDE_LENGTH:
-                return None
-            total, headers_length, prelude_crc = _PRELUDE.unpack_from(buf)
-            computed = _crc32(memoryview(buf)[:8])
+            if available < PRELUDE_LENGTH:
+                return None, start
+            total, headers_length, prelude_crc = _PRELUDE.unpack_from(buf, start)
+            computed = _crc32(bytes(buf[start : start + 8]))
             if computed != prelude_crc:
                 raise self._fail(
                     "prelude CRC", f"expected 0x{prelude_crc:08x}, computed 0x{computed:08x}"
@@ -152,28 +165,33 @@ class EventStreamDecoder:
                     "length", f"total length {total} cannot hold {headers_length} bytes of headers"
                 )
             if headers_length > MAX_HEADERS_LENGTH:
-                raise self._fail("length", f"headers length {headers_length} exceeds {MAX_HEADERS_LENGTH}")
+                raise self._fail(
+                    "length", f"headers length {headers_length} exceeds {MAX_HEADERS_LENGTH}"
+                )
             payload_length = total - MIN_MESSAGE_LENGTH - headers_length
             if payload_length > MAX_PAYLOAD_LENGTH:
-                raise self._fail("length", f"payload length {payload_length} exceeds {MAX_PAYLOAD_LENGTH}")
+                raise self._fail(
+                    "length", f"payload length {payload_length} exceeds {MAX_PAYLOAD_LENGTH}"
+                )
             self._total_length = total
         total = self._total_length
-        if len(buf) < total:
-            return None
-        message = bytes(buf[:total])
+        if available < total:
+            return None, start
+        message = bytes(buf[start : start + total])
         (message_crc,) = _U32.unpack_from(message, total - CRC_LENGTH)
         computed = _crc32(message[: total - CRC_LENGTH])
         if computed != message_crc:
-            raise self._fail("message CRC", f"expected 0x{message_crc:08x}, computed 0x{computed:08x}")
+            raise self._fail(
+                "message CRC", f"expected 0x{message_crc:08x}, computed 0x{computed:08x}"
+            )
         (headers_length,) = _U32.unpack_from(message, 4)
         headers_end = PRELUDE_LENGTH + headers_length
         headers = self._parse_headers(message[PRELUDE_LENGTH:headers_end])
         payload = payload_from_bytes(message[headers_end : total - CRC_LENGTH], headers)
-        del buf[:total]
         self._offset += total
         self._frame_index += 1
         self._total_length = None
-        return EventStreamFrame(headers=headers, payload=payload)
+        return EventStreamFrame(headers=headers, payload=payload), start + total
 
     def _parse_headers(self, data: bytes) -> dict[str, Any]:
         headers: dict[str, Any] = {}
@@ -188,7 +206,8 @@ class EventStreamDecoder:
                     raise ValueError(f"duplicate header {name!r}")
                 headers[name], pos = _parse_value(name, data, pos)
         except (ValueError, IndexError, struct.error) as exc:
-            detail = "headers end inside a header" if isinstance(exc, (IndexError, struct.error)) else str(exc)
+            truncated = isinstance(exc, (IndexError, struct.error))
+            detail = "headers end inside a header" if truncated else str(exc)
             raise self._fail("header", detail) from None
         return headers
 
