@@ -1,0 +1,494 @@
+"""Ollama's native API: /api/chat, /api/generate, /api/embed (and the legacy
+/api/embeddings).
+
+Ollama streams by default: a request is a stream unless its body says
+``"stream": false``. A stream is newline-delimited JSON: one object per
+delta, then a last object with ``done: true``, the ``done_reason`` and the
+token counts and durations. Tool-call arguments travel as JSON objects, not
+strings; ``format`` asks for JSON (``"json"``) or for a JSON schema. An error
+is ``{"error": "..."}``, with an HTTP status before a stream starts or as a
+line of its own once it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
+from ..cassette import NDJSONLine, Payload, Request, Response
+from .base import Provider, RenderOptions, parse_arguments, request_json, split_url, text_of
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
+DEFAULT_CHUNK_SIZE = 4  # characters per streamed delta, about one token
+
+# The done_reason values Ollama itself sends; anything else is translated.
+DONE_REASONS = ("stop", "length", "load", "unload")
+_LENGTH_REASONS = {"length", "max_tokens", "MAX_TOKENS", "model_context_window_exceeded"}
+
+# Token counts and durations of the final object, in the order Ollama writes them.
+_METRIC_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+# -- request side ---------------------------------------------------------------
+
+
+def response_format(value: Any) -> Any:
+    """``format``: "json" asks for any JSON object, a mapping is a JSON schema."""
+    if value == "json":
+        return {"type": "json_object"}
+    if isinstance(value, dict):
+        return {"type": "json_schema", "schema": value}
+    return None
+
+
+def tools_of(body: dict[str, Any]) -> list[Tool]:
+    tools = []
+    for entry in body.get("tools") or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            tools.append(
+                Tool(
+                    name=str(function["name"]),
+                    description=function.get("description"),
+                    parameters=function.get("parameters"),
+                )
+            )
+    return tools
+
+
+def tool_calls_of(value: Any) -> list[ToolCall]:
+    """``[{id?, function: {name, arguments}}]``; ids exist only in newer releases."""
+    calls = []
+    for entry in value or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            calls.append(
+                ToolCall(
+                    name=str(function["name"]),
+                    arguments=parse_arguments(function.get("arguments")),
+                    id=entry.get("id"),
+                )
+            )
+    return calls
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+
+def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message], list[Any]]:
+    """(system prompt, messages, image digests) of a /api/chat body.
+
+    System messages are gathered into the system prompt; a ``tool`` message
+    is the result of a call, named by ``tool_name`` (older clients: ``name``).
+    Images are kept as digests so two pictures never look the same.
+    """
+    system: list[str] = []
+    messages: list[Message] = []
+    images: list[Any] = []
+    for index, raw in enumerate(body.get("messages") or []):
+        if not isinstance(raw, dict):
+            continue
+        role = str(raw.get("role") or "user")
+        text = text_of(raw.get("content"))
+        if raw.get("images"):
+            images.append([index, _digest(raw["images"])])
+        if role == "system":
+            system.append(text)
+        elif role == "tool":
+            result = ToolResult(
+                content=raw.get("content"),
+                tool_call_id=raw.get("tool_call_id"),
+                name=raw.get("tool_name") or raw.get("name"),
+            )
+            messages.append(Message(role="tool", tool_results=[result]))
+        else:
+            messages.append(Message(role=role, text=text, tool_calls=tool_calls_of(raw.get("tool_calls"))))
+    return ("\n".join(system) if system else None), messages, images
+
+
+def wants_stream(body: dict[str, Any]) -> bool:
+    """Ollama streams unless told not to."""
+    return body.get("stream") is not False
+
+
+# -- response side ----------------------------------------------------------------
+
+
+def created_at() -> str:
+    """The RFC 3339 UTC timestamp Ollama puts on every object."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def usage_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    usage = {}
+    if isinstance(data.get("prompt_eval_count"), int):
+        usage["input_tokens"] = data["prompt_eval_count"]
+    if isinstance(data.get("eval_count"), int):
+        usage["output_tokens"] = data["eval_count"]
+    return usage or None
+
+
+def metrics(usage: dict[str, Any] | None) -> dict[str, int]:
+    """The final object's counts; durations are not recorded, so they are zero."""
+    usage = usage or {}
+    counts = {
+        "prompt_eval_count": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
+        "eval_count": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
+    }
+    return {key: counts.get(key, 0) for key in _METRIC_FIELDS}
+
+
+def done_reason(summary: Summary) -> str:
+    if summary.finish_reason in DONE_REASONS:
+        return summary.finish_reason
+    if summary.finish_reason in _LENGTH_REASONS:
+        return "length"
+    return "stop"
+
+
+def chunks(text: str, size: int) -> list[str]:
+    size = size if size > 0 else DEFAULT_CHUNK_SIZE
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def error_summary(status: int, data: Any) -> Summary | None:
+    """A Summary holding the error, when ``data`` is Ollama's error object."""
+    if isinstance(data, dict) and "error" in data:
+        message = data["error"] if isinstance(data["error"], str) else canonical_json(data["error"])
+        return Summary(error={"status": status, "message": message})
+    if status >= 400:
+        message = data if isinstance(data, str) else canonical_json(data)
+        return Summary(error={"status": status, "message": message})
+    return None
+
+
+def response_data(response: Response) -> Any:
+    if response.body is None:
+        return None
+    return response.body.value
+
+
+class _OllamaProvider(Provider):
+    """What the three Ollama endpoints share: paths, stream default, errors."""
+
+    stream_form = "ndjson"
+    paths: tuple[str, ...] = ()
+
+    def detect(self, method: str, host: str, path: str) -> bool:
+        # Match the end of the path so a prefix (a base URL) does not matter.
+        return method == "POST" and path.rstrip("/").endswith(self.paths)
+
+    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+        return Response(
+            status=status,
+            headers={"content-type": JSON_CONTENT_TYPE},
+            body=Payload.json({"error": message}),
+        )
+
+    def _error_response(self, summary: Summary, stream: bool, deltas: list[dict[str, Any]]) -> Response:
+        """An error before the stream (HTTP status) or inside it (a last line)."""
+        error = summary.error or {}
+        status = int(error.get("status") or 500)
+        message = str(error.get("message") or "")
+        if status < 400 and stream:
+            lines = [NDJSONLine(data=d) for d in deltas] + [NDJSONLine(data={"error": message})]
+            return Response(status=status, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+        return self.error(status if status >= 400 else 500, message)
+
+    def _summarize_lines(self, lines: list[NDJSONLine], summary: Summary, status: int) -> Summary:
+        for line in lines:
+            data = line.data
+            if not isinstance(data, dict):
+                continue
+            if "error" in data:
+                found = error_summary(status, data)
+                summary.error = found.error if found else None
+                continue
+            self._take_delta(data, summary)
+            if data.get("done"):
+                summary.finish_reason = data.get("done_reason")
+                summary.usage = usage_of(data)
+        return summary
+
+    def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
+        raise NotImplementedError
+
+    def _final_fields(self, summary: Summary) -> dict[str, Any]:
+        return {"done_reason": done_reason(summary), "done": True, **metrics(summary.usage)}
+
+
+# -- /api/chat ---------------------------------------------------------------------
+
+
+class OllamaChat(_OllamaProvider):
+    family = "ollama.chat"
+    paths = ("/api/chat",)
+
+    def canonical(self, request: Request) -> CanonicalRequest:
+        body = request_json(request)
+        system, messages, images = conversation(body)
+        extra: dict[str, Any] = {}
+        if images:
+            extra["images"] = images
+        if body.get("think") is not None:
+            extra["think"] = body["think"]
+        return CanonicalRequest(
+            family=self.family,
+            model=body.get("model"),
+            system=system,
+            messages=messages,
+            tools=tools_of(body),
+            response_format=response_format(body.get("format")),
+            stream=wants_stream(body),
+            extra=extra,
+        )
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        if response.lines is not None:
+            return self._summarize_lines(response.lines, Summary(), response.status)
+        data = response_data(response)
+        failed = error_summary(response.status, data)
+        if failed is not None:
+            return failed
+        summary = Summary()
+        if isinstance(data, dict):
+            self._take_delta(data, summary)
+            summary.finish_reason = data.get("done_reason")
+            summary.usage = usage_of(data)
+        return summary
+
+    def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
+        if summary.model is None and data.get("model"):
+            summary.model = data["model"]
+        message = data.get("message")
+        if not isinstance(message, dict):
+            return
+        summary.text += message.get("content") or ""
+        if message.get("thinking"):
+            summary.reasoning = (summary.reasoning or "") + message["thinking"]
+        summary.tool_calls.extend(tool_calls_of(message.get("tool_calls")))
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        model = summary.model or request.model or ""
+        deltas = self._deltas(summary, model, options.chunk_size) if stream else []
+        if summary.error:
+            return self._error_response(summary, stream, deltas)
+        if not stream:
+            message = self._message(summary.text, summary.reasoning, summary.tool_calls)
+            body = {"model": model, "created_at": created_at(), "message": message, **self._final_fields(summary)}
+            return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
+        final = {
+            "model": model,
+            "created_at": created_at(),
+            "message": {"role": "assistant", "content": ""},
+            **self._final_fields(summary),
+        }
+        lines = [NDJSONLine(data=d) for d in [*deltas, final]]
+        return Response(status=200, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+
+    def _deltas(self, summary: Summary, model: str, chunk_size: int) -> list[dict[str, Any]]:
+        """Thinking first, then text, then the tool calls in one object, as Ollama does."""
+        messages = [self._message("", piece, []) for piece in chunks(summary.reasoning or "", chunk_size)]
+        messages += [self._message(piece, None, []) for piece in chunks(summary.text, chunk_size)]
+        if summary.tool_calls:
+            messages.append(self._message("", None, summary.tool_calls))
+        return [
+            {"model": model, "created_at": created_at(), "message": m, "done": False} for m in messages
+        ]
+
+    @staticmethod
+    def _message(text: str, thinking: str | None, calls: list[ToolCall]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if thinking:
+            message["thinking"] = thinking
+        if calls:
+            message["tool_calls"] = [
+                {
+                    **({"id": call.id} if call.id else {}),
+                    "function": {"index": index, "name": call.name, "arguments": call.arguments},
+                }
+                for index, call in enumerate(calls)
+            ]
+        return message
+
+
+# -- /api/generate -----------------------------------------------------------------
+
+
+class OllamaGenerate(_OllamaProvider):
+    family = "ollama.generate"
+    paths = ("/api/generate",)
+
+    def canonical(self, request: Request) -> CanonicalRequest:
+        body = request_json(request)
+        prompt = body.get("prompt")
+        extra: dict[str, Any] = {}
+        for key in ("suffix", "think", "raw", "template"):
+            if body.get(key) is not None:
+                extra[key] = body[key]
+        if body.get("images"):
+            extra["images"] = _digest(body["images"])
+        if body.get("context"):
+            # The token state of an earlier exchange: it decides the answer.
+            extra["context"] = _digest(body["context"])
+        return CanonicalRequest(
+            family=self.family,
+            model=body.get("model"),
+            system=body.get("system"),
+            messages=[Message(role="user", text=prompt)] if isinstance(prompt, str) else [],
+            response_format=response_format(body.get("format")),
+            stream=wants_stream(body),
+            extra=extra,
+        )
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        if response.lines is not None:
+            return self._summarize_lines(response.lines, Summary(), response.status)
+        data = response_data(response)
+        failed = error_summary(response.status, data)
+        if failed is not None:
+            return failed
+        summary = Summary()
+        if isinstance(data, dict):
+            self._take_delta(data, summary)
+            summary.finish_reason = data.get("done_reason")
+            summary.usage = usage_of(data)
+        return summary
+
+    def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
+        if summary.model is None and data.get("model"):
+            summary.model = data["model"]
+        summary.text += data.get("response") or ""
+        if data.get("thinking"):
+            summary.reasoning = (summary.reasoning or "") + data["thinking"]
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        model = summary.model or request.model or ""
+        deltas = self._deltas(summary, model, options.chunk_size) if stream else []
+        if summary.error:
+            return self._error_response(summary, stream, deltas)
+        if not stream:
+            body: dict[str, Any] = {"model": model, "created_at": created_at(), "response": summary.text}
+            if summary.reasoning:
+                body["thinking"] = summary.reasoning
+            body.update(self._final_fields(summary))
+            return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
+        final = {"model": model, "created_at": created_at(), "response": "", **self._final_fields(summary)}
+        lines = [NDJSONLine(data=d) for d in [*deltas, final]]
+        return Response(status=200, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+
+    @staticmethod
+    def _deltas(summary: Summary, model: str, chunk_size: int) -> list[dict[str, Any]]:
+        deltas = [
+            {"model": model, "created_at": created_at(), "response": "", "thinking": piece, "done": False}
+            for piece in chunks(summary.reasoning or "", chunk_size)
+        ]
+        deltas += [
+            {"model": model, "created_at": created_at(), "response": piece, "done": False}
+            for piece in chunks(summary.text, chunk_size)
+        ]
+        return deltas
+
+
+# -- /api/embed and /api/embeddings -------------------------------------------------
+
+
+class OllamaEmbed(_OllamaProvider):
+    """``/api/embed`` takes ``input`` (a string or a list) and answers
+    ``embeddings``; the legacy ``/api/embeddings`` takes one ``prompt`` and
+    answers one ``embedding``. Neither streams."""
+
+    family = "ollama.embed"
+    paths = ("/api/embed", "/api/embeddings")
+    LEGACY_PATH = "/api/embeddings"
+
+    def canonical(self, request: Request) -> CanonicalRequest:
+        body = request_json(request)
+        _, path, _ = split_url(request.url)
+        extra: dict[str, Any] = {}
+        if path.rstrip("/").endswith(self.LEGACY_PATH):
+            # The legacy endpoint answers in another shape: remember which was asked.
+            extra["endpoint"] = self.LEGACY_PATH
+            raw_input: Any = body.get("prompt")
+        else:
+            raw_input = body.get("input")
+        if isinstance(raw_input, str):
+            inputs = [raw_input]
+        elif isinstance(raw_input, list):
+            inputs = [item if isinstance(item, str) else canonical_json(item) for item in raw_input]
+        else:
+            inputs = []
+        if body.get("dimensions") is not None:
+            extra["dimensions"] = body["dimensions"]
+        return CanonicalRequest(
+            family=self.family,
+            model=body.get("model"),
+            embedding_input=inputs,
+            stream=False,
+            extra=extra,
+        )
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        data = response_data(response)
+        failed = error_summary(response.status, data)
+        if failed is not None:
+            return failed
+        summary = Summary()
+        if isinstance(data, dict):
+            summary.model = data.get("model")
+            if isinstance(data.get("embeddings"), list):
+                summary.embeddings = data["embeddings"]
+            elif isinstance(data.get("embedding"), list):
+                summary.embeddings = [data["embedding"]]
+            summary.usage = usage_of(data)
+        return summary
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        if summary.error:
+            return self._error_response(summary, False, [])
+        vectors = summary.embeddings or []
+        if request.extra.get("endpoint") == self.LEGACY_PATH:
+            body: dict[str, Any] = {"embedding": vectors[0] if vectors else []}
+        else:
+            body = {"model": summary.model or request.model or "", "embeddings": vectors}
+            counts = metrics(summary.usage)
+            body.update(
+                {
+                    "total_duration": 0,
+                    "load_duration": 0,
+                    "prompt_eval_count": counts["prompt_eval_count"],
+                }
+            )
+        return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
