@@ -11,7 +11,7 @@ import json
 import openai
 import pytest
 from pydantic import BaseModel
-from test_providers_openai_harness import SDKTransport, capture, client_answering
+from tests.test_providers_openai_harness import SDKTransport, capture, client_answering
 
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
