@@ -89,12 +89,13 @@ class Payload:
         if stripped[:1] in ("{", "[") or _is_json_type(content_type):
             try:
                 parsed = json.loads(text)
-            except ValueError:
+                # A lone surrogate escape ("\ud800") parses but cannot be
+                # re-encoded as UTF-8: keep such documents as text.
+                respelled = compact_json(parsed).encode()
+            except (ValueError, UnicodeEncodeError):
                 parsed = None
             else:
-                if isinstance(parsed, (dict, list)) and (
-                    not exact or compact_json(parsed).encode() == data
-                ):
+                if isinstance(parsed, (dict, list)) and (not exact or respelled == data):
                     return cls("json", parsed)
         if exact and content_type == "application/octet-stream":
             return cls("base64", base64.b64encode(data).decode("ascii"))
