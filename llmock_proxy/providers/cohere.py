@@ -1,0 +1,394 @@
+"""Cohere's v2 Chat API: POST /v2/chat.
+
+A request carries ``messages`` (system, user, assistant, tool; content a
+string or a list of ``{type: text, text}`` parts; assistant ``tool_calls``
+with JSON-string arguments; tool messages echo a ``tool_call_id``), ``tools``
+in the function form and an optional ``response_format``. Streaming is
+opt-in (``"stream": true``) and arrives as server-sent events whose ``event:``
+name repeats the JSON ``type``: message-start, content-start/-delta/-end,
+tool-plan-delta, tool-call-start/-delta/-end, citation events, message-end
+with the finish reason and usage. Errors are ``{"message": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
+from ..cassette import Payload, Request, Response, SSEEvent
+from .base import Provider, RenderOptions, parse_arguments, request_json, text_of
+
+JSON_CONTENT_TYPE = "application/json"
+SSE_CONTENT_TYPE = "text/event-stream"
+DEFAULT_CHUNK_SIZE = 4
+
+FINISH_REASONS = ("COMPLETE", "STOP_SEQUENCE", "MAX_TOKENS", "TOOL_CALL", "ERROR", "TIMEOUT")
+# Other families' finish reasons, for summaries that were not recorded here.
+_FOREIGN_FINISH_REASONS = {
+    "stop": "COMPLETE",
+    "end_turn": "COMPLETE",
+    "length": "MAX_TOKENS",
+    "max_tokens": "MAX_TOKENS",
+    "stop_sequence": "STOP_SEQUENCE",
+    "tool_calls": "TOOL_CALL",
+    "tool_use": "TOOL_CALL",
+}
+
+
+# -- request side ---------------------------------------------------------------
+
+
+def content_text(content: Any) -> str:
+    """Text of a content value; only ``text`` parts count (documents and
+    images are digested separately)."""
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text"
+        )
+    return text_of(content)
+
+
+def tool_calls_of(value: Any) -> list[ToolCall]:
+    calls = []
+    for entry in value or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            calls.append(
+                ToolCall(
+                    name=str(function["name"]),
+                    arguments=parse_arguments(function.get("arguments")),
+                    id=entry.get("id"),
+                )
+            )
+    return calls
+
+
+def tool_result_content(content: Any) -> Any:
+    """A tool message's content: a string, or a list of text/document parts."""
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type", "text") == "text" for part in content
+    ):
+        return "".join(part.get("text", "") for part in content)
+    return content
+
+
+def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message]]:
+    system: list[str] = []
+    messages: list[Message] = []
+    for raw in body.get("messages") or []:
+        if not isinstance(raw, dict):
+            continue
+        role = str(raw.get("role") or "user")
+        if role == "system":
+            system.append(content_text(raw.get("content")))
+        elif role == "tool":
+            result = ToolResult(content=tool_result_content(raw.get("content")), tool_call_id=raw.get("tool_call_id"))
+            messages.append(Message(role="tool", tool_results=[result]))
+        else:
+            messages.append(
+                Message(
+                    role=role,
+                    text=content_text(raw.get("content")),
+                    tool_calls=tool_calls_of(raw.get("tool_calls")),
+                )
+            )
+    return ("\n".join(system) if system else None), messages
+
+
+def tools_of(body: dict[str, Any]) -> list[Tool]:
+    tools = []
+    for entry in body.get("tools") or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            tools.append(
+                Tool(
+                    name=str(function["name"]),
+                    description=function.get("description"),
+                    parameters=function.get("parameters"),
+                )
+            )
+    return tools
+
+
+def response_format(value: Any) -> Any:
+    """``{type: "json_object", json_schema?}``; plain text is no format at all."""
+    if not isinstance(value, dict) or value.get("type") in (None, "text"):
+        return None
+    return value
+
+
+# -- response side ----------------------------------------------------------------
+
+
+def usage_of(usage: Any) -> dict[str, Any] | None:
+    """Token counts, preferring ``tokens`` (what the model saw) to ``billed_units``."""
+    if not isinstance(usage, dict):
+        return None
+    counts = usage.get("tokens") or usage.get("billed_units")
+    if not isinstance(counts, dict):
+        return None
+    out = {key: counts[key] for key in ("input_tokens", "output_tokens") if isinstance(counts.get(key), (int, float))}
+    return {key: int(value) for key, value in out.items()} or None
+
+
+def wire_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    usage = usage or {}
+    counts = {
+        "input_tokens": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
+        "output_tokens": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
+    }
+    return {"billed_units": dict(counts), "tokens": dict(counts)}
+
+
+def finish_reason(summary: Summary) -> str:
+    if summary.finish_reason in FINISH_REASONS:
+        return summary.finish_reason
+    if summary.finish_reason in _FOREIGN_FINISH_REASONS:
+        return _FOREIGN_FINISH_REASONS[summary.finish_reason]
+    return "TOOL_CALL" if summary.tool_calls else "COMPLETE"
+
+
+def arguments_text(arguments: Any) -> str:
+    """Cohere sends arguments as a JSON string."""
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps({} if arguments is None else arguments, ensure_ascii=False)
+
+
+def chunks(text: str, size: int) -> list[str]:
+    size = size if size > 0 else DEFAULT_CHUNK_SIZE
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _append(current: str | None, piece: Any) -> str | None:
+    if not isinstance(piece, str) or not piece:
+        return current
+    return (current or "") + piece
+
+
+class _StreamCollector:
+    """Folds v2 stream events into a Summary; tool-call arguments arrive as
+    string pieces keyed by the event ``index``."""
+
+    def __init__(self, status: int) -> None:
+        self.summary = Summary()
+        self.status = status
+        self._arguments: dict[int, list[str]] = {}
+        self._calls: dict[int, ToolCall] = {}
+
+    def take(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        message = delta.get("message") if isinstance(delta.get("message"), dict) else {}
+        index = data.get("index", 0)
+        if kind in ("content-start", "content-delta"):
+            content = message.get("content") if isinstance(message.get("content"), dict) else {}
+            self.summary.text += content.get("text") or ""
+            self.summary.reasoning = _append(self.summary.reasoning, content.get("thinking"))
+        elif kind == "tool-plan-delta":
+            self.summary.reasoning = _append(self.summary.reasoning, message.get("tool_plan"))
+        elif kind == "tool-call-start":
+            call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            self._calls[index] = ToolCall(name=str(function.get("name") or ""), id=call.get("id"))
+            self._arguments[index] = [function.get("arguments") or ""]
+        elif kind == "tool-call-delta":
+            call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            self._arguments.setdefault(index, []).append(function.get("arguments") or "")
+        elif kind == "message-end":
+            self.summary.finish_reason = delta.get("finish_reason")
+            self.summary.usage = usage_of(delta.get("usage"))
+            if delta.get("error"):
+                self.summary.error = {"status": self.status, "message": str(delta["error"])}
+
+    def result(self) -> Summary:
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            call.arguments = parse_arguments("".join(self._arguments.get(index, [])))
+            self.summary.tool_calls.append(call)
+        return self.summary
+
+
+class CohereChat(Provider):
+    family = "cohere.chat"
+    stream_form = "sse"
+    path = "/v2/chat"
+
+    def detect(self, method: str, host: str, path: str) -> bool:
+        return method == "POST" and path.rstrip("/").endswith(self.path)
+
+    def canonical(self, request: Request) -> CanonicalRequest:
+        body = request_json(request)
+        system, messages = conversation(body)
+        extra: dict[str, Any] = {}
+        if body.get("documents"):
+            extra["documents"] = canonical_json(body["documents"])
+        return CanonicalRequest(
+            family=self.family,
+            model=body.get("model"),
+            system=system,
+            messages=messages,
+            tools=tools_of(body),
+            response_format=response_format(body.get("response_format")),
+            stream=body.get("stream") is True,
+            extra=extra,
+        )
+
+    # -- collapse ------------------------------------------------------------------
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        if response.events is not None:
+            collector = _StreamCollector(response.status)
+            for event in response.events:
+                if isinstance(event.data, dict):
+                    collector.take(event.data)
+            return collector.result()
+        data = response.body.value if response.body is not None else None
+        if response.status >= 400 or not isinstance(data, dict) or "message" not in data:
+            message = data.get("message") if isinstance(data, dict) else data
+            text = message if isinstance(message, str) else canonical_json(message)
+            return Summary(error={"status": response.status, "message": text})
+        message = data["message"] if isinstance(data["message"], dict) else {}
+        summary = Summary(
+            text=content_text([p for p in message.get("content") or [] if isinstance(p, dict)]),
+            tool_calls=tool_calls_of(message.get("tool_calls")),
+            finish_reason=data.get("finish_reason"),
+            usage=usage_of(data.get("usage")),
+        )
+        for part in message.get("content") or []:
+            if isinstance(part, dict) and part.get("type") == "thinking":
+                summary.reasoning = _append(summary.reasoning, part.get("thinking"))
+        summary.reasoning = _append(summary.reasoning, message.get("tool_plan"))
+        return summary
+
+    # -- synthesis -----------------------------------------------------------------
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        if summary.error:
+            error = summary.error
+            status = int(error.get("status") or 500)
+            return self.error(status if status >= 400 else 500, str(error.get("message") or ""))
+        if stream:
+            return self._render_stream(summary, options.chunk_size)
+        return Response(
+            status=200,
+            headers={"content-type": JSON_CONTENT_TYPE},
+            body=Payload.json(
+                {
+                    "id": str(uuid.uuid4()),
+                    "message": self._message(summary),
+                    "finish_reason": finish_reason(summary),
+                    "usage": wire_usage(summary.usage),
+                }
+            ),
+        )
+
+    def _message(self, summary: Summary) -> dict[str, Any]:
+        """The assistant message; reasoning is a tool plan before tool calls and
+        a thinking part before text otherwise."""
+        message: dict[str, Any] = {"role": "assistant"}
+        content: list[dict[str, Any]] = []
+        if summary.reasoning and not summary.tool_calls:
+            content.append({"type": "thinking", "thinking": summary.reasoning})
+        if summary.text:
+            content.append({"type": "text", "text": summary.text})
+        if content:
+            message["content"] = content
+        if summary.tool_calls:
+            if summary.reasoning:
+                message["tool_plan"] = summary.reasoning
+            message["tool_calls"] = [self._wire_call(call) for call in summary.tool_calls]
+        return message
+
+    @staticmethod
+    def _wire_call(call: ToolCall) -> dict[str, Any]:
+        return {
+            "id": call.id or f"{call.name}_{uuid.uuid4().hex[:16]}",
+            "type": "function",
+            "function": {"name": call.name, "arguments": arguments_text(call.arguments)},
+        }
+
+    def _render_stream(self, summary: Summary, chunk_size: int) -> Response:
+        events: list[dict[str, Any]] = [
+            {
+                "id": str(uuid.uuid4()),
+                "type": "message-start",
+                "delta": {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}},
+            }
+        ]
+        index = 0
+        if summary.reasoning and not summary.tool_calls:
+            events += self._content_block(index, "thinking", summary.reasoning, chunk_size)
+            index += 1
+        if summary.text:
+            events += self._content_block(index, "text", summary.text, chunk_size)
+        if summary.tool_calls and summary.reasoning:
+            events += [
+                {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": piece}}}
+                for piece in chunks(summary.reasoning, chunk_size)
+            ]
+        for call_index, call in enumerate(summary.tool_calls):
+            wire = self._wire_call(call)
+            events.append(
+                {
+                    "type": "tool-call-start",
+                    "index": call_index,
+                    "delta": {
+                        "message": {
+                            "tool_calls": {
+                                "id": wire["id"],
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        }
+                    },
+                }
+            )
+            events += [
+                {
+                    "type": "tool-call-delta",
+                    "index": call_index,
+                    "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}},
+                }
+                for piece in chunks(wire["function"]["arguments"], chunk_size)
+            ]
+            events.append({"type": "tool-call-end", "index": call_index})
+        events.append(
+            {
+                "type": "message-end",
+                "delta": {"finish_reason": finish_reason(summary), "usage": wire_usage(summary.usage)},
+            }
+        )
+        return Response(
+            status=200,
+            headers={"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache"},
+            events=[SSEEvent(event=e["type"], data=e) for e in events],
+        )
+
+    @staticmethod
+    def _content_block(index: int, kind: str, text: str, chunk_size: int) -> list[dict[str, Any]]:
+        return [
+            {"type": "content-start", "index": index, "delta": {"message": {"content": {"type": kind, kind: ""}}}},
+            *(
+                {"type": "content-delta", "index": index, "delta": {"message": {"content": {kind: piece}}}}
+                for piece in chunks(text, chunk_size)
+            ),
+            {"type": "content-end", "index": index},
+        ]
+
+    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+        return Response(
+            status=status,
+            headers={"content-type": JSON_CONTENT_TYPE},
+            body=Payload.json({"message": message}),
+        )
