@@ -284,11 +284,15 @@ class ReplayEngine:
 
     def __post_init__(self) -> None:
         self.planner = Planner(self.timing, rng=self.rng)
+        self.timing = self.planner.timing
         self._parked: dict[str, Plan] = {}
         self._tokens = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.host: str | None = None
         self.port: int | None = None
+
+    def set_timing(self, timing: Timing) -> None:
+        self.timing = self.planner.timing = timing
 
     # -- the application ---------------------------------------------------------
 

@@ -1,0 +1,297 @@
+"""The replay addon: ``mitmdump -s addons/replay.py``.
+
+Answers requests from cassettes and llmock fixture files without touching the
+network. The protocol work lives elsewhere (matching in
+:mod:`llmock_proxy.session`, wire bytes and timing in
+:mod:`llmock_proxy.engine`); this module maps mitmproxy's hooks onto it:
+
+* ``running``          force ``connection_strategy=lazy`` (so mitmproxy never
+                       connects upstream before a request is answered) and
+                       start the replay engine on ``127.0.0.1:0`` in
+                       mitmproxy's own loop.
+* ``request``          resolve the request. A body answer is set right here
+                       (``flow.response``). A stream is planned, parked in the
+                       engine and the flow re-targeted to it, because an
+                       addon-made response is always sent in one piece. A
+                       miss is answered with the provider's error envelope
+                       (``replay``), forwarded (``passthrough``) or forwarded
+                       and recorded through the record addon's code (``auto``).
+* ``responseheaders``  stream the engine's answer through (``stream = True``).
+* ``response``         put the original URL back, so logs and saved flows show
+                       what the client asked for.
+
+Options are declared in :meth:`Replay.load`; the record addon's options
+(``llmock_cassette_dir``, ``llmock_cassette``, ``llmock_redact``,
+``llmock_hosts``) are shared, since ``auto`` records through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+from .. import wire
+from ..cassette import CassetteError, Interaction, Payload, Request
+from ..engine import (
+    PLAN_HEADER,
+    Plan,
+    ReplayEngine,
+    Timing,
+    TimingError,
+    control_plan,
+    log_miss,
+    miss_plan,
+)
+from ..fixtures import load_sources
+from ..matcher import MatchSpecError
+from ..session import Hit, ReplaySession
+from .record import Record
+
+log = logging.getLogger(__name__)
+
+MODES = ("replay", "auto", "passthrough")
+
+
+@dataclass
+class _Retarget:
+    """Where a flow was going before it was sent to the engine."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str | None
+    token: str
+
+
+class _RecordOnMiss(Record):
+    """The record addon, driven only for misses, reporting each finished
+    interaction so the session can answer it from now on."""
+
+    def __init__(self, on_recorded: Callable[[Interaction, Path], None]) -> None:
+        super().__init__()
+        self._on_recorded = on_recorded
+
+    def _save(self, interaction: Interaction) -> None:
+        super()._save(interaction)
+        if self.cassette_path is not None:
+            self._on_recorded(interaction, self.cassette_path)
+
+
+class Replay:
+    """Serves matched requests from a replay session; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.session = ReplaySession(name="mitmproxy")
+        self.engine = ReplayEngine(self.session)
+        self.mode = "replay"
+        self._record = _RecordOnMiss(self._recorded)
+        self._record_ready = False
+        self._retargeted: dict[str, _Retarget] = {}
+        self._misses: set[str] = set()
+
+    # -- options ---------------------------------------------------------------
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        # Same declarations as the record addon: both scripts may be loaded.
+        self._record.load(loader)
+        loader.add_option(
+            "llmock_cassettes",
+            Sequence[str],
+            [],
+            "Cassette files or directories (searched recursively for *.yaml/*.yml) to "
+            "replay, in addition to llmock_cassette_dir. Repeat for several.",
+        )
+        loader.add_option(
+            "llmock_fixtures",
+            Sequence[str],
+            [],
+            "llmock-format JSON fixture files or directories (searched recursively for "
+            "*.json) to answer from, after the cassettes. Repeat for several.",
+        )
+        loader.add_option(
+            "llmock_mode",
+            str,
+            "replay",
+            "What a request no cassette or fixture matches gets: replay = the provider's "
+            "error envelope with status 421 and a near-miss report, never forwarded; auto = "
+            "forwarded, recorded into llmock_cassette_dir and replayed from then on; "
+            "passthrough = forwarded, not recorded.",
+            choices=MODES,
+        )
+        loader.add_option(
+            "llmock_timing",
+            str,
+            "recorded",
+            "Stream pacing: recorded (events at their recorded offsets), instant (no "
+            "delays), or scale:X (offsets times X, e.g. scale:0.5 is twice as fast).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "llmock_timing" in updated:
+            try:
+                self.engine.set_timing(Timing.parse(opts.llmock_timing))
+            except TimingError as exc:
+                raise exceptions.OptionsError(f"llmock_timing: {exc}") from None
+        if "llmock_mode" in updated:
+            self.mode = opts.llmock_mode
+            self.engine.mode = self.mode
+        if self.mode == "auto":
+            # The record addon builds its writer on first configure.
+            self._record.configure(updated if self._record_ready else set(opts.keys()))
+            self._record_ready = True
+        if {"llmock_cassette_dir", "llmock_cassettes", "llmock_fixtures"} & updated:
+            self._load_session(opts.llmock_cassette_dir, opts.llmock_cassettes, opts.llmock_fixtures)
+
+    def _load_session(self, cassette_dir: str, cassettes: Sequence[str], fixtures: Sequence[str]) -> None:
+        sources = list(cassettes)
+        if cassette_dir:
+            if Path(cassette_dir).is_dir():
+                sources.insert(0, cassette_dir)
+            else:
+                log.info("llmock: cassette directory %s does not exist (yet)", cassette_dir)
+        try:
+            loaded = load_sources(dict.fromkeys(sources), fixtures)
+            session = ReplaySession(loaded, name="mitmproxy")
+        except (CassetteError, MatchSpecError) as exc:
+            raise exceptions.OptionsError(f"llmock replay: {exc}") from None
+        self.session = session
+        self.engine.session = session
+        log.info(
+            "llmock: replaying %d interactions/fixtures (%d candidates), mode %s, timing %s",
+            len(session),
+            len(session.matcher),
+            self.mode,
+            self.engine.timing.name,
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def running(self) -> None:
+        # Without lazy connections mitmproxy connects upstream before the
+        # request hook runs: a replayed request would fail on DNS / 502.
+        if ctx.options.connection_strategy != "lazy":
+            ctx.options.update(connection_strategy="lazy")
+        if self.engine.port is None:
+            await self.engine.start("127.0.0.1", 0)
+            log.info("llmock: replay engine on http://127.0.0.1:%d", self.engine.port)
+
+    async def done(self) -> None:
+        if self._record_ready:
+            self._record.done()
+        await self.engine.stop()
+
+    # -- HTTP hooks ------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return  # answered by another addon
+        loop = asyncio.get_running_loop()
+        arrival = loop.time()
+        req = flow.request
+        control = control_plan(self.session, req.method, req.path, self.engine.timing, self.mode)
+        if control is not None:
+            flow.response = _mitm_response(control)
+            return
+        outcome = self.session.resolve(_cassette_request(flow))
+        if isinstance(outcome, Hit):
+            plan = self.engine.planner.plan(outcome, arrival)
+            if plan.streaming or plan.is_websocket:
+                self._retarget(flow, plan)
+                return
+            if plan.delay_ms:
+                await asyncio.sleep(max(0.0, arrival + plan.delay_ms / 1000.0 - loop.time()))
+            flow.response = _mitm_response(plan)
+            return
+        log_miss(outcome, self.mode)
+        if self.mode == "replay":
+            flow.response = _mitm_response(miss_plan(outcome, arrival))
+            return
+        self._misses.add(flow.id)
+        if self.mode == "auto":
+            self._record.request(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self._retargeted:
+            flow.response.stream = True  # type: ignore[union-attr]
+        elif flow.id in self._misses:
+            if self.mode == "auto":
+                self._record.responseheaders(flow)
+            if flow.response is not None and not flow.response.stream:
+                # Forwarded streams pass through as they come, not buffered.
+                if wire.stream_form(flow.response.headers.get("content-type")) is not None:
+                    flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._restore(flow)
+        if flow.id in self._misses:
+            self._misses.discard(flow.id)
+            if self.mode == "auto":
+                self._record.response(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._restore(flow)
+        if flow.id in self._misses:
+            self._misses.discard(flow.id)
+            if self.mode == "auto":
+                self._record.error(flow)
+
+    # -- re-targeting ----------------------------------------------------------
+
+    def _retarget(self, flow: http.HTTPFlow, plan: Plan) -> None:
+        req = flow.request
+        token = self.engine.park(plan)
+        self._retargeted[flow.id] = _Retarget(req.scheme, req.host, req.port, req.headers.get("host"), token)
+        req.headers[PLAN_HEADER] = token
+        req.scheme = "http"
+        req.host = "127.0.0.1"
+        req.port = self.engine.port  # type: ignore[assignment]
+
+    def _restore(self, flow: http.HTTPFlow) -> None:
+        target = self._retargeted.pop(flow.id, None)
+        if target is None:
+            return
+        self.engine.unpark(target.token)  # still parked when the flow failed early
+        req = flow.request
+        req.scheme = target.scheme
+        req.host = target.host
+        req.port = target.port
+        if target.host_header is not None:
+            req.headers["host"] = target.host_header
+        req.headers.pop(PLAN_HEADER, None)
+
+    # -- auto mode ---------------------------------------------------------------
+
+    def _recorded(self, interaction: Interaction, path: Path) -> None:
+        if interaction.response is None:
+            return
+        index = len(self.session)
+        try:
+            self.session.add_interaction(interaction, f"{path}: recorded on miss #{index}")
+        except (CassetteError, MatchSpecError) as exc:
+            log.warning("llmock: recorded %s but cannot replay it: %s", interaction.request.url, exc)
+
+
+def _cassette_request(flow: http.HTTPFlow) -> Request:
+    req = flow.request
+    content = req.get_content(strict=False) or b""
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    return Request(
+        method=req.method,
+        url=req.url,
+        headers=headers,
+        body=Payload.from_bytes(content, headers.get("content-type")) if content else None,
+    )
+
+
+def _mitm_response(plan: Plan) -> http.Response:
+    return http.Response.make(
+        plan.status,
+        plan.body or b"",
+        [(k.encode(), v.encode()) for k, v in plan.headers],
+    )
