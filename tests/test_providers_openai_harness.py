@@ -79,9 +79,11 @@ class SDKTransport:
         )
 
 
-def capture(call: Callable[[openai.OpenAI], Any], *, base_url: str = BASE_URL) -> Request:
-    """The request the SDK really sends for ``call``."""
-    transport = SDKTransport()
+def capture(
+    call: Callable[[openai.OpenAI], Any], *, base_url: str = BASE_URL, answer: Response | None = None
+) -> Request:
+    """The request the SDK really sends for ``call`` (answered with ``answer``, or ``{}``)."""
+    transport = SDKTransport(answer)
     call(transport.openai(base_url))
     assert len(transport.requests) == 1, transport.requests
     return transport.requests[0]

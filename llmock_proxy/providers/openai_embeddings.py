@@ -1,0 +1,179 @@
+"""OpenAI Embeddings: ``POST .../embeddings``.
+
+Also Azure (``/openai/deployments/{deployment}/embeddings``), OpenRouter,
+Mistral, Voyage and the other OpenAI-compatible servers. Ollama's own
+``/api/embeddings`` is not this API and is left to the Ollama provider.
+
+Request: ``model``, ``input`` (a string, a list of strings, a token array
+or a list of token arrays), ``dimensions``, ``encoding_format``. The openai
+SDK asks for ``base64`` unless the caller says ``float``, and decodes it
+itself: the vectors then travel as base64 of little-endian float32.
+
+Response: ``{"object": "list", "data": [{"object": "embedding", "index",
+"embedding"}], "model", "usage": {prompt_tokens, total_tokens}}``. Never
+streamed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from dataclasses import replace
+from typing import Any
+
+from ..canonical import CanonicalRequest, Summary
+from ..cassette import Request, Response, compact_json
+from . import _openai_common as common
+from .base import Provider, RenderOptions, request_json, split_url
+
+FAMILY = "openai.embeddings"
+
+# Vector length used when a fixture gives no embedding and the request no
+# ``dimensions``: text-embedding-3-small's.
+DEFAULT_DIMENSIONS = 1536
+
+
+class OpenAIEmbeddings(Provider):
+    family = FAMILY
+    stream_form = "sse"  # never used: embeddings are not streamed
+
+    # -- detect ------------------------------------------------------------------
+
+    def detect(self, method: str, host: str, path: str) -> bool:
+        path = path.rstrip("/")
+        return method == "POST" and path.endswith("/embeddings") and path != "/api/embeddings"
+
+    # -- canonical request -----------------------------------------------------
+
+    def canonical(self, request: Request) -> CanonicalRequest:
+        body = request_json(request)
+        _, path, _ = split_url(request.url)
+        extra: dict[str, Any] = {}
+        if body.get("dimensions") is not None:
+            extra["dimensions"] = body["dimensions"]
+        return CanonicalRequest(
+            family=self.family,
+            model=body.get("model") or common.azure_deployment(path),
+            embedding_input=_inputs(body.get("input")),
+            extra=extra,
+        )
+
+    def render_options(self, request: Request, options: RenderOptions = RenderOptions()) -> RenderOptions:
+        """``options`` with the encoding the client asked for (the SDK default is base64).
+
+        The encoding changes the bytes, not the meaning, so it is not part of
+        the canonical request; the replay engine asks here before rendering.
+        """
+        requested = request_json(request).get("encoding_format")
+        return replace(options, encoding_format="base64" if requested == "base64" else "float")
+
+    # -- summarize a recorded response -------------------------------------------
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        error = common.response_error(response)
+        if error is not None:
+            return Summary(error=error)
+        body = common.response_body(response)
+        if not isinstance(body, dict):
+            return Summary()
+        rows = [row for row in body.get("data") or [] if isinstance(row, dict)]
+        rows.sort(key=lambda row: row.get("index", 0))
+        return Summary(
+            embeddings=[decode_vector(row.get("embedding")) for row in rows],
+            usage=body.get("usage"),
+            model=body.get("model"),
+        )
+
+    # -- render a summary as the real API would send it ----------------------------
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool = False,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        if summary.error:
+            return common.render_summary_error(summary.error)
+        inputs = request.embedding_input or []
+        vectors = summary.embeddings
+        if vectors is None:
+            # A fixture that only says "answer this input" still gets vectors:
+            # deterministic ones, so equal inputs embed equally.
+            dimensions = int(request.extra.get("dimensions") or DEFAULT_DIMENSIONS)
+            vectors = [deterministic_vector(text, dimensions) for text in inputs]
+        encode = encode_base64 if options.encoding_format == "base64" else list
+        prompt_tokens, _ = common.usage_counts(summary.usage)
+        if summary.usage is None:
+            prompt_tokens = sum(len(text.split()) for text in inputs)
+        body = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode(vector)}
+                for i, vector in enumerate(vectors)
+            ],
+            "model": summary.model or request.model or "text-embedding-3-small",
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+        ids = common.DerivedIds.for_render(request, summary)
+        return common.json_response(body, request_id=ids.request_id())
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> Response:
+        return common.error_response(status, message, type=type, code=code)
+
+
+# -- request pieces --------------------------------------------------------------
+
+
+def _inputs(value: Any) -> list[str] | None:
+    """``input`` as a list of strings; a token array is spelled as its JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return [compact_json(value)]  # one token array
+        return [v if isinstance(v, str) else compact_json(v) for v in value]
+    return [compact_json(value)]
+
+
+# -- vectors -----------------------------------------------------------------------
+
+
+def encode_base64(vector: list[float]) -> str:
+    """A vector as the API's base64: little-endian float32."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def decode_vector(value: Any) -> list[float]:
+    """A recorded embedding (a float list or base64 float32) as floats."""
+    if isinstance(value, str):
+        raw = base64.b64decode(value)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
+    if isinstance(value, list):
+        return [float(v) for v in value]
+    return []
+
+
+def deterministic_vector(text: str, dimensions: int) -> list[float]:
+    """A unit-length vector that depends only on ``text``."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = values[:dimensions]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    # Rounded to float32 precision so float and base64 replies agree.
+    return [struct.unpack("<f", struct.pack("<f", v / norm))[0] for v in values]
