@@ -18,7 +18,7 @@ import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
-from llmock_proxy.providers.anthropic_messages import AnthropicMessages
+from llmock_proxy.providers.anthropic_messages import AnthropicMessages, stop_reason_for, usage_for
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.wire.sse import SSEDecoder, encode_event
 
@@ -381,6 +381,28 @@ def test_render_translates_summaries_recorded_in_other_families():
     assert one.to_dict() == two.to_dict()
     block = one.body.value["content"][0]
     assert block["id"].startswith("toolu_") and one.body.value["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "tool_calls", "expected"),
+    [("end_turn", False, "end_turn"), ("stop_sequence", False, "stop_sequence"), ("stop", False, "end_turn"),
+     ("STOP", True, "tool_use"), ("COMPLETE", False, "end_turn"), ("MAX_TOKENS", False, "max_tokens"),
+     ("content_filter", False, "refusal"), (None, False, "end_turn"), (None, True, "tool_use")],
+)
+def test_stop_reason_from_any_family(finish_reason: str | None, tool_calls: bool, expected: str):
+    calls = [ToolCall(name="f", arguments={})] if tool_calls else []
+    assert stop_reason_for(Summary(finish_reason=finish_reason, tool_calls=calls)) == expected
+
+
+def test_usage_from_any_family():
+    own = {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 4}
+    assert usage_for(own) == own
+    expected = {"input_tokens": 5, "output_tokens": 2}
+    assert usage_for({"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}) == expected  # Responses API
+    assert usage_for({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}) == expected  # Chat
+    assert usage_for({"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}) == expected
+    assert usage_for({"inputTokens": 5, "outputTokens": 2, "totalTokens": 7}) == expected  # Bedrock
+    assert usage_for(None) == {"input_tokens": 0, "output_tokens": 0}
 
 
 def test_default_chunk_size_cuts_long_text():

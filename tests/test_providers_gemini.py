@@ -28,7 +28,13 @@ from google.genai import types
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
 from llmock_proxy.providers.base import RenderOptions
-from llmock_proxy.providers.gemini import GeminiEmbed, GeminiGenerate, GeminiPath
+from llmock_proxy.providers.gemini import (
+    GeminiEmbed,
+    GeminiGenerate,
+    GeminiPath,
+    finish_reason_for,
+    usage_metadata_for,
+)
 from llmock_proxy.providers.gemini_live import GeminiLive
 from llmock_proxy.wire.sse import SSEDecoder, encode_event
 
@@ -360,6 +366,25 @@ def test_render_translates_summaries_recorded_in_other_families():
     reply = generate(Upstream(lambda req: render_for(req, foreign)).studio(), "x")
     assert reply.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
     assert (reply.usage_metadata.prompt_token_count, reply.usage_metadata.total_token_count) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "expected"),
+    [("STOP", "STOP"), ("SAFETY", "SAFETY"), ("end_turn", "STOP"), ("tool_calls", "STOP"),
+     ("max_tokens", "MAX_TOKENS"), ("length", "MAX_TOKENS"), ("COMPLETE", "STOP"), ("refusal", "SAFETY"),
+     (None, "STOP")],
+)
+def test_finish_reason_from_any_family(finish_reason: str | None, expected: str):
+    assert finish_reason_for(Summary(finish_reason=finish_reason)) == expected
+
+
+def test_usage_metadata_from_any_family():
+    assert usage_metadata_for(USAGE) == USAGE
+    expected = {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}
+    assert usage_metadata_for({"input_tokens": 5, "output_tokens": 2}) == expected
+    assert usage_metadata_for({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}) == expected
+    assert usage_metadata_for({"prompt_eval_count": 5, "eval_count": 2}) == expected
+    assert usage_metadata_for(None) == {"promptTokenCount": 0, "candidatesTokenCount": 0, "totalTokenCount": 0}
 
 
 @pytest.mark.parametrize("stream", [False, True])

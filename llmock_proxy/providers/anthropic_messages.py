@@ -44,20 +44,24 @@ STOP_REASONS = frozenset(
      "model_context_window_exceeded"}
 )
 
-# Other families' finish reasons, for rendering a summary recorded elsewhere.
+# Other families' finish reasons (compared lower-case), for rendering a
+# summary recorded elsewhere.
 _FOREIGN_STOP_REASONS = {
     "stop": "end_turn",
-    "STOP": "end_turn",
+    "complete": "end_turn",
     "length": "max_tokens",
-    "MAX_TOKENS": "max_tokens",
+    "max_tokens": "max_tokens",
     "tool_calls": "tool_use",
+    "tool_call": "tool_use",
     "function_call": "tool_use",
     "content_filter": "refusal",
-    "SAFETY": "refusal",
-    "RECITATION": "refusal",
-    "PROHIBITED_CONTENT": "refusal",
-    "BLOCKLIST": "refusal",
-    "SPII": "refusal",
+    "content_filtered": "refusal",
+    "guardrail_intervened": "refusal",
+    "safety": "refusal",
+    "recitation": "refusal",
+    "prohibited_content": "refusal",
+    "blocklist": "refusal",
+    "spii": "refusal",
 }
 
 ERROR_TYPES_BY_STATUS = {
@@ -397,24 +401,29 @@ def stop_reason_for(summary: Summary) -> str:
         return reason
     if summary.tool_calls:
         return "tool_use"
-    return _FOREIGN_STOP_REASONS.get(reason or "", "end_turn")
+    return _FOREIGN_STOP_REASONS.get((reason or "").lower(), "end_turn")
 
 
 def usage_for(usage: dict[str, Any] | None) -> dict[str, Any]:
     """Anthropic ``usage`` from a usage mapping in any family's vocabulary."""
     usage = usage or {}
-    if "input_tokens" in usage and "output_tokens" in usage and "prompt_tokens" not in usage:
+    # Anthropic's own usage passes through whole (cache counts and all); the
+    # Responses API shares the key names but also counts a total.
+    if "input_tokens" in usage and "output_tokens" in usage and "total_tokens" not in usage:
         return dict(usage)
+
     def first(*keys: str) -> int:
         for key in keys:
-            if isinstance(usage.get(key), int):
-                return usage[key]
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
         return 0
+
     return {
-        "input_tokens": first("input_tokens", "prompt_tokens", "promptTokenCount", "prompt_eval_count"),
-        "output_tokens": first(
-            "output_tokens", "completion_tokens", "candidatesTokenCount", "eval_count"
-        ),
+        "input_tokens": first("input_tokens", "prompt_tokens", "promptTokenCount", "prompt_eval_count",
+                              "inputTokens"),
+        "output_tokens": first("output_tokens", "completion_tokens", "candidatesTokenCount", "eval_count",
+                               "outputTokens"),
     }
 
 

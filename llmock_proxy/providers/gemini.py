@@ -74,17 +74,22 @@ FINISH_REASONS = frozenset(
      "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY",
      "UNEXPECTED_TOOL_CALL", "FINISH_REASON_UNSPECIFIED"}
 )
-# Other families' finish reasons, for rendering a summary recorded elsewhere.
+# Other families' finish reasons (compared lower-case), for rendering a
+# summary recorded elsewhere.
 _FOREIGN_FINISH_REASONS = {
     "stop": "STOP",
     "end_turn": "STOP",
+    "complete": "STOP",
     "stop_sequence": "STOP",
     "tool_calls": "STOP",
+    "tool_call": "STOP",
     "tool_use": "STOP",
     "function_call": "STOP",
     "length": "MAX_TOKENS",
     "max_tokens": "MAX_TOKENS",
     "content_filter": "SAFETY",
+    "content_filtered": "SAFETY",
+    "guardrail_intervened": "SAFETY",
     "refusal": "SAFETY",
 }
 
@@ -486,7 +491,7 @@ def finish_reason_for(summary: Summary) -> str:
     reason = summary.finish_reason
     if reason in FINISH_REASONS:
         return reason
-    return _FOREIGN_FINISH_REASONS.get(reason or "", "STOP")
+    return _FOREIGN_FINISH_REASONS.get((reason or "").lower(), "STOP")
 
 
 def usage_metadata_for(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -497,8 +502,9 @@ def usage_metadata_for(usage: dict[str, Any] | None) -> dict[str, Any]:
 
     def first(*keys: str) -> int:
         for key in keys:
-            if isinstance(usage.get(key), int):
-                return usage[key]
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
         return 0
 
     prompt = first("input_tokens", "prompt_tokens", "prompt_eval_count", "inputTokens")
