@@ -480,7 +480,7 @@ class Matcher:
     ) -> list[NearMiss]:
         """The ``limit`` candidates with the fewest differing keys (same family
         first), each with what differed. Only called on a miss."""
-        scored: list[tuple[int, int, float, int, NearMiss]] = []
+        scored: list[tuple[int, float, int, int, NearMiss]] = []
         for candidate in self.candidates:
             differences = [
                 Difference(c.key, c.expected, c.actual(view)) for c in candidate.criteria if not c.test(view)
@@ -497,18 +497,20 @@ class Matcher:
         return [item[4] for item in scored[:limit]]
 
 
-def _closeness(differences: list[Difference]) -> tuple[int, int, float]:
-    """Sort key, smaller is closer: another family last; then the number of
-    differing keys (the fingerprint only counts when nothing else differs,
-    since any other difference changes it too); then how unlike the differing
-    texts are."""
+def _closeness(differences: list[Difference]) -> tuple[int, float, int]:
+    """Sort key, smaller is closer: another family last; then how much
+    differs, each differing text counting by how unlike it is (a typo is
+    close) and any other value as 1; then the number of differing keys. The
+    fingerprint only counts (as 0.5) when nothing else differs, since any
+    other difference changes it too."""
     other_family = int(any(d.key == "family" for d in differences))
     named = [d for d in differences if d.key != "fingerprint"]
+    if not named:
+        return other_family, 0.5, 1
     unlike = 0.0
     for d in named:
         if isinstance(d.expected, str) and isinstance(d.actual, str):
             unlike += 1.0 - difflib.SequenceMatcher(None, d.expected, d.actual).ratio()
         else:
             unlike += 1.0
-    return other_family, len(named) or 1, unlike
-
+    return other_family, unlike, len(named)

@@ -1,0 +1,312 @@
+"""The replay engine over real HTTP: bodies, SSE, NDJSON, EventStream, timing, fixture options."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from llmock_proxy.canonical import Summary
+from llmock_proxy.cassette import EventStreamFrame, NDJSONLine, Payload, Response, SSEEvent
+from llmock_proxy.engine import Timing, TimingError
+from llmock_proxy.fixtures import parse_fixture_entries
+from llmock_proxy.session import ReplaySession
+from llmock_proxy.wire import EventStreamDecoder, NDJSONDecoder, SSEDecoder
+from tests.harness.clients import anthropic_client, openai_client
+from tests.replay_support import EngineThread, json_request, recorded, rendered
+
+CHAT = "https://api.openai.com/v1/chat/completions"
+ANTHROPIC = "https://api.anthropic.com/v1/messages"
+OLLAMA = "https://ollama.com/api/chat"
+BEDROCK = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku/converse-stream"
+
+
+def chat_body(text: str, *, stream: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def sse_recording(gaps_ms: list[float]) -> Response:
+    """An OpenAI chat stream with the given gaps between its events."""
+    words = [f"w{i} " for i in range(len(gaps_ms))]
+    events, t = [], 0.0
+    for i, (gap, word) in enumerate(zip(gaps_ms, words)):
+        t += gap
+        delta: dict[str, Any] = {"content": word}
+        if i == 0:
+            delta["role"] = "assistant"
+        events.append(
+            SSEEvent(
+                data={"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                      "model": "gpt-4o-mini",
+                      "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                t=t,
+            )
+        )
+    events.append(
+        SSEEvent(data={"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                       "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                 t=t)
+    )
+    events.append(SSEEvent(data="[DONE]", t=t))
+    return Response(
+        200,
+        {"content-type": "text/event-stream; charset=utf-8", "x-request-id": "req_1",
+         "content-length": "999", "content-encoding": "gzip"},
+        events=events,
+    )
+
+
+def timed_read(url: str, body: dict[str, Any]) -> tuple[httpx.Response, list[tuple[float, bytes]]]:
+    """POST and return (response, [(seconds since send, chunk)])."""
+    chunks: list[tuple[float, bytes]] = []
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        start = time.perf_counter()
+        with client.stream("POST", url, json=body) as response:
+            for chunk in response.iter_raw():
+                chunks.append((time.perf_counter() - start, chunk))
+    return response, chunks
+
+
+def sse_arrivals(chunks: list[tuple[float, bytes]]) -> list[tuple[float, SSEEvent]]:
+    decoder = SSEDecoder()
+    out = []
+    for at, chunk in chunks:
+        out.extend((at, event) for event in decoder.feed(chunk))
+    return out + [(chunks[-1][0], e) for e in decoder.close()]
+
+
+# -- verbatim streams ------------------------------------------------------------------------
+
+
+def test_sse_events_replay_verbatim_with_recorded_headers() -> None:
+    request = json_request(CHAT, chat_body("count", stream=True))
+    recording = sse_recording([0, 10, 10])
+    session = ReplaySession([recorded(request, recording)])
+    with EngineThread(session) as engine:
+        response, chunks = timed_read(f"{engine.url}/v1/chat/completions", chat_body("count", stream=True))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["x-request-id"] == "req_1"
+    assert "content-encoding" not in response.headers  # recorded bodies are stored decoded
+    assert "content-length" not in response.headers  # a stream: chunked
+    replayed = [event for _, event in sse_arrivals(chunks)]
+    expected = recording.events
+    assert [(e.event, e.data) for e in replayed] == [(e.event, e.data) for e in expected]  # type: ignore[union-attr]
+
+
+def test_recorded_timing_keeps_the_gaps() -> None:
+    gaps = [60.0, 90.0, 40.0, 120.0]
+    request = json_request(CHAT, chat_body("slow", stream=True))
+    session = ReplaySession([recorded(request, sse_recording(gaps))])
+    with EngineThread(session, timing="recorded") as engine:
+        _, chunks = timed_read(f"{engine.url}/v1/chat/completions", chat_body("slow", stream=True))
+    arrivals = [at for at, event in sse_arrivals(chunks)][: len(gaps)]
+    measured = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    # Generous: the real accuracy figures come from benchmarks/replay_throughput.py.
+    for got, want in zip(measured, gaps[1:]):
+        assert want - 5 <= got * 1000 <= want + 80, (measured, gaps)
+    assert arrivals[0] * 1000 >= gaps[0] - 5
+
+
+def test_instant_and_scaled_timing() -> None:
+    gaps = [0.0, 150.0, 150.0]
+    request = json_request(CHAT, chat_body("slow", stream=True))
+    fixture = recorded(request, sse_recording(gaps))
+    with EngineThread(ReplaySession([fixture]), timing="instant") as engine:
+        _, chunks = timed_read(f"{engine.url}/v1/chat/completions", chat_body("slow", stream=True))
+    assert chunks[-1][0] < 0.150  # the recording takes 300 ms
+    with EngineThread(ReplaySession([fixture]), timing="scale:0.5") as engine:
+        _, chunks = timed_read(f"{engine.url}/v1/chat/completions", chat_body("slow", stream=True))
+    assert 0.145 <= chunks[-1][0] < 0.300
+
+
+def test_timing_parse() -> None:
+    assert Timing.parse("recorded").factor == 1.0
+    assert Timing.parse("instant").factor == 0.0
+    assert Timing.parse("scale:2.5").factor == 2.5
+    for bad in ("fast", "scale:", "scale:-1", "scale:x"):
+        with pytest.raises(TimingError, match="recorded, instant or scale:X"):
+            Timing.parse(bad)
+
+
+def test_ndjson_lines_replay_verbatim() -> None:
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}  # Ollama streams by default
+    lines = [
+        NDJSONLine({"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": "Hel"}, "done": False}, t=1),
+        NDJSONLine({"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": "lo"}, "done": False}, t=2),
+        NDJSONLine({"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}, t=3),
+    ]
+    recording = Response(200, {"content-type": "application/x-ndjson"}, lines=lines)
+    session = ReplaySession([recorded(json_request(OLLAMA, body), recording)])
+    with EngineThread(session) as engine:
+        response, chunks = timed_read(f"{engine.url}/api/chat", body)
+    assert response.headers["content-type"] == "application/x-ndjson"
+    decoder = NDJSONDecoder()
+    got = [line.data for _, c in chunks for line in decoder.feed(c)] + [x.data for x in decoder.close()]
+    assert got == [line.data for line in lines]
+
+
+def test_eventstream_frames_replay_verbatim() -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    frames = [
+        EventStreamFrame({":event-type": "messageStart", ":content-type": "application/json",
+                          ":message-type": "event"}, Payload.json({"role": "assistant"}), t=1),
+        EventStreamFrame({":event-type": "contentBlockDelta", ":content-type": "application/json",
+                          ":message-type": "event"},
+                         Payload.json({"contentBlockIndex": 0, "delta": {"text": "Hello"}}), t=2),
+        EventStreamFrame({":event-type": "messageStop", ":content-type": "application/json",
+                          ":message-type": "event"}, Payload.json({"stopReason": "end_turn"}), t=3),
+    ]
+    recording = Response(200, {"content-type": "application/vnd.amazon.eventstream"}, frames=frames)
+    session = ReplaySession([recorded(json_request(BEDROCK, body), recording)])
+    with EngineThread(session) as engine:
+        response, chunks = timed_read(
+            f"{engine.url}/model/anthropic.claude-3-haiku/converse-stream", body
+        )
+    raw = b"".join(c for _, c in chunks)
+    assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
+    # An independent parser (botocore's) accepts the frames, CRCs and all.
+    parser = EventStreamBuffer()
+    parser.add_data(raw)
+    parsed = [(m.headers[":event-type"], json.loads(m.payload)) for m in parser]
+    assert parsed == [(f.headers[":event-type"], f.payload.value) for f in frames]
+    ours = EventStreamDecoder().feed(raw)
+    assert [f.payload.value for f in ours] == [f.payload.value for f in frames]
+
+
+# -- through the real SDKs -----------------------------------------------------------------------
+
+
+def test_openai_sdk_gets_the_recorded_answer_and_the_synthesized_other_form() -> None:
+    request = json_request(CHAT, chat_body("hello"))
+    recording = rendered(request, Summary(text="Hi there, recorded.", finish_reason="stop"))
+    session = ReplaySession([recorded(request, recording)])
+    with EngineThread(session) as engine:
+        client = openai_client(base_url=f"{engine.url}/v1")
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+        assert answer.choices[0].message.content == "Hi there, recorded."
+        assert answer.id == recording.json["id"]  # verbatim, not re-rendered
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text == "Hi there, recorded."
+
+
+def test_miss_is_a_provider_shaped_421_the_sdk_does_not_retry() -> None:
+    request = json_request(CHAT, chat_body("hello"))
+    session = ReplaySession([recorded(request, rendered(request, Summary(text="Hi")))])
+    with EngineThread(session) as engine:
+        client = openai_client(base_url=f"{engine.url}/v1", max_retries=3)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "helo"}])
+        assert caught.value.status_code == 421
+        assert caught.value.response.headers["x-llmock-miss"] == "1"
+        message = caught.value.body["message"]  # type: ignore[index]
+        assert "no recording or fixture matches POST /v1/chat/completions" in message
+        assert "userMessage: expected 'hello', got 'helo'" in message
+        assert session.misses == 1  # one request: no retries
+        aclient = anthropic_client(base_url=engine.url, max_retries=3)
+        with pytest.raises(anthropic.APIStatusError) as caught_a:
+            aclient.messages.create(model="claude-3-5-haiku-latest", max_tokens=10,
+                                    messages=[{"role": "user", "content": "hello"}])
+        assert caught_a.value.status_code == 421
+        assert caught_a.value.body["type"] == "error"  # type: ignore[index]
+        assert "family anthropic.messages" in caught_a.value.body["error"]["message"]  # type: ignore[index]
+        assert session.misses == 2
+
+
+def test_control_endpoints_reset_the_sequence() -> None:
+    request = json_request(CHAT, chat_body("roll"))
+    session = ReplaySession(
+        [recorded(request, rendered(request, Summary(text=t)), f"t.yaml: interactions[{i}]")
+         for i, t in enumerate(["one", "two"])]
+    )
+    with EngineThread(session) as engine, httpx.Client(trust_env=False) as http:
+        def roll() -> str:
+            r = http.post(f"{engine.url}/v1/chat/completions", json=chat_body("roll"))
+            return r.json()["choices"][0]["message"]["content"]
+
+        assert [roll(), roll(), roll()] == ["one", "two", "two"]
+        health = http.get(f"{engine.url}/__llmock/health").json()
+        assert health["status"] == "ok" and health["fixtures"] == 2 and health["hits"] == 3
+        assert http.post(f"{engine.url}/__llmock/reset").json()["reset"] is True
+        assert roll() == "one"
+        assert http.get(f"{engine.url}/__llmock/nope").status_code == 404
+
+
+# -- fixture options ------------------------------------------------------------------------------
+
+
+def fixture_session(**options: Any) -> ReplaySession:
+    entry = {"match": {"userMessage": "tell"}, "response": {"content": "abcdefghijklmnopqrstuvwxyz"}, **options}
+    return ReplaySession(parse_fixture_entries({"fixtures": [entry]}, "opts.json"))
+
+
+def stream_text(engine: EngineThread) -> tuple[list[str], list[float], Exception | None]:
+    deltas: list[str] = []
+    times: list[float] = []
+    error: Exception | None = None
+    client = openai_client(base_url=f"{engine.url}/v1")
+    start = time.perf_counter()
+    try:
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "tell me"}], stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                deltas.append(chunk.choices[0].delta.content)
+                times.append(time.perf_counter() - start)
+    except (httpx.HTTPError, openai.APIError) as exc:
+        error = exc
+    return deltas, times, error
+
+
+def test_chunk_size_cuts_the_synthesized_deltas() -> None:
+    with EngineThread(fixture_session(chunkSize=5)) as engine:
+        deltas, _, error = stream_text(engine)
+    assert error is None
+    assert deltas == ["abcde", "fghij", "klmno", "pqrst", "uvwxy", "z"]
+
+
+def test_truncate_after_chunks_drops_the_connection() -> None:
+    with EngineThread(fixture_session(chunkSize=5, truncateAfterChunks=3)) as engine:
+        deltas, _, error = stream_text(engine)
+    assert error is not None  # the stream broke off without its end
+    assert "".join(deltas) in ("abcde", "abcdefghij")  # the first event carries the role only
+
+
+def test_disconnect_after_ms_drops_the_connection() -> None:
+    with EngineThread(fixture_session(chunkSize=5, latency=40, disconnectAfterMs=100), timing="recorded") as engine:
+        deltas, _, error = stream_text(engine)
+    assert error is not None
+    assert 0 < len(deltas) < 6
+
+
+def test_streaming_profile_paces_the_chunks() -> None:
+    profile = {"ttft": 120, "tps": 50}  # first after 120 ms, then one per 20 ms
+    with EngineThread(fixture_session(chunkSize=5, streamingProfile=profile), timing="recorded") as engine:
+        deltas, times, error = stream_text(engine)
+    assert error is None and "".join(deltas) == "abcdefghijklmnopqrstuvwxyz"
+    assert times[0] >= 0.120
+    assert times[-1] - times[0] >= 0.020 * (len(times) - 1) - 0.005
+
+
+def test_latency_delays_a_body_answer() -> None:
+    with EngineThread(fixture_session(latency=120), timing="recorded") as engine:
+        client = openai_client(base_url=f"{engine.url}/v1")
+        start = time.perf_counter()
+        answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "tell"}])
+        assert time.perf_counter() - start >= 0.115
+        assert answer.choices[0].message.content == "abcdefghijklmnopqrstuvwxyz"

@@ -1,0 +1,309 @@
+"""The one matcher: recorded ``match`` sections and llmock fixture vocabulary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmock_proxy.canonical import Summary, ToolCall
+from llmock_proxy.cassette import Interaction, Payload, Request
+from llmock_proxy.fixtures import Fixture, fixture_from_interaction, parse_fixture_entries
+from llmock_proxy.matcher import Matcher, MatchSpecError, RequestView, derive_match
+from llmock_proxy.providers import identify
+from llmock_proxy.session import Hit, Miss, ReplaySession
+
+CHAT_URL = "https://api.openai.com/v1/chat/completions"
+EMBED_URL = "https://api.openai.com/v1/embeddings"
+ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+
+
+def request(body: dict[str, Any], url: str = CHAT_URL) -> Request:
+    return Request("POST", url, {"content-type": "application/json"}, Payload.json(body))
+
+
+def chat(text: str, *, model: str = "gpt-4o-mini", stream: bool = False, **extra: Any) -> Request:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+    if stream:
+        body["stream"] = True
+    return request(body)
+
+
+def view(req: Request) -> RequestView:
+    provider = identify(req.method, req.url, req.headers)
+    return RequestView(provider.canonical(req), req.method, "/v1/chat/completions")
+
+
+def recording(req: Request, answer: str, *, index: int = 0, stream: bool | None = None) -> Fixture:
+    """A recorded interaction whose response the provider renders from ``answer``."""
+    provider = identify(req.method, req.url, req.headers)
+    canonical = provider.canonical(req)
+    summary = Summary(text=answer, finish_reason="stop")
+    response = provider.render(summary, canonical, stream=canonical.stream if stream is None else stream)
+    interaction = Interaction(req, response, match=derive_match(canonical), summary=summary.to_dict())
+    return fixture_from_interaction(interaction, f"mem.yaml: interactions[{index}]")
+
+
+def fixtures(*entries: dict[str, Any]) -> list[Fixture]:
+    return parse_fixture_entries({"fixtures": list(entries)}, "mem.json")
+
+
+def text_of(hit: Hit | Miss) -> str:
+    assert isinstance(hit, Hit), hit.message if isinstance(hit, Miss) else hit
+    provider = hit.provider
+    return provider.summarize(Request("POST", CHAT_URL), hit.response).text
+
+
+# -- derive_match --------------------------------------------------------------------
+
+
+def test_derive_match_is_strict_and_readable() -> None:
+    req = request(
+        {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "user", "content": "weather in Paris?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+            "response_format": {"type": "json_object"},
+        }
+    )
+    match = derive_match(view(req).canonical)
+    assert match["family"] == "openai.chat"
+    assert match["model"] == "gpt-4o-mini"
+    assert match["stream"] is False
+    assert match["fingerprint"].startswith("sha256:")
+    assert match["userMessage"] == "weather in Paris?"
+    assert match["toolCallId"] == "call_1"
+    assert match["toolNames"] == ["get_weather"]
+    assert match["responseFormat"] == "json_object"
+
+
+# -- recorded matches ------------------------------------------------------------------
+
+
+def test_recording_matches_only_its_own_conversation() -> None:
+    matcher = Matcher([recording(chat("hello"), "Hi!")])
+    assert matcher.find(view(chat("hello")), {}) is not None
+    assert matcher.find(view(chat("hello there")), {}) is None  # exact, not substring
+    assert matcher.find(view(chat("hello", model="gpt-4o")), {}) is None
+
+
+def test_deleting_the_fingerprint_loosens_a_recording() -> None:
+    fixture = recording(chat("hello"), "Hi!")
+    del fixture.match["fingerprint"]
+    matcher = Matcher([fixture])
+    other_system = request(
+        {"model": "gpt-4o-mini",
+         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]}
+    )
+    assert matcher.find(view(other_system), {}) is not None
+    assert matcher.find(view(chat("goodbye")), {}) is None  # userMessage still holds
+
+
+def test_recorded_user_message_may_be_made_a_regex() -> None:
+    fixture = recording(chat("hello"), "Hi!")
+    del fixture.match["fingerprint"]
+    fixture.match["userMessage"] = "/^HEL+O/i"
+    matcher = Matcher([fixture])
+    assert matcher.find(view(chat("hellllo world")), {}) is not None
+    assert matcher.find(view(chat("oh hello")), {}) is None
+
+
+def test_identical_recordings_replay_in_order_then_the_last_repeats() -> None:
+    session = ReplaySession(
+        [recording(chat("roll a die"), answer, index=i) for i, answer in enumerate(["one", "two", "three"])]
+    )
+    answers = [text_of(session.resolve(chat("roll a die"))) for _ in range(5)]
+    assert answers == ["one", "two", "three", "three", "three"]
+    session.reset()
+    assert text_of(session.resolve(chat("roll a die"))) == "one"
+
+
+def test_two_sessions_keep_separate_sequence_state() -> None:
+    loaded = [recording(chat("roll a die"), answer, index=i) for i, answer in enumerate(["one", "two"])]
+    first, second = ReplaySession(loaded, name="a"), ReplaySession(loaded, name="b")
+    assert text_of(first.resolve(chat("roll a die"))) == "one"
+    assert text_of(first.resolve(chat("roll a die"))) == "two"
+    assert text_of(second.resolve(chat("roll a die"))) == "one"
+
+
+def test_stream_request_finds_the_non_stream_recording_of_the_same_conversation() -> None:
+    session = ReplaySession([recording(chat("hello"), "Hi from JSON")])
+    hit = session.resolve(chat("hello", stream=True))
+    assert isinstance(hit, Hit)
+    assert hit.synthesized and hit.response.wire_form == "sse"
+    assert text_of(hit) == "Hi from JSON"
+
+
+def test_non_stream_request_finds_the_stream_recording() -> None:
+    session = ReplaySession([recording(chat("hello", stream=True), "Hi from SSE")])
+    hit = session.resolve(chat("hello"))
+    assert isinstance(hit, Hit) and hit.synthesized and hit.response.wire_form == "body"
+    assert text_of(hit) == "Hi from SSE"
+
+
+def test_the_recorded_form_is_served_verbatim() -> None:
+    fixture = recording(chat("hello", stream=True), "Hi")
+    hit = ReplaySession([fixture]).resolve(chat("hello", stream=True))
+    assert isinstance(hit, Hit) and not hit.synthesized
+    assert hit.response is fixture.interaction.response  # type: ignore[union-attr]
+
+
+def test_fingerprint_index_keeps_fixture_order() -> None:
+    # A loose fixture listed before a recording wins over it, as the file order says.
+    loose = fixtures({"match": {"userMessage": "hel"}, "response": {"content": "loose"}})[0]
+    strict = recording(chat("hello"), "strict")
+    assert Matcher([loose, strict]).find(view(chat("hello")), {}).fixture is loose  # type: ignore[union-attr]
+    assert Matcher([strict, loose]).find(view(chat("hello")), {}).fixture is strict  # type: ignore[union-attr]
+
+
+# -- llmock vocabulary -------------------------------------------------------------------
+
+
+def test_user_message_is_a_substring_or_a_regex() -> None:
+    matcher = Matcher(
+        fixtures(
+            {"match": {"userMessage": "/^good(bye| night)$/i"}, "response": {"content": "bye"}},
+            {"match": {"userMessage": "hello"}, "response": {"content": "hi"}},
+        )
+    )
+    assert matcher.find(view(chat("say hello please")), {}).fixture.summary.text == "hi"  # type: ignore[union-attr]
+    assert matcher.find(view(chat("Good Night")), {}).fixture.summary.text == "bye"  # type: ignore[union-attr]
+    assert matcher.find(view(chat("goodbye now")), {}) is None
+
+
+def test_first_match_wins() -> None:
+    matcher = Matcher(
+        fixtures(
+            {"match": {"userMessage": "weather"}, "response": {"content": "first"}},
+            {"match": {"userMessage": "weather in"}, "response": {"content": "second"}},
+        )
+    )
+    assert matcher.find(view(chat("weather in Paris")), {}).fixture.summary.text == "first"  # type: ignore[union-attr]
+
+
+def test_tool_call_id_and_tool_name() -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    round_trip = request(
+        {
+            "model": "gpt-4o-mini",
+            "tools": tools,
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "call_42", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_42", "content": "sunny"},
+            ],
+        }
+    )
+    matcher = Matcher(
+        fixtures(
+            {"match": {"toolCallId": "call_42"}, "response": {"content": "It is sunny."}},
+            {"match": {"toolName": "get_weather"},
+             "response": {"toolCalls": [{"name": "get_weather", "arguments": "{}", "id": "call_42"}]}},
+        )
+    )
+    first = matcher.find(view(chat("weather?", tools=tools)), {})
+    assert first is not None and first.fixture.summary.tool_calls[0].name == "get_weather"  # type: ignore[union-attr]
+    second = matcher.find(view(round_trip), {})
+    assert second is not None and second.fixture.summary.text == "It is sunny."  # type: ignore[union-attr]
+    assert matcher.find(view(chat("weather?")), {}) is None  # no tools offered
+
+
+def test_model_response_format_and_input_text() -> None:
+    matcher = Matcher(
+        fixtures(
+            {"match": {"model": "/^gpt-4o/"}, "response": {"content": "4o family"}},
+            {"match": {"model": "o3"}, "response": {"content": "exactly o3"}},
+            {"match": {"responseFormat": "json_object"}, "response": {"content": "{}"}},
+            {"match": {"inputText": "kitten"}, "response": {"embedding": [0.1, 0.2]}},
+        )
+    )
+    assert matcher.find(view(chat("x", model="gpt-4o-2024")), {}).fixture.summary.text == "4o family"  # type: ignore[union-attr]
+    assert matcher.find(view(chat("x", model="o3")), {}).fixture.summary.text == "exactly o3"  # type: ignore[union-attr]
+    assert matcher.find(view(chat("x", model="o3-mini")), {}) is None
+    assert (
+        matcher.find(view(chat("x", model="m", response_format={"type": "json_object"})), {})
+        .fixture.summary.text  # type: ignore[union-attr]
+        == "{}"
+    )
+    embed = request({"model": "text-embedding-3-small", "input": "a small kitten"}, EMBED_URL)
+    found = matcher.find(view(embed), {})
+    assert found is not None and found.fixture.summary.embeddings == [[0.1, 0.2]]  # type: ignore[union-attr]
+
+
+def test_sequence_index_counts_per_session() -> None:
+    loaded = fixtures(
+        {"match": {"userMessage": "next", "sequenceIndex": 0}, "response": {"content": "first"}},
+        {"match": {"userMessage": "next", "sequenceIndex": 1}, "response": {"content": "second"}},
+        {"match": {"userMessage": "next"}, "response": {"content": "after that"}},
+    )
+    session = ReplaySession(loaded)
+    assert [text_of(session.resolve(chat("next"))) for _ in range(4)] == [
+        "first", "second", "after that", "after that"
+    ]
+    other = ReplaySession(loaded)
+    assert text_of(other.resolve(chat("next"))) == "first"
+
+
+def test_fixtures_without_family_answer_any_provider() -> None:
+    session = ReplaySession(fixtures({"match": {"userMessage": "hello"}, "response": {"content": "Hi all"}}))
+    body = {"model": "claude-3-5-haiku-latest", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hello"}]}
+    hit = session.resolve(request(body, ANTHROPIC_URL))
+    assert isinstance(hit, Hit) and hit.provider.family == "anthropic.messages"
+    assert hit.response.json["content"][0]["text"] == "Hi all"
+
+
+# -- misses ---------------------------------------------------------------------------------
+
+
+def test_near_misses_name_the_closest_candidates_and_what_differed() -> None:
+    session = ReplaySession(
+        [recording(chat("hello"), "Hi!"), *fixtures({"match": {"userMessage": "weather"}, "response": {"content": "x"}})]
+    )
+    miss = session.resolve(chat("helo", model="gpt-4o"))
+    assert isinstance(miss, Miss)
+    closest = miss.near_misses[0]
+    assert closest.source == "mem.yaml: interactions[0]"
+    assert {d.key for d in closest.differences} == {"model", "fingerprint", "userMessage"}
+    model = next(d for d in closest.differences if d.key == "model")
+    assert (model.expected, model.actual) == ("gpt-4o-mini", "gpt-4o")
+    assert "model: expected 'gpt-4o-mini', got 'gpt-4o'" in miss.message
+    response = miss.response()
+    assert response.status == 421
+    assert response.headers["x-llmock-miss"] == "1"
+    assert response.json["error"]["message"] == miss.message  # OpenAI's own envelope
+    assert response.json["llmock"]["nearMisses"][0]["source"] == "mem.yaml: interactions[0]"
+
+
+def test_unknown_match_key_is_an_error_naming_fixture_and_key() -> None:
+    with pytest.raises(MatchSpecError, match=r"mem.json: fixtures\[0\]\.userMesage: unknown match key"):
+        Matcher(fixtures({"match": {"userMesage": "typo"}, "response": {"content": "x"}}))
+
+
+def test_bad_regex_is_an_error() -> None:
+    with pytest.raises(MatchSpecError, match=r"fixtures\[0\]\.userMessage: bad regex"):
+        Matcher(fixtures({"match": {"userMessage": "/(unclosed/"}, "response": {"content": "x"}}))
+
+
+def test_tool_call_fixture_renders_tool_calls() -> None:
+    session = ReplaySession(
+        fixtures({"match": {"userMessage": "weather"},
+                  "response": {"toolCalls": [{"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}]}})
+    )
+    hit = session.resolve(chat("weather?"))
+    assert isinstance(hit, Hit)
+    summary = hit.provider.summarize(Request("POST", CHAT_URL), hit.response)
+    assert summary.tool_calls == [ToolCall(name="get_weather", arguments={"city": "Paris"}, id=summary.tool_calls[0].id)]
