@@ -473,43 +473,36 @@ def _event(name: str, data: dict[str, Any]) -> SSEEvent:
     return SSEEvent(event=name, data={"type": name, **data})
 
 
+def _block_events(index: int, block: dict[str, Any], chunk: int) -> list[SSEEvent]:
+    """``content_block_start``, the block's deltas and ``content_block_stop``."""
+    kind = block["type"]
+    if kind == "text":
+        opening: dict[str, Any] = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], chunk)]
+    elif kind == "thinking":
+        opening = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], chunk)]
+    else:  # tool_use: like the API, an empty first piece, then the input JSON in pieces
+        opening = {**block, "input": {}}
+        pieces = ["", *_pieces(compact_json(block["input"]), chunk)]
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+    return [
+        _event("content_block_start", {"index": index, "content_block": opening}),
+        *(_event("content_block_delta", {"index": index, "delta": d}) for d in deltas),
+        _event("content_block_stop", {"index": index}),
+    ]
+
+
 def _stream_events(message: dict[str, Any], blocks: list[dict[str, Any]], chunk: int) -> list[SSEEvent]:
     usage = dict(message["usage"])
+    # message_start: the envelope with no content and no stop reason yet.
     start_message = {**message, "stop_reason": None, "usage": {**usage, "output_tokens": 0}}
     events = [_event("message_start", {"message": start_message}), _event("ping", {})]
     for index, block in enumerate(blocks):
-        kind = block["type"]
-        if kind == "text":
-            events.append(_event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}}))
-            events += [
-                _event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
-                for piece in _pieces(block["text"], chunk)
-            ]
-        elif kind == "thinking":
-            events.append(_event(
-                "content_block_start",
-                {"index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
-            ))
-            events += [
-                _event("content_block_delta", {"index": index, "delta": {"type": "thinking_delta", "thinking": piece}})
-                for piece in _pieces(block["thinking"], chunk)
-            ]
-        elif kind == "tool_use":
-            events.append(_event(
-                "content_block_start",
-                {"index": index, "content_block": {**block, "input": {}}},
-            ))
-            # Like the API: an empty first piece, then the input JSON in pieces.
-            for piece in ["", *_pieces(compact_json(block["input"]), chunk)]:
-                events.append(_event(
-                    "content_block_delta",
-                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}},
-                ))
-        events.append(_event("content_block_stop", {"index": index}))
-    events.append(_event(
-        "message_delta",
-        {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None}, "usage": usage},
-    ))
+        events += _block_events(index, block, chunk)
+    # message_delta carries the cumulative usage, as the API's does.
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    events.append(_event("message_delta", {"delta": delta, "usage": usage}))
     events.append(_event("message_stop", {}))
     return events
 
