@@ -547,3 +547,14 @@ def test_invoke_errors_use_the_bedrock_envelope() -> None:
         invoke(bedrock, anthropic_body())
     assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
     assert bedrock.responses[-1].json == {"message": "You don't have access to the model with the specified model ID."}
+
+
+def test_rendering_is_deterministic() -> None:
+    """Request ids and tool-use ids derive from the answer: replays are byte-identical."""
+    summary = Summary(text="Let me check.", tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})])
+    request = Request(method="POST", url=f"{HOST}/model/{CLAUDE}/converse", body=Payload.json({"messages": converse_messages()}))
+    canonical = CONVERSE.canonical(request)
+    for stream in (False, True):
+        first = CONVERSE.render(summary, canonical, stream=stream)
+        assert wire_bytes(first) == wire_bytes(CONVERSE.render(summary, canonical, stream=stream))
+        assert first.headers == CONVERSE.render(summary, canonical, stream=stream).headers

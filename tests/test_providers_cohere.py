@@ -248,3 +248,14 @@ def test_errors_render_in_cohere_envelope() -> None:
         request = post({**tool_conversation(), "stream": stream})
         rendered = CHAT.render(summary, CHAT.canonical(request), stream=stream)
         assert rendered.status == 401 and CHAT.summarize(request, rendered) == summary
+
+
+def test_rendering_is_deterministic() -> None:
+    """Ids derive from the answer: two replays of one summary are byte-identical."""
+    summary = Summary(tool_calls=[ToolCall(name="get_weather", arguments={"location": "Toronto"})])
+    request = CHAT.canonical(post({**tool_conversation(), "stream": True}))
+    for stream in (False, True):
+        first = CHAT.render(summary, request, stream=stream)
+        assert first == CHAT.render(summary, request, stream=stream)
+    ids = {CHAT.render(summary, request, stream=False).json["id"], CHAT.render(SUMMARIES["text"], request, stream=False).json["id"]}
+    assert len(ids) == 2

@@ -12,6 +12,7 @@ with the finish reason and usage. Errors are ``{"message": "..."}``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -40,13 +41,16 @@ _FOREIGN_FINISH_REASONS = {
 # -- request side ---------------------------------------------------------------
 
 
+def _is_text(part: dict[str, Any]) -> bool:
+    return part.get("type", "text") == "text"
+
+
 def content_text(content: Any) -> str:
     """Text of a content value; only ``text`` parts count (documents and
     images are digested separately)."""
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text"
-        )
+        texts = [part.get("text", "") for part in content if isinstance(part, dict) and _is_text(part)]
+        return "".join(texts)
     return text_of(content)
 
 
@@ -67,9 +71,7 @@ def tool_calls_of(value: Any) -> list[ToolCall]:
 
 def tool_result_content(content: Any) -> Any:
     """A tool message's content: a string, or a list of text/document parts."""
-    if isinstance(content, list) and all(
-        isinstance(part, dict) and part.get("type", "text") == "text" for part in content
-    ):
+    if isinstance(content, list) and all(isinstance(part, dict) and _is_text(part) for part in content):
         return "".join(part.get("text", "") for part in content)
     return content
 
@@ -84,7 +86,8 @@ def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message]]:
         if role == "system":
             system.append(content_text(raw.get("content")))
         elif role == "tool":
-            result = ToolResult(content=tool_result_content(raw.get("content")), tool_call_id=raw.get("tool_call_id"))
+            content = tool_result_content(raw.get("content"))
+            result = ToolResult(content=content, tool_call_id=raw.get("tool_call_id"))
             messages.append(Message(role="tool", tool_results=[result]))
         else:
             messages.append(
@@ -129,8 +132,12 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
     counts = usage.get("tokens") or usage.get("billed_units")
     if not isinstance(counts, dict):
         return None
-    out = {key: counts[key] for key in ("input_tokens", "output_tokens") if isinstance(counts.get(key), (int, float))}
-    return {key: int(value) for key, value in out.items()} or None
+    out = {
+        key: int(counts[key])
+        for key in ("input_tokens", "output_tokens")
+        if isinstance(counts.get(key), (int, float))
+    }
+    return out or None
 
 
 def wire_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -155,6 +162,12 @@ def arguments_text(arguments: Any) -> str:
     if isinstance(arguments, str):
         return arguments
     return json.dumps({} if arguments is None else arguments, ensure_ascii=False)
+
+
+def stable_id(*parts: Any) -> str:
+    """A uuid derived from the answer, so every replay of it is identical."""
+    digest = hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:32]
+    return str(uuid.UUID(hex=digest))
 
 
 def chunks(text: str, size: int) -> list[str]:
@@ -285,7 +298,7 @@ class CohereChat(Provider):
             headers={"content-type": JSON_CONTENT_TYPE},
             body=Payload.json(
                 {
-                    "id": str(uuid.uuid4()),
+                    "id": stable_id(summary.to_dict()),
                     "message": self._message(summary),
                     "finish_reason": finish_reason(summary),
                     "usage": wire_usage(summary.usage),
@@ -307,24 +320,22 @@ class CohereChat(Provider):
         if summary.tool_calls:
             if summary.reasoning:
                 message["tool_plan"] = summary.reasoning
-            message["tool_calls"] = [self._wire_call(call) for call in summary.tool_calls]
+            message["tool_calls"] = [self._wire_call(call, i) for i, call in enumerate(summary.tool_calls)]
         return message
 
     @staticmethod
-    def _wire_call(call: ToolCall) -> dict[str, Any]:
+    def _wire_call(call: ToolCall, index: int) -> dict[str, Any]:
+        """Cohere's call ids look like ``get_weather_1byjy32y4hvq``."""
         return {
-            "id": call.id or f"{call.name}_{uuid.uuid4().hex[:16]}",
+            "id": call.id or f"{call.name}_{stable_id(index, call.name, call.arguments)[-12:]}",
             "type": "function",
             "function": {"name": call.name, "arguments": arguments_text(call.arguments)},
         }
 
     def _render_stream(self, summary: Summary, chunk_size: int) -> Response:
+        empty = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
         events: list[dict[str, Any]] = [
-            {
-                "id": str(uuid.uuid4()),
-                "type": "message-start",
-                "delta": {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}},
-            }
+            {"id": stable_id(summary.to_dict()), "type": "message-start", "delta": {"message": empty}}
         ]
         index = 0
         if summary.reasoning and not summary.tool_calls:
@@ -338,7 +349,7 @@ class CohereChat(Provider):
                 for piece in chunks(summary.reasoning, chunk_size)
             ]
         for call_index, call in enumerate(summary.tool_calls):
-            wire = self._wire_call(call)
+            wire = self._wire_call(call, call_index)
             events.append(
                 {
                     "type": "tool-call-start",
@@ -377,8 +388,9 @@ class CohereChat(Provider):
 
     @staticmethod
     def _content_block(index: int, kind: str, text: str, chunk_size: int) -> list[dict[str, Any]]:
+        opening = {"content": {"type": kind, kind: ""}}
         return [
-            {"type": "content-start", "index": index, "delta": {"message": {"content": {"type": kind, kind: ""}}}},
+            {"type": "content-start", "index": index, "delta": {"message": opening}},
             *(
                 {"type": "content-delta", "index": index, "delta": {"message": {"content": {kind: piece}}}}
                 for piece in chunks(text, chunk_size)

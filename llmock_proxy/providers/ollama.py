@@ -293,7 +293,8 @@ class OllamaChat(_OllamaProvider):
             return self._error_response(summary, stream, deltas)
         if not stream:
             message = self._message(summary.text, summary.reasoning, summary.tool_calls)
-            body = {"model": model, "created_at": created_at(), "message": message, **self._final_fields(summary)}
+            body = {"model": model, "created_at": created_at(), "message": message}
+            body.update(self._final_fields(summary))
             return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
         final = {
             "model": model,
