@@ -12,7 +12,7 @@ import json
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
+from llmock_proxy.cassette import NDJSONLine, Payload, Request, Response, SSEEvent
 from llmock_proxy.providers import identify
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.cohere import CohereChat
@@ -259,3 +259,11 @@ def test_rendering_is_deterministic() -> None:
         assert first == CHAT.render(summary, request, stream=stream)
     ids = {CHAT.render(summary, request, stream=False).json["id"], CHAT.render(SUMMARIES["text"], request, stream=False).json["id"]}
     assert len(ids) == 2
+
+
+def test_summarize_a_stream_recorded_as_ndjson_lines() -> None:
+    """With ``accept: application/json`` Cohere streams the same events as JSON lines."""
+    response = Response(status=200, lines=[NDJSONLine(data=e) for e in RECORDED_TOOL_STREAM])
+    summary = CHAT.summarize(post({**tool_conversation(), "stream": True}), response)
+    assert summary.tool_calls[0].arguments == {"location": "Toronto"}
+    assert summary.finish_reason == "TOOL_CALL"

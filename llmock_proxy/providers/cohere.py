@@ -7,7 +7,10 @@ in the function form and an optional ``response_format``. Streaming is
 opt-in (``"stream": true``) and arrives as server-sent events whose ``event:``
 name repeats the JSON ``type``: message-start, content-start/-delta/-end,
 tool-plan-delta, tool-call-start/-delta/-end, citation events, message-end
-with the finish reason and usage. Errors are ``{"message": "..."}``.
+with the finish reason and usage (a client that accepts only
+application/json gets the same events as NDJSON lines; those are read too,
+and synthesis answers in SSE, which the SDKs parse). Errors are
+``{"message": "..."}``.
 """
 
 from __future__ import annotations
@@ -253,11 +256,14 @@ class CohereChat(Provider):
     # -- collapse ------------------------------------------------------------------
 
     def summarize(self, request: Request, response: Response) -> Summary:
-        if response.events is not None:
+        # The SDKs get SSE; a client that asks for application/json gets the
+        # same events as NDJSON lines.
+        stream = response.events if response.events is not None else response.lines
+        if stream is not None:
             collector = _StreamCollector(response.status)
-            for event in response.events:
-                if isinstance(event.data, dict):
-                    collector.take(event.data)
+            for item in stream:
+                if isinstance(item.data, dict):
+                    collector.take(item.data)
             return collector.result()
         data = response.body.value if response.body is not None else None
         if response.status >= 400 or not isinstance(data, dict) or "message" not in data:
