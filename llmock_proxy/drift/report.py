@@ -1,0 +1,306 @@
+"""Drift reports: text for a terminal, JSON, JUnit XML and Markdown for CI.
+
+A report is a list of :class:`CheckResult` — one per live exchange that was
+compared (or skipped, or failed) — and the ``fail_on`` threshold. Every
+format says the same things: the path that changed, recorded vs live, the
+severity, and the recording (cassette and interaction) it came from. JUnit
+has one test case per API family and wire form, so a CI's test view shows
+which contracts hold.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ..yamlio import atomic_write_text
+from .findings import SEVERITIES, Finding, severity_rank
+
+Outcome = Literal["checked", "skipped", "error"]
+
+TOOL = "llmock-proxy drift"
+
+
+@dataclass
+class CheckResult:
+    """What happened to one live exchange."""
+
+    family: str
+    form: str
+    source: str  # the recording re-sent ("cassette.yaml#3") or the live exchange ("POST https://...")
+    outcome: Outcome
+    findings: list[Finding] = field(default_factory=list)
+    reason: str = ""  # why skipped / what failed
+    url: str = ""
+    live_status: int | None = None
+    # The recordings the live answer's shape was compared with.
+    compared_with: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}.{self.form}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "form": self.form,
+            "source": self.source,
+            "url": self.url,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "live_status": self.live_status,
+            "compared_with": list(self.compared_with),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass
+class DriftReport:
+    results: list[CheckResult] = field(default_factory=list)
+    fail_on: str = "critical"
+    generated_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+    def add(self, result: CheckResult) -> None:
+        self.results.append(result)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    def counts(self) -> dict[str, int]:
+        out = {outcome: 0 for outcome in ("checked", "skipped", "error")}
+        out.update({severity: 0 for severity in SEVERITIES})
+        for result in self.results:
+            out[result.outcome] += 1
+            for finding in result.findings:
+                out[finding.severity] += 1
+        return out
+
+    def failing(self, findings: Iterable[Finding] | None = None) -> list[Finding]:
+        """Findings at or above the ``fail_on`` severity."""
+        threshold = severity_rank(self.fail_on)
+        return [f for f in (self.findings if findings is None else findings) if severity_rank(f.severity) >= threshold]
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.failing())
+
+    @property
+    def errors(self) -> list[CheckResult]:
+        return [r for r in self.results if r.outcome == "error"]
+
+    def groups(self) -> dict[str, list[CheckResult]]:
+        """Results by ``family.form``, sorted."""
+        out: dict[str, list[CheckResult]] = {}
+        for result in sorted(self.results, key=lambda r: r.key):
+            out.setdefault(result.key, []).append(result)
+        return out
+
+    def verdict(self) -> str:
+        if self.drifted:
+            return f"drift at or above {self.fail_on}"
+        if self.errors:
+            return "could not check everything"
+        return "no drift" if self.counts()["checked"] else "nothing checked"
+
+
+# -- text ---------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def finding_line(finding: Finding) -> str:
+    return (
+        f"{finding.severity.upper():8} {finding.family} {finding.form} {finding.path}: {finding.message} "
+        f"(recorded: {_show(finding.recorded)}; live: {_show(finding.live)}) [{finding.source}]"
+    )
+
+
+def render_text(report: DriftReport) -> str:
+    lines: list[str] = []
+    for key, results in report.groups().items():
+        for result in results:
+            if result.outcome == "skipped":
+                lines.append(f"SKIPPED  {key} [{result.source}]: {result.reason}")
+            elif result.outcome == "error":
+                lines.append(f"ERROR    {key} [{result.source}]: {result.reason}")
+            for finding in sorted(result.findings, key=lambda f: (-severity_rank(f.severity), f.path)):
+                lines.append(finding_line(finding))
+    c = report.counts()
+    lines.append(
+        f"drift: {c['checked']} checked, {c['skipped']} skipped, {c['error']} errors; "
+        f"{c['critical']} critical, {c['warning']} warning, {c['info']} info: {report.verdict()}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def render_json(report: DriftReport) -> dict[str, Any]:
+    return {
+        "tool": TOOL,
+        "generated_at": report.generated_at,
+        "fail_on": report.fail_on,
+        "failed": report.drifted,
+        "verdict": report.verdict(),
+        "totals": report.counts(),
+        "results": [r.to_dict() for r in report.results],
+    }
+
+
+# -- JUnit XML ----------------------------------------------------------------
+
+
+def render_junit(report: DriftReport) -> str:
+    """One ``testcase`` per API family and wire form: a failure when a finding
+    reaches ``fail_on``, an error when a live request failed, skipped when
+    every request of the group was skipped."""
+    groups = report.groups()
+    suite = ET.Element("testsuite", name=TOOL, timestamp=report.generated_at)
+    tests = failures = errors = skipped = 0
+    for key, results in groups.items():
+        family, form = results[0].family, results[0].form
+        case = ET.SubElement(suite, "testcase", classname=f"drift.{family}", name=f"{key}")
+        tests += 1
+        findings = [f for r in results for f in r.findings]
+        failing = report.failing(findings)
+        failed_requests = [r for r in results if r.outcome == "error"]
+        if failing:
+            failures += 1
+            node = ET.SubElement(
+                case,
+                "failure",
+                message=f"{len(failing)} finding(s) at or above {report.fail_on} in {family} {form}",
+                type="drift",
+            )
+            node.text = "\n".join(finding_line(f) for f in failing)
+        elif failed_requests:
+            errors += 1
+            node = ET.SubElement(case, "error", message=failed_requests[0].reason, type="request-failed")
+            node.text = "\n".join(f"{r.source}: {r.reason}" for r in failed_requests)
+        elif all(r.outcome == "skipped" for r in results):
+            skipped += 1
+            ET.SubElement(case, "skipped", message=results[0].reason)
+        out_lines = [f"{r.outcome} {r.source}" + (f": {r.reason}" if r.reason else "") for r in results]
+        out_lines += [finding_line(f) for f in findings if f not in failing]
+        ET.SubElement(case, "system-out").text = "\n".join(out_lines)
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    root = ET.Element(
+        "testsuites", name=TOOL, tests=str(tests), failures=str(failures), errors=str(errors), skipped=str(skipped)
+    )
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# -- Markdown -----------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    text = _show(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _code(value: Any) -> str:
+    text = _cell(value)
+    return f"`{text}`" if text and text != "-" and "`" not in text else text
+
+
+def render_markdown(report: DriftReport) -> str:
+    c = report.counts()
+    lines = [
+        "## API drift canary",
+        "",
+        f"**{report.verdict()}** — {c['checked']} checked, {c['skipped']} skipped, {c['error']} errors; "
+        f"{c['critical']} critical, {c['warning']} warning, {c['info']} info (fails on {report.fail_on}).",
+        "",
+        "| API family | form | checked | skipped | errors | critical | warning | info |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, results in report.groups().items():
+        by_severity = {s: 0 for s in SEVERITIES}
+        for result in results:
+            for finding in result.findings:
+                by_severity[finding.severity] += 1
+        outcomes = [r.outcome for r in results]
+        lines.append(
+            f"| {_cell(results[0].family)} | {_cell(results[0].form)} | {outcomes.count('checked')} | "
+            f"{outcomes.count('skipped')} | {outcomes.count('error')} | {by_severity['critical']} | "
+            f"{by_severity['warning']} | {by_severity['info']} |"
+        )
+    findings = sorted(report.findings, key=lambda f: (-severity_rank(f.severity), f.family, f.form, f.path))
+    if findings:
+        lines += [
+            "",
+            "### Findings",
+            "",
+            "| severity | API | path | change | recorded | live | recording |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for f in findings:
+            lines.append(
+                f"| {f.severity} | {_cell(f.family)} {_cell(f.form)} | {_code(f.path)} | {_cell(f.kind)} | "
+                f"{_code(f.recorded)} | {_code(f.live)} | {_cell(f.source)} |"
+            )
+    unusual = [r for r in report.results if r.outcome != "checked"]
+    if unusual:
+        lines += ["", "### Skipped and failed requests", ""]
+        for r in unusual:
+            lines.append(f"- **{r.outcome}** {_cell(r.key)} `{_cell(r.source)}`: {_cell(r.reason)}")
+    return "\n".join(lines) + "\n"
+
+
+# -- files --------------------------------------------------------------------
+
+RENDERERS = {
+    "json": lambda report: json.dumps(render_json(report), indent=2, ensure_ascii=False, default=str) + "\n",
+    "junit": render_junit,
+    "markdown": render_markdown,
+    "text": render_text,
+}
+
+FORMATS_BY_SUFFIX = {".json": "json", ".xml": "junit", ".md": "markdown", ".markdown": "markdown", ".txt": "text"}
+
+
+def format_for(path: str | Path) -> str:
+    """The report format a file name asks for, by its extension."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS_BY_SUFFIX[suffix]
+    except KeyError:
+        known = ", ".join(sorted(FORMATS_BY_SUFFIX))
+        raise ValueError(f"{path}: cannot tell the report format from {suffix or 'no extension'!r} (use {known})") from None
+
+
+def write_report(
+    report: DriftReport,
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    scrub: Callable[[str], str] | None = None,
+) -> Path:
+    """Write one report file atomically (parent directories created). ``fmt``
+    defaults to the one the extension names; ``scrub`` is the last pass over
+    the text (the canary removes the credentials it used)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = RENDERERS[fmt or format_for(target)](report)
+    atomic_write_text(target, scrub(text) if scrub is not None else text)
+    return target

@@ -1,0 +1,127 @@
+"""Drift reports: text, JSON, JUnit XML and Markdown say the same things."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from llmock_proxy.drift.findings import Finding
+from llmock_proxy.drift.report import (
+    CheckResult,
+    DriftReport,
+    format_for,
+    render_json,
+    render_junit,
+    render_markdown,
+    render_text,
+    write_report,
+)
+
+REMOVED = Finding("critical", "anthropic.messages", "sse", "event-removed", "events.ping",
+                  "event type 'ping' disappeared", "ping", None, "cassettes/a.yaml#2")
+ADDED = Finding("warning", "openai.chat", "body", "field-added", "choices[].message.audio",
+                "new field 'choices[].message.audio'", None, "object", "cassettes/b.yaml#0")
+ENUM = Finding("warning", "openai.chat", "body", "enum-added", "choices[].finish_reason",
+               "new value 'refusal' at choices[].finish_reason (recorded: 'stop')", ["stop"], "refusal",
+               "cassettes/b.yaml#0")
+
+
+def sample_report(fail_on: str = "critical") -> DriftReport:
+    return DriftReport(
+        fail_on=fail_on,
+        results=[
+            CheckResult("anthropic.messages", "sse", "cassettes/a.yaml#2", "checked", [REMOVED],
+                        url="https://api.anthropic.com/v1/messages", live_status=200),
+            CheckResult("openai.chat", "body", "cassettes/b.yaml#0", "checked", [ADDED, ENUM], live_status=200),
+            CheckResult("openai.chat", "body", "cassettes/b.yaml#1", "checked", [], live_status=200),
+            CheckResult("cohere.chat", "sse", "cassettes/c.yaml#0", "skipped",
+                        reason="no COHERE_API_KEY in the environment"),
+            CheckResult("ollama.chat", "ndjson", "cassettes/d.yaml#0", "error", reason="timed out after 5 s"),
+        ],
+    )
+
+
+def test_text_names_path_values_severity_and_recording():
+    text = render_text(sample_report())
+    line = next(l for l in text.splitlines() if "events.ping" in l)
+    assert line.startswith("CRITICAL")
+    assert "anthropic.messages sse" in line and "recorded: ping; live: -" in line and "[cassettes/a.yaml#2]" in line
+    enum = next(l for l in text.splitlines() if "finish_reason" in l)
+    assert 'recorded: ["stop"]; live: refusal' in enum
+    assert "SKIPPED  cohere.chat.sse [cassettes/c.yaml#0]: no COHERE_API_KEY" in text
+    assert "ERROR    ollama.chat.ndjson" in text
+    assert text.splitlines()[-1] == (
+        "drift: 3 checked, 1 skipped, 1 errors; 1 critical, 2 warning, 0 info: drift at or above critical"
+    )
+
+
+def test_json_report_round_trips_every_result_and_finding():
+    data = json.loads(json.dumps(render_json(sample_report())))
+    assert data["failed"] is True
+    assert data["totals"] == {"checked": 3, "skipped": 1, "error": 1, "info": 0, "warning": 2, "critical": 1}
+    assert [r["outcome"] for r in data["results"]] == ["checked", "checked", "checked", "skipped", "error"]
+    first = data["results"][0]["findings"][0]
+    assert first == REMOVED.to_dict()
+
+
+def test_junit_has_one_case_per_family_and_form():
+    root = ET.fromstring(render_junit(sample_report()))
+    assert root.tag == "testsuites"
+    suite = root.find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert sorted(cases) == ["anthropic.messages.sse", "cohere.chat.sse", "ollama.chat.ndjson", "openai.chat.body"]
+    assert cases["anthropic.messages.sse"].get("classname") == "drift.anthropic.messages"
+    failure = cases["anthropic.messages.sse"].find("failure")
+    assert failure is not None and "events.ping" in failure.text
+    # Warnings are below the threshold: the case passes and lists them in its output.
+    assert cases["openai.chat.body"].find("failure") is None
+    assert "finish_reason" in cases["openai.chat.body"].find("system-out").text
+    assert cases["cohere.chat.sse"].find("skipped").get("message") == "no COHERE_API_KEY in the environment"
+    assert cases["ollama.chat.ndjson"].find("error").get("message") == "timed out after 5 s"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "1", "1", "1")
+
+
+def test_junit_failure_threshold_follows_fail_on():
+    root = ET.fromstring(render_junit(sample_report(fail_on="warning")))
+    failed = sorted(c.get("name") for c in root.iter("testcase") if c.find("failure") is not None)
+    assert failed == ["anthropic.messages.sse", "openai.chat.body"]
+
+
+def test_markdown_summary_table_and_findings():
+    md = render_markdown(sample_report())
+    lines = md.splitlines()
+    assert lines[0] == "## API drift canary"
+    assert "| anthropic.messages | sse | 1 | 0 | 0 | 1 | 0 | 0 |" in lines
+    assert "| openai.chat | body | 2 | 0 | 0 | 0 | 2 | 0 |" in lines
+    row = next(l for l in lines if "`events.ping`" in l)
+    assert row.startswith("| critical |") and "cassettes/a.yaml#2" in row
+    assert "- **skipped** cohere.chat.sse `cassettes/c.yaml#0`: no COHERE_API_KEY in the environment" in lines
+
+
+def test_markdown_escapes_table_breaking_values():
+    odd = Finding("warning", "generic", "body", "enum-added", "status", "x", ["a|b"], "c|d", "f.yaml#0")
+    md = render_markdown(DriftReport(results=[CheckResult("generic", "body", "f.yaml#0", "checked", [odd])]))
+    row = next(l for l in md.splitlines() if l.startswith("| warning"))
+    assert "c\\|d" in row and row.count(" | ") == 6
+
+
+def test_write_report_picks_format_by_extension_and_scrubs(tmp_path):
+    report = sample_report()
+    for name in ("r.json", "r.xml", "r.md", "r.txt"):
+        write_report(report, tmp_path / "out" / name, scrub=lambda t: t.replace("cassettes/", "C/"))
+    assert json.loads((tmp_path / "out/r.json").read_text())["results"][0]["source"] == "C/a.yaml#2"
+    ET.parse(tmp_path / "out/r.xml")
+    assert (tmp_path / "out/r.md").read_text().startswith("## API drift canary")
+    assert "cassettes/" not in (tmp_path / "out/r.txt").read_text()
+    with pytest.raises(ValueError, match=r"r\.html: cannot tell the report format"):
+        format_for(tmp_path / "r.html")
+
+
+def test_verdicts():
+    assert DriftReport().verdict() == "nothing checked"
+    ok = DriftReport(results=[CheckResult("openai.chat", "body", "x#0", "checked")])
+    assert ok.verdict() == "no drift" and not ok.drifted
+    failed = DriftReport(results=[CheckResult("openai.chat", "body", "x#0", "error", reason="boom")])
+    assert failed.verdict() == "could not check everything"
