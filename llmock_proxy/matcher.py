@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import heapq
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ def derive_match(request: CanonicalRequest) -> dict[str, Any]:
     if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):
         match["responseFormat"] = fmt["type"]
     return match
+
+
+log = logging.getLogger(__name__)
 
 
 class MatchSpecError(ValueError):
@@ -262,7 +266,12 @@ def _compile(match: Mapping[str, Any], *, recorded: bool, where: str) -> list[Cr
         else:
             known = ", ".join(sorted((*_EQUALITY_GETTERS, "userMessage", "inputText", "model",
                                       "toolName", "sequenceIndex")))
-            raise MatchSpecError(f"{where}.{key}: unknown match key (known: {known})")
+            if recorded:
+                # A cassette's match is ours: an unknown key is a typo that
+                # would silently loosen the match.
+                raise MatchSpecError(f"{where}.{key}: unknown match key (known: {known})")
+            # llmock ignores match keys it does not know; so do we, loudly.
+            log.warning("%s.%s: unknown match key ignored (known: %s)", where, key, known)
     # Cheap, selective tests first: a miss is decided as early as possible.
     out.sort(key=lambda c: _ORDER.get(c.key, 50))
     return out

@@ -288,9 +288,18 @@ def test_near_misses_name_the_closest_candidates_and_what_differed() -> None:
     assert response.json["llmock"]["nearMisses"][0]["source"] == "mem.yaml: interactions[0]"
 
 
-def test_unknown_match_key_is_an_error_naming_fixture_and_key() -> None:
-    with pytest.raises(MatchSpecError, match=r"mem.json: fixtures\[0\]\.userMesage: unknown match key"):
-        Matcher(fixtures({"match": {"userMesage": "typo"}, "response": {"content": "x"}}))
+def test_unknown_match_key_in_a_cassette_is_an_error_naming_it() -> None:
+    fixture = recording(chat("hello"), "Hi!")
+    fixture.match["userMesage"] = "typo"
+    with pytest.raises(MatchSpecError, match=r"mem.yaml: interactions\[0\]\.userMesage: unknown match key"):
+        Matcher([fixture])
+
+
+def test_unknown_match_key_in_a_fixture_file_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # llmock ignores match keys it does not know, so its files keep loading.
+    matcher = Matcher(fixtures({"match": {"userMessage": "hi", "predicate": "x"}, "response": {"content": "x"}}))
+    assert matcher.find(view(chat("hi")), {}) is not None
+    assert "mem.json: fixtures[0].predicate: unknown match key ignored" in caplog.text
 
 
 def test_bad_regex_is_an_error() -> None:
