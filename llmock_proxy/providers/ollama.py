@@ -167,8 +167,8 @@ def error_summary(status: int, data: Any) -> Summary | None:
     if isinstance(data, dict) and "error" in data:
         message = data["error"] if isinstance(data["error"], str) else canonical_json(data["error"])
         return Summary(error={"status": status, "message": message})
-    if status >= 400:
-        message = data if isinstance(data, str) else canonical_json(data)
+    if status >= 400:  # not Ollama's envelope: a proxy's page, say
+        message = data if isinstance(data, str) else "" if data is None else canonical_json(data)
         return Summary(error={"status": status, "message": message})
     return None
 
@@ -205,6 +205,21 @@ class _OllamaProvider(Provider):
             lines = [NDJSONLine(data=d) for d in deltas] + [NDJSONLine(data={"error": message})]
             return Response(status=status, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
         return self.error(status if status >= 400 else 500, message)
+
+    def summarize(self, request: Request, response: Response) -> Summary:
+        """Chat and generate: one JSON object, or lines folded in order."""
+        if response.lines is not None:
+            return self._summarize_lines(response.lines, Summary(), response.status)
+        data = response_data(response)
+        failed = error_summary(response.status, data)
+        if failed is not None:
+            return failed
+        summary = Summary()
+        if isinstance(data, dict):
+            self._take_delta(data, summary)
+            summary.finish_reason = data.get("done_reason")
+            summary.usage = usage_of(data)
+        return summary
 
     def _summarize_lines(self, lines: list[NDJSONLine], summary: Summary, status: int) -> Summary:
         for line in lines:
@@ -253,20 +268,6 @@ class OllamaChat(_OllamaProvider):
             stream=wants_stream(body),
             extra=extra,
         )
-
-    def summarize(self, request: Request, response: Response) -> Summary:
-        if response.lines is not None:
-            return self._summarize_lines(response.lines, Summary(), response.status)
-        data = response_data(response)
-        failed = error_summary(response.status, data)
-        if failed is not None:
-            return failed
-        summary = Summary()
-        if isinstance(data, dict):
-            self._take_delta(data, summary)
-            summary.finish_reason = data.get("done_reason")
-            summary.usage = usage_of(data)
-        return summary
 
     def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
         if summary.model is None and data.get("model"):
@@ -359,20 +360,6 @@ class OllamaGenerate(_OllamaProvider):
             stream=wants_stream(body),
             extra=extra,
         )
-
-    def summarize(self, request: Request, response: Response) -> Summary:
-        if response.lines is not None:
-            return self._summarize_lines(response.lines, Summary(), response.status)
-        data = response_data(response)
-        failed = error_summary(response.status, data)
-        if failed is not None:
-            return failed
-        summary = Summary()
-        if isinstance(data, dict):
-            self._take_delta(data, summary)
-            summary.finish_reason = data.get("done_reason")
-            summary.usage = usage_of(data)
-        return summary
 
     def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
         if summary.model is None and data.get("model"):
