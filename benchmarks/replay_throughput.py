@@ -1,0 +1,363 @@
+"""Replay throughput and stream timing accuracy.
+
+Non-streaming replay of one OpenAI chat exchange, requests/s and p50/p99
+latency at concurrency 1 and 32, for:
+
+* ``bare aiohttp``      a handler returning the same bytes: the ceiling;
+* ``llmock-proxy serve`` the replay engine as a base-URL server;
+* ``replay addon``       ``mitmdump -s addons/replay.py`` (reverse mode);
+* ``--server-replay``    mitmdump's own server replay of the same exchange.
+
+Every server runs as its own process; the load generator here is a minimal
+keep-alive HTTP/1.1 client (prebuilt request bytes, Content-Length framed
+responses) so the client costs as little as possible on a small machine.
+Every answer is checked against the expected body before timing starts.
+
+Then SSE timing accuracy: a recorded stream with uneven gaps (5-40 ms) is
+replayed with ``--timing recorded`` by serve and by the addon, and
+|replayed gap - recorded gap| is reported (p50/p95/max).
+
+Targets: serve >= 60% of bare aiohttp; addon >= --server-replay; timing
+p95 < 5 ms.
+
+    .venv/bin/python benchmarks/replay_throughput.py [--duration 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmock_proxy import yamlio  # noqa: E402
+from llmock_proxy.canonical import Summary  # noqa: E402
+from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, SSEEvent  # noqa: E402
+from llmock_proxy.matcher import derive_match  # noqa: E402
+from llmock_proxy.providers import identify  # noqa: E402
+from llmock_proxy.wire import SSEDecoder  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TARGET = "https://api.openai.com"
+PATH = "/v1/chat/completions"
+STREAM_GAPS_MS = [5, 10, 20, 40, 7, 15, 30, 12] * 5  # 40 events, uneven on purpose
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+port, body_file, content_type = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+body = open(body_file, "rb").read()
+async def handle(request):
+    await request.read()
+    return web.Response(body=body, headers={"content-type": content_type})
+app = web.Application()
+app.router.add_route("*", "/{tail:.*}", handle)
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+"""
+
+
+# -- the exchange -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    request_body: bytes
+    response_body: bytes
+    content_type: str
+    cassette: Path
+    stream_cassette: Path
+    flows: Path
+
+
+def build_exchange(workdir: Path) -> Exchange:
+    body = {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Give me one sentence about replay proxies."},
+    ]}
+    request = Request("POST", TARGET + PATH, {"content-type": "application/json"}, Payload.json(body))
+    provider = identify(request.method, request.url, request.headers)
+    canonical = provider.canonical(request)
+    summary = Summary(text="A replay proxy answers recorded requests so tests never touch the network.",
+                      finish_reason="stop", usage={"prompt_tokens": 20, "completion_tokens": 15, "total_tokens": 35})
+    response = provider.render(summary, canonical, stream=False)
+    interaction = Interaction(request, response, match=derive_match(canonical), summary=summary.to_dict())
+    cassette = workdir / "bench.yaml"
+    cassette.write_text(yamlio.dumps(Cassette([interaction]).to_dict()))
+
+    stream_body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Stream it."}]}
+    stream_request = Request("POST", TARGET + PATH, {"content-type": "application/json"}, Payload.json(stream_body))
+    events, t = [], 0.0
+    for i, gap in enumerate(STREAM_GAPS_MS):
+        t += gap
+        events.append(SSEEvent(data={"id": "chatcmpl-b", "object": "chat.completion.chunk", "created": 1,
+                                     "model": "gpt-4o-mini",
+                                     "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]},
+                               t=t))
+    events.append(SSEEvent(data="[DONE]", t=t))
+    stream_response = Response(200, {"content-type": "text/event-stream"}, events=events)
+    stream_canonical = provider.canonical(stream_request)
+    stream_interaction = Interaction(stream_request, stream_response, match=derive_match(stream_canonical))
+    stream_cassette = workdir / "stream.yaml"
+    stream_cassette.write_text(yamlio.dumps(Cassette([stream_interaction]).to_dict()))
+
+    flows = workdir / "bench.flows"
+    write_flow_file(flows, request, response)
+    return Exchange(
+        request_body=request.body.to_bytes(),  # type: ignore[union-attr]
+        response_body=response.body.to_bytes(),  # type: ignore[union-attr]
+        content_type=response.headers.get("content-type", "application/json"),
+        cassette=cassette,
+        stream_cassette=stream_cassette,
+        flows=flows,
+    )
+
+
+def write_flow_file(path: Path, request: Request, response: Response) -> None:
+    """The same exchange as a mitmproxy flow file, for ``--server-replay``."""
+    from mitmproxy import connection, http, io
+
+    now = time.time()
+    flow = http.HTTPFlow(
+        connection.Client(peername=("127.0.0.1", 50000), sockname=("127.0.0.1", 8080), timestamp_start=now),
+        connection.Server(address=("api.openai.com", 443)),
+    )
+    flow.request = http.Request.make("POST", request.url, request.body.to_bytes(), request.headers)  # type: ignore[union-attr]
+    flow.response = http.Response.make(response.status, response.body.to_bytes(), response.headers)  # type: ignore[union-attr]
+    with open(path, "wb") as fh:
+        io.FlowWriter(fh).add(flow)
+
+
+# -- servers ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], port: int, cwd: Path) -> None:
+        self.name, self.port = name, port
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not listen on {port}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def mitmdump(port: int, confdir: Path, *args: str) -> list[str]:
+    return [str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
+            "--mode", f"reverse:{TARGET}", "--set", f"confdir={confdir}", *args]
+
+
+def start_server(name: str, ex: Exchange, workdir: Path) -> Server:
+    port = free_port()
+    if name == "bare aiohttp":
+        body_file = workdir / "body.bin"
+        body_file.write_bytes(ex.response_body)
+        command = [sys.executable, "-c", BARE_SERVER, str(port), str(body_file), ex.content_type]
+    elif name == "llmock-proxy serve":
+        command = [str(BIN / "llmock-proxy"), "serve", "--quiet", "--port", str(port),
+                   "--cassettes", str(ex.cassette), str(ex.stream_cassette), "--timing", "recorded"]
+    elif name == "replay addon":
+        command = mitmdump(port, workdir / "confdir", "-s", str(ROOT / "addons" / "replay.py"),
+                           "--set", f"llmock_cassettes={ex.cassette}",
+                           "--set", f"llmock_cassettes={ex.stream_cassette}",
+                           "--set", "llmock_cassette_dir=", "--set", "llmock_timing=recorded")
+    elif name == "--server-replay":
+        command = mitmdump(port, workdir / "confdir", "--server-replay", str(ex.flows),
+                           "--set", "server_replay_reuse=true", "--set", "connection_strategy=lazy",
+                           "--set", "server_replay_extra=kill")
+    else:
+        raise ValueError(name)
+    return Server(name, command, port, ROOT)
+
+
+# -- load ---------------------------------------------------------------------------------------------
+
+
+def raw_request(body: bytes) -> bytes:
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer sk-test-bench\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def exchange_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def load(port: int, request: bytes, expected: bytes, concurrency: int, duration: float) -> list[float]:
+    latencies: list[float] = []
+    ready = asyncio.Event()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        status, body = await exchange_once(reader, writer, request)
+        if status != 200 or json.loads(body) != json.loads(expected):
+            raise RuntimeError(f"port {port}: unexpected answer {status}: {body[:200]!r}")
+        await ready.wait()
+        deadline = time.perf_counter() + duration
+        clock = time.perf_counter
+        while True:
+            start = clock()
+            if start >= deadline:
+                break
+            await exchange_once(reader, writer, request)
+            latencies.append(clock() - start)
+        writer.close()
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    await asyncio.sleep(0.3)  # connections up and checked
+    ready.set()
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+@dataclass
+class Result:
+    name: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(server: Server, ex: Exchange, concurrency: int, duration: float) -> Result:
+    request = raw_request(ex.request_body)
+    asyncio.run(load(server.port, request, ex.response_body, concurrency, 0.5))  # warm-up
+    latencies = asyncio.run(load(server.port, request, ex.response_body, concurrency, duration))
+    return Result(server.name, concurrency, len(latencies) / duration,
+                  percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000)
+
+
+# -- stream timing -----------------------------------------------------------------------------------
+
+
+def stream_gap_errors(port: int, runs: int) -> tuple[list[float], list[float]]:
+    """|replayed gap - recorded gap| in ms for every gap of ``runs`` replays,
+    and how late the first event came relative to its recorded offset."""
+    import httpx
+
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Stream it."}]}
+    errors: list[float] = []
+    first_late: list[float] = []
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        for _ in range(runs):
+            decoder = SSEDecoder()
+            arrivals: list[float] = []
+            start = time.perf_counter()
+            with client.stream("POST", f"http://127.0.0.1:{port}{PATH}", json=body,
+                               headers={"authorization": "Bearer sk-test-bench"}) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"stream replay answered {response.status_code}")
+                for chunk in response.iter_raw():
+                    now = time.perf_counter()
+                    arrivals.extend(now for e in decoder.feed(chunk) if e.data != "[DONE]")
+            first_late.append((arrivals[0] - start) * 1000 - STREAM_GAPS_MS[0])
+            for i in range(1, len(arrivals)):
+                errors.append(abs((arrivals[i] - arrivals[i - 1]) * 1000 - STREAM_GAPS_MS[i]))
+    return errors, first_late
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+NAMES = ["bare aiohttp", "llmock-proxy serve", "replay addon", "--server-replay"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
+    parser.add_argument("--stream-runs", type=int, default=8, help="stream replays per target (default 8)")
+    args = parser.parse_args(argv)
+    print(f"replay throughput: {os.cpu_count()} CPUs, {args.duration:g} s per measurement, Python {sys.version.split()[0]}")
+    results: dict[tuple[str, int], Result] = {}
+    timing: dict[str, tuple[list[float], list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="llmock-bench-") as tmp:
+        workdir = Path(tmp)
+        ex = build_exchange(workdir)
+        for name in NAMES:
+            server = start_server(name, ex, workdir)
+            try:
+                for concurrency in (1, 32):
+                    results[(name, concurrency)] = measure(server, ex, concurrency, args.duration)
+                if name in ("llmock-proxy serve", "replay addon"):
+                    timing[name] = stream_gap_errors(server.port, args.stream_runs)
+            finally:
+                server.stop()
+
+    print(f"\n{'target':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for (name, concurrency), r in results.items():
+        print(f"{name:<22}{concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}")
+
+    print(f"\nSSE timing, |replayed gap - recorded gap| over {len(STREAM_GAPS_MS) - 1} gaps x {args.stream_runs} runs")
+    print(f"{'target':<22}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'1st late ms':>13}")
+    for name, (errors, first_late) in timing.items():
+        print(f"{name:<22}{percentile(errors, 0.5):>9.2f}{percentile(errors, 0.95):>9.2f}{max(errors):>9.2f}"
+              f"{statistics.median(first_late):>13.2f}")
+
+    print("\ntargets")
+    ok = True
+    for concurrency in (1, 32):
+        serve, bare = results[("llmock-proxy serve", concurrency)], results[("bare aiohttp", concurrency)]
+        ratio = serve.rps / bare.rps
+        passed = ratio >= 0.6
+        ok &= passed
+        print(f"  serve >= 60% of bare aiohttp at c={concurrency}: {ratio:.0%} {'ok' if passed else 'MISSED'}")
+        addon, server_replay = results[("replay addon", concurrency)], results[("--server-replay", concurrency)]
+        passed = addon.rps >= server_replay.rps
+        ok &= passed
+        print(f"  addon >= --server-replay at c={concurrency}: {addon.rps:.0f} vs {server_replay.rps:.0f} req/s "
+              f"{'ok' if passed else 'MISSED'}")
+    for name, (errors, _) in timing.items():
+        p95 = percentile(errors, 0.95)
+        passed = p95 < 5.0
+        ok &= passed
+        print(f"  {name} SSE gap error p95 < 5 ms: {p95:.2f} ms {'ok' if passed else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

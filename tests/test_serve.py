@@ -1,0 +1,138 @@
+"""``llmock-proxy serve``: the real console script, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmock_proxy import cassette as cassette_model
+from tests.fakes import FakeServer, OpenAIFake, Script
+from tests.harness import clients as sdk
+from tests.replay_support import EXPECTED, SUITE, SUITE_FIXTURES, SuiteClients, run_suite
+
+LLMOCK_PROXY = Path(sys.executable).parent / "llmock-proxy"
+_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+
+class Serve:
+    """A running ``llmock-proxy serve``; ``url`` and ``banner`` once it listens."""
+
+    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        self.process = subprocess.Popen(
+            [str(LLMOCK_PROXY), "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        lines = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # ends when the process exits
+            lines.append(line)
+            found = _LISTENING.search(line)
+            if found:
+                self.url = found.group(1)
+                break
+        else:
+            raise AssertionError("serve did not start:\n" + "".join(lines))
+        # The banner's remaining lines are already written (one print, flushed).
+        self.banner = "".join(lines)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(10)
+
+
+@pytest.fixture
+def serve() -> Iterator[type[Serve]]:
+    started: list[Serve] = []
+
+    def start(*args: str, **kwargs: object) -> Serve:
+        instance = Serve(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(instance)
+        return instance
+
+    yield start  # type: ignore[misc]
+    for instance in started:
+        instance.stop()
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LLMOCK_PROXY), "serve", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_serve_answers_the_sdks_from_fixtures_and_says_how_to_point_them(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fixtures = tmp_path / "suite.json"
+    fixtures.write_text(json.dumps(SUITE_FIXTURES))
+    server = serve("--fixtures", str(fixtures), "--timing", "instant")
+    assert f"export OPENAI_BASE_URL={server.url}/v1" in server.banner
+    assert f"export ANTHROPIC_BASE_URL={server.url}" in server.banner
+    clients = SuiteClients(
+        openai=sdk.openai_client(base_url=f"{server.url}/v1"),
+        anthropic=sdk.anthropic_client(base_url=server.url),
+        genai=sdk.genai_client(base_url=server.url),
+    )
+    assert run_suite(clients) == EXPECTED
+    health = httpx.get(f"{server.url}/__llmock/health").json()
+    assert health["misses"] == 0 and health["hits"] >= len(SUITE)
+    assert server.stop() == 0
+
+
+def test_usage_errors_exit_2_and_bad_files_exit_1(tmp_path: Path) -> None:
+    bad_timing = run("--timing", "fast")
+    assert bad_timing.returncode == 2 and "recorded, instant or scale:X" in bad_timing.stderr
+    no_upstream = run("--mode", "auto")
+    assert no_upstream.returncode == 2 and "--upstream" in no_upstream.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "x"}, "chunkSize": 0}]}))
+    bad_file = run("--fixtures", str(broken))
+    assert bad_file.returncode == 1
+    assert "broken.json" in bad_file.stderr and "fixtures[0].chunkSize" in bad_file.stderr
+
+
+@pytest.mark.parametrize("mode", ["passthrough", "auto"])
+def test_misses_go_upstream_in_passthrough_and_auto(serve, tmp_path: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeServer(OpenAIFake(Script(text="Straight from upstream."))).start()
+    try:
+        server = serve("--mode", mode, "--upstream", fake.url, "--cassette-dir", str(tmp_path), "--cassette", "new.yaml")
+        client = sdk.openai_client(base_url=f"{server.url}/v1")
+
+        def ask() -> str:
+            return client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "new question"}]
+            ).choices[0].message.content
+
+        assert ask() == "Straight from upstream."
+        assert ask() == "Straight from upstream."
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "new question"}], stream=True
+            )
+            if c.choices
+        )
+        assert streamed == "Straight from upstream."
+    finally:
+        fake.stop()
+    if mode == "passthrough":
+        assert len(fake.requests) == 3
+        assert not (tmp_path / "new.yaml").exists()
+    else:
+        # Recorded on the first miss; the repeat and the stream (synthesized
+        # from the recording) never reached the upstream.
+        assert len(fake.requests) == 1
+        recorded = cassette_model.load(tmp_path / "new.yaml")
+        assert len(recorded.interactions) == 1
+        assert recorded.interactions[0].request.headers["authorization"] != f"Bearer {sdk.TEST_OPENAI_KEY}"
