@@ -230,3 +230,9 @@ def infer_shapes(items: Iterable[tuple[Interaction, str]]) -> dict[str, Shape]:
             shape = shapes[f"{family}.{form}"] = Shape(family=family, form=form)
         shape.add(response, source)
     return shapes
+
+
+def payload_type(value: Any, fallback: str) -> str:
+    """The type one stream element's payload names, as :func:`typed_events`
+    reads it (``type``/``object``, a single key, Ollama's ``done``)."""
+    return _type_of_payload(value, fallback)

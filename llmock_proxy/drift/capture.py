@@ -1,0 +1,261 @@
+"""Send one recorded request to a live endpoint and capture the answer as a cassette response.
+
+HTTP answers go through the recorder (:mod:`llmock_proxy.recorder`), the
+same tee the record addon uses: content-encoding is undone and SSE, NDJSON
+and EventStream bodies are decoded by the same codecs, item by item with
+their ``t``. The result is an :class:`Interaction` shaped exactly like a
+recorded one (match, summary, redaction), so it can be compared with the
+recorded shape and, with ``--update``, written back.
+
+WebSocket sessions replay the recorded client turns: after connecting, and
+after each client message, server messages are collected until the message
+that ended the recorded turn arrives again (``response.done``: however many
+deltas come first), or — for a turn without such a marker — as many messages
+as the recording had; in any case no longer than the turn's time limit.
+
+The request goes out with the caller's headers (credentials filled in by the
+canary); the interaction built from it starts from the *recorded* request,
+so a credential never enters a captured interaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from ..cassette import Interaction, Payload, Request, Response, WebSocketSession, WSClose, WSMessage
+from ..recorder import Recorder, stored_headers, utc_now
+from ..redact import Redactor
+from .shape import payload_type
+
+# Headers the WebSocket client library writes itself for the handshake.
+WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
+    {
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """What actually goes on the wire for one recorded request."""
+
+    url: str  # the live URL (after any --upstream redirect)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None
+
+
+def websocket_url(url: str) -> str:
+    """ws(s):// for a URL recorded as http(s):// (or already ws(s)://)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def _header_pairs(raw: object) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]  # type: ignore[attr-defined]
+
+
+async def capture_http(
+    session: aiohttp.ClientSession,
+    recorded: Request,
+    live: LiveRequest,
+    *,
+    recorder: Recorder,
+    timeout: float,
+) -> Interaction:
+    """Send ``live`` and build the interaction of its answer.
+
+    ``session`` must not decompress (``auto_decompress=False``): the recorder
+    undoes the content-encoding itself, as it does when recording. A timeout
+    or transport failure comes back as the interaction's ``error`` (nothing
+    arrived) or ``incomplete`` (the body broke off).
+    """
+    recording = recorder.start(recorded.method, recorded.url, recorded.headers, live.body)
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.request(
+                recorded.method, live.url, headers=live.headers, data=live.body, allow_redirects=False
+            ) as resp:
+                if recording.response_started(resp.status, _header_pairs(resp.raw_headers)):
+                    async for chunk in resp.content.iter_any():
+                        recording.feed(chunk)
+                    recording.feed(b"")
+                    return recording.finish()
+                return recording.finish(await resp.read())
+    except TimeoutError:
+        return recording.fail(f"timed out after {timeout:g} s")
+    except aiohttp.ClientError as exc:
+        return recording.fail(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _Transcript:
+    started: float
+    messages: list[WSMessage] = field(default_factory=list)
+    close: WSClose | None = None
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000.0, 1)
+
+    def add(self, data: str | bytes, *, from_client: bool) -> None:
+        binary = isinstance(data, bytes)
+        raw = data if binary else data.encode("utf-8")
+        payload = Payload.from_bytes(raw, None, exact=binary)
+        self.messages.append(WSMessage(from_client=from_client, payload=payload, binary=binary, t=self.elapsed_ms()))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The server messages the recording had after one client message (or
+    after connecting, when ``client`` is None)."""
+
+    client: WSMessage | None
+    replies: tuple[WSMessage, ...] = ()
+
+    def types(self) -> list[str]:
+        return [message_type(m) for m in self.replies]
+
+    def terminator(self) -> str | None:
+        """The type of the turn's last reply when it appears once in the turn:
+        the message that ends it (``response.done``), however many deltas came
+        before. None when the turn has no such marker."""
+        types = self.types()
+        if types and types.count(types[-1]) == 1:
+            return types[-1]
+        return None
+
+
+def message_type(message: WSMessage) -> str:
+    payload = message.payload.value if message.payload.kind == "json" else None
+    return payload_type(payload, "binary" if message.binary else "text")
+
+
+def turns(session: WebSocketSession) -> list[Turn]:
+    """The recorded transcript cut at each client message."""
+    out = [Turn(None)]
+    for message in session.messages:
+        if message.from_client:
+            out.append(Turn(message))
+        else:
+            last = out[-1]
+            out[-1] = Turn(last.client, (*last.replies, message))
+    return out
+
+
+async def capture_websocket(
+    session: aiohttp.ClientSession,
+    recorded: Interaction,
+    live: LiveRequest,
+    *,
+    redactor: Redactor,
+    timeout: float,
+    turn_timeout: float | None = None,
+) -> Interaction:
+    """Replay the recorded client turns of a WebSocket session against ``live.url``
+    and return the interaction holding the live transcript."""
+    assert recorded.response is not None and recorded.response.websocket is not None
+    script = recorded.response.websocket
+    per_turn = min(timeout, turn_timeout if turn_timeout is not None else timeout)
+    headers = [(k, v) for k, v in live.headers if k.lower() not in WEBSOCKET_HANDSHAKE_HEADERS]
+    protocols = (script.subprotocol,) if script.subprotocol else ()
+    transcript = _Transcript(started=time.monotonic())
+    interaction = Interaction(request=recorded.request, match=dict(recorded.match), recorded_at=utc_now())
+    deadline = transcript.started + timeout
+    status = 101
+    response_headers: dict[str, str] = {}
+    subprotocol: str | None = None
+    try:
+        # Turns are bounded by ``deadline``; the outer bound covers connect and close.
+        async with asyncio.timeout(timeout + 5.0), session.ws_connect(
+            websocket_url(live.url),
+            headers=headers,
+            protocols=protocols,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=min(timeout, 5.0)),
+            autoping=True,
+        ) as ws:
+            handshake = getattr(ws, "_response", None)
+            if handshake is not None:
+                status = handshake.status
+                response_headers = stored_headers(_header_pairs(handshake.raw_headers))
+            subprotocol = ws.protocol
+            open_ = True
+            for turn in turns(script):
+                if not open_:
+                    break
+                if turn.client is not None:
+                    if turn.client.binary:
+                        await ws.send_bytes(turn.client.payload.to_bytes())
+                    else:
+                        await ws.send_str(turn.client.payload.to_bytes().decode("utf-8"))
+                    transcript.add(turn.client.content, from_client=True)
+                open_ = await _collect(ws, transcript, turn, deadline, per_turn)
+            if open_ and script.close is not None and script.close.by == "server":
+                # The server ended the recorded session: wait for it to do so again.
+                open_ = await _collect(ws, transcript, None, deadline, per_turn)
+            if open_:
+                await ws.close()
+                transcript.close = WSClose(code=ws.close_code, by="client", t=transcript.elapsed_ms())
+    except aiohttp.WSServerHandshakeError as exc:
+        interaction.response = Response(status=exc.status, headers=stored_headers(exc.headers.items() if exc.headers else ()))
+        interaction.incomplete = f"WebSocket handshake refused: {exc.status} {exc.message}"
+        return redactor.redact_interaction(interaction)
+    except TimeoutError:
+        interaction.error = f"timed out after {timeout:g} s"
+        return redactor.redact_interaction(interaction)
+    except aiohttp.ClientError as exc:
+        interaction.error = f"{type(exc).__name__}: {exc}"
+        return redactor.redact_interaction(interaction)
+    interaction.response = Response(
+        status=status,
+        headers=response_headers,
+        websocket=WebSocketSession(messages=transcript.messages, subprotocol=subprotocol, close=transcript.close),
+    )
+    return redactor.redact_interaction(interaction)
+
+
+async def _collect(
+    ws: aiohttp.ClientWebSocketResponse,
+    transcript: _Transcript,
+    turn: Turn | None,
+    deadline: float,
+    per_turn: float,
+) -> bool:
+    """Receive the server's replies to one turn: until the turn's terminator
+    arrived (or, without one, as many messages as recorded), the turn's time
+    is up, or the session ends; ``turn`` None waits for the server to close.
+    Returns whether the session is still open."""
+    terminator = turn.terminator() if turn is not None else None
+    expected = len(turn.replies) if turn is not None else None
+    received = 0
+    turn_deadline = min(deadline, time.monotonic() + per_turn)
+    while expected is None or (terminator is not None or received < expected):
+        remaining = turn_deadline - time.monotonic()
+        if remaining <= 0:
+            return True
+        try:
+            msg = await asyncio.wait_for(ws.receive(), remaining)
+        except TimeoutError:
+            return True
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            transcript.add(msg.data, from_client=False)
+            received += 1
+            if terminator is not None and message_type(transcript.messages[-1]) == terminator:
+                return True
+        elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            code = ws.close_code if ws.close_code is not None else (msg.data if isinstance(msg.data, int) else None)
+            transcript.close = WSClose(code=code, reason=str(msg.extra or ""), by="server", t=transcript.elapsed_ms())
+            return False
+        elif msg.type == aiohttp.WSMsgType.ERROR:
+            raise aiohttp.ClientError(f"WebSocket error: {ws.exception() or msg.data}")
+    return True
