@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from . import __version__
 
 # Modules under llmock_proxy.commands, in the order `--help` lists them.
-COMMAND_MODULES = ["cassette", "serve"]
+COMMAND_MODULES = ["cassette", "serve", "drift"]
 
 
 class _Parser(argparse.ArgumentParser):
