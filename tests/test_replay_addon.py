@@ -1,0 +1,283 @@
+"""The replay addon inside a real mitmproxy: streams, timing, misses, modes, options."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from mitmproxy import http
+
+from llmock_proxy import cassette as cassette_model
+from llmock_proxy.cassette import SSEEvent
+from llmock_proxy.mitm.record import Record
+from llmock_proxy.mitm.replay import Replay
+from llmock_proxy.wire import SSEDecoder
+from tests.fakes import AnthropicFake, FakeServer, OpenAIFake, Script, TestPKI
+from tests.harness import InProcessProxy, ProxyStartError, UpstreamRouter, routes_for
+from tests.harness import clients as sdk
+
+ANTHROPIC_MESSAGES = "https://api.anthropic.com/v1/messages"
+ANTHROPIC_HEADERS = {"x-api-key": sdk.TEST_ANTHROPIC_KEY, "anthropic-version": "2023-06-01"}
+STREAM_BODY = {
+    "model": "claude-3-5-haiku-latest",
+    "max_tokens": 100,
+    "stream": True,
+    "messages": [{"role": "user", "content": "Tell me slowly"}],
+}
+EVENT_DELAY = 0.04  # seconds between the fake upstream's events while recording
+
+
+@pytest.fixture(scope="module")
+def paced_cassette(tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI) -> Path:
+    """An Anthropic stream recorded through the record addon from a slow upstream."""
+    cassette_dir = tmp_path_factory.mktemp("paced")
+    fake = FakeServer(
+        AnthropicFake(Script(text="one two three four five six", first_event_delay=0.05, event_delay=EVENT_DELAY)),
+        pki=test_pki,
+    ).start()
+    record = Record()
+    proxy = InProcessProxy(
+        confdir=tmp_path_factory.mktemp("mitm-paced"),
+        addons=[record],
+        options={"llmock_cassette_dir": str(cassette_dir), "llmock_cassette": "paced.yaml"},
+        router=UpstreamRouter(routes_for(fake)),
+        upstream_trusted_ca=test_pki.ca_cert_path,
+    )
+    try:
+        with proxy, sdk.raw_client(proxy) as client:
+            with client.stream("POST", ANTHROPIC_MESSAGES, json=STREAM_BODY, headers=ANTHROPIC_HEADERS) as response:
+                assert response.status_code == 200
+                response.read()
+            assert record.flush(30)
+    finally:
+        fake.stop()
+    return cassette_dir / "paced.yaml"
+
+
+class UrlSeen:
+    """Sees flows after the replay addon: what logs and saved flows show."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.urls.append(flow.request.url)
+
+
+def start_replay(tmp_path: Path, options: dict[str, Any], *, mode: str = "regular",
+                 fakes: tuple[FakeServer, ...] = (), extra: tuple[Any, ...] = (),
+                 pki: TestPKI | None = None) -> tuple[InProcessProxy, Replay, UpstreamRouter]:
+    replay = Replay()
+    router = UpstreamRouter(routes_for(*fakes))
+    proxy = InProcessProxy(
+        confdir=tmp_path / "mitm",
+        mode=mode,
+        addons=[replay, *extra],
+        options={"llmock_cassette_dir": "", **options},
+        router=router,
+        upstream_trusted_ca=pki.ca_cert_path if pki else None,
+    )
+    proxy.start()
+    return proxy, replay, router
+
+
+@pytest.fixture
+def stopping() -> Iterator[list[InProcessProxy]]:
+    proxies: list[InProcessProxy] = []
+    yield proxies
+    for proxy in proxies:
+        proxy.stop()
+
+
+def read_events(client: httpx.Client) -> list[tuple[float, SSEEvent]]:
+    decoder = SSEDecoder()
+    arrivals: list[tuple[float, SSEEvent]] = []
+    start = time.perf_counter()
+    with client.stream("POST", ANTHROPIC_MESSAGES, json=STREAM_BODY, headers=ANTHROPIC_HEADERS) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for chunk in response.iter_raw():
+            now = time.perf_counter() - start
+            arrivals.extend((now, event) for event in decoder.feed(chunk))
+    return arrivals
+
+
+def test_replayed_events_equal_the_recorded_ones_and_keep_their_gaps(
+    tmp_path: Path, paced_cassette: Path, stopping: list[InProcessProxy]
+) -> None:
+    recorded = cassette_model.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
+    assert recorded and recorded[-1].t - recorded[0].t >= EVENT_DELAY * 1000 * 3  # the pacing was recorded
+    seen = UrlSeen()
+    proxy, _, router = start_replay(tmp_path, {"llmock_cassettes": [str(paced_cassette)]}, extra=(seen,))
+    stopping.append(proxy)
+    with sdk.raw_client(proxy) as client:
+        arrivals = read_events(client)
+    replayed = [event for _, event in arrivals]
+    assert [(e.event, e.data) for e in replayed] == [(e.event, e.data) for e in recorded]
+    # Gaps as recorded (generous bounds; the accuracy figures are in the benchmark).
+    for (at_a, _), (at_b, _), rec_a, rec_b in zip(arrivals, arrivals[1:], recorded, recorded[1:]):
+        want = rec_b.t - rec_a.t
+        got = (at_b - at_a) * 1000
+        assert want - 10 <= got <= want + 100, (got, want)
+    # Streamed through the engine on 127.0.0.1 only; logs show the original URL.
+    assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
+    assert seen.urls == [ANTHROPIC_MESSAGES]
+    assert proxy.master is not None and proxy.master.options.connection_strategy == "lazy"
+
+
+def test_instant_timing_through_the_addon(tmp_path: Path, paced_cassette: Path, stopping: list[InProcessProxy]) -> None:
+    proxy, _, _ = start_replay(tmp_path, {"llmock_cassettes": [str(paced_cassette)], "llmock_timing": "instant"})
+    stopping.append(proxy)
+    recorded = cassette_model.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
+    with sdk.raw_client(proxy) as client:
+        arrivals = read_events(client)
+    assert arrivals[-1][0] * 1000 < recorded[-1].t / 2
+
+
+def test_miss_is_answered_in_the_providers_envelope_and_never_forwarded(
+    tmp_path: Path, paced_cassette: Path, stopping: list[InProcessProxy]
+) -> None:
+    proxy, replay, router = start_replay(tmp_path, {"llmock_cassettes": [str(paced_cassette)]})
+    stopping.append(proxy)
+    client = sdk.anthropic_client(proxy, max_retries=2)
+    with pytest.raises(Exception) as caught:
+        client.messages.create(model="claude-3-5-haiku-latest", max_tokens=100,
+                               messages=[{"role": "user", "content": "Tell me quickly"}])
+    error = caught.value
+    assert getattr(error, "status_code", None) == 421
+    body = error.body  # type: ignore[attr-defined]
+    assert body["type"] == "error"
+    message = body["error"]["message"]
+    assert "no recording or fixture matches POST /v1/messages" in message
+    assert f"closest: {paced_cassette}: interactions[0]" in message
+    assert "stream: expected True, got False" in message
+    assert body["llmock"]["nearMisses"][0]["source"] == f"{paced_cassette}: interactions[0]"
+    assert router.attempts == []  # nothing left the proxy
+    assert replay.session.misses == 1  # not retried
+    misses = [line for line in proxy.log_lines() if "replay miss" in line]
+    assert len(misses) == 1 and "Tell me quickly" in misses[0]
+
+
+def test_auto_mode_records_a_miss_and_answers_it_from_then_on(
+    tmp_path: Path, test_pki: TestPKI, stopping: list[InProcessProxy]
+) -> None:
+    fake = FakeServer(OpenAIFake(Script(text="Fresh from upstream.")), pki=test_pki).start()
+    cassette_dir = tmp_path / "auto"
+    try:
+        proxy, replay, _ = start_replay(
+            tmp_path,
+            {"llmock_mode": "auto", "llmock_cassette_dir": str(cassette_dir), "llmock_cassette": "auto.yaml"},
+            fakes=(fake,),
+            pki=test_pki,
+        )
+        stopping.append(proxy)
+        client = sdk.openai_client(proxy)
+
+        def ask(stream: bool = False) -> str:
+            kwargs = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "brand new"}])
+            if stream:
+                return "".join(c.choices[0].delta.content or "" for c in
+                               client.chat.completions.create(stream=True, **kwargs) if c.choices)
+            return client.chat.completions.create(**kwargs).choices[0].message.content
+
+        assert ask() == "Fresh from upstream."
+        assert ask() == "Fresh from upstream."
+        assert ask(stream=True) == "Fresh from upstream."  # re-rendered from the recording
+        assert len(fake.requests) == 1
+        assert replay._record.flush(30)
+    finally:
+        fake.stop()
+    written = cassette_model.load(cassette_dir / "auto.yaml")
+    assert len(written.interactions) == 1
+    assert written.interactions[0].match["userMessage"] == "brand new"
+
+
+def test_passthrough_forwards_misses_without_recording(
+    tmp_path: Path, test_pki: TestPKI, stopping: list[InProcessProxy]
+) -> None:
+    fake = FakeServer(OpenAIFake(Script(text="Passed through.")), pki=test_pki).start()
+    try:
+        proxy, _, _ = start_replay(
+            tmp_path, {"llmock_mode": "passthrough", "llmock_cassette_dir": str(tmp_path / "none")},
+            fakes=(fake,), pki=test_pki,
+        )
+        stopping.append(proxy)
+        client = sdk.openai_client(proxy)
+        for _ in range(2):
+            answer = client.chat.completions.create(model="gpt-4o-mini",
+                                                    messages=[{"role": "user", "content": "anything"}])
+            assert answer.choices[0].message.content == "Passed through."
+        streamed = "".join(
+            c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "anything"}], stream=True) if c.choices
+        )
+        assert streamed == "Passed through."
+        assert len(fake.requests) == 3
+    finally:
+        fake.stop()
+    assert not (tmp_path / "none").exists()
+
+
+def test_options_reload_the_session_and_the_control_endpoints_work(
+    tmp_path: Path, stopping: list[InProcessProxy]
+) -> None:
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "roll", "sequenceIndex": 0},
+                                               "response": {"content": "one"}},
+                                              {"match": {"userMessage": "roll"}, "response": {"content": "many"}}]}))
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "roll"}, "response": {"content": "other"}}]}))
+    proxy, _, _ = start_replay(tmp_path, {"llmock_fixtures": [str(first)]})
+    stopping.append(proxy)
+    client = sdk.openai_client(proxy)
+
+    def roll() -> str:
+        return client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "roll"}]
+        ).choices[0].message.content
+
+    assert [roll(), roll()] == ["one", "many"]
+    with sdk.raw_client(proxy) as raw:
+        assert raw.post("https://api.openai.com/__llmock/reset").json()["reset"] is True
+        assert roll() == "one"
+        health = raw.get("https://api.openai.com/__llmock/health").json()
+        assert health["hits"] == 1 and health["mode"] == "replay"
+    proxy.set_options(llmock_fixtures=[str(second)])
+    assert roll() == "other"
+
+
+def test_a_bad_fixture_file_stops_the_start_with_file_and_field(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "x"}, "latency": -1}]}))
+    with pytest.raises(ProxyStartError) as caught:
+        start_replay(tmp_path, {"llmock_fixtures": [str(broken)]})
+    assert "broken.json" in str(caught.value) and "fixtures[0].latency" in str(caught.value)
+
+
+def test_a_bad_timing_value_is_an_option_error(tmp_path: Path) -> None:
+    with pytest.raises(ProxyStartError, match="recorded, instant or scale:X"):
+        start_replay(tmp_path, {"llmock_timing": "fast"})
+
+
+def test_openai_sdk_streams_a_fixture_through_reverse_mode(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
+    fixtures = tmp_path / "f.json"
+    fixtures.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "count"},
+                                                  "response": {"content": "1 2 3 4 5"}, "chunkSize": 2}]}))
+    proxy, _, router = start_replay(tmp_path, {"llmock_fixtures": [str(fixtures)]},
+                                    mode="reverse:https://api.openai.com")
+    stopping.append(proxy)
+    client = sdk.openai_client(base_url=f"{proxy.url}/v1")
+    deltas = [c.choices[0].delta.content for c in client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "count"}], stream=True)
+        if c.choices and c.choices[0].delta.content]
+    assert deltas == ["1 ", "2 ", "3 ", "4 ", "5"]
+    assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "nothing"}])
+    assert caught.value.status_code == 421
