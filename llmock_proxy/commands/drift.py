@@ -157,7 +157,11 @@ def run_live(args: argparse.Namespace) -> int:
     report.fail_on = args.fail_on
 
     if args.update:
-        outcome = apply_updates(canary.answers)
+        try:
+            outcome = apply_updates(canary.answers)
+        except (OSError, ValueError) as exc:  # unwritable file, or the redaction scan refused it
+            print(f"llmock-proxy drift: --update: {canary.secrets.scrub(str(exc))}", file=sys.stderr)
+            return 2
         for path in outcome.written:
             print(f"drift: updated {path}", file=sys.stderr)
         for note in outcome.kept:

@@ -1,0 +1,225 @@
+"""The watching drift addon: ``mitmdump -s addons/drift.py``.
+
+Compares every live exchange passing through the proxy (while recording, or
+in plain passthrough use) with the recorded shape of its API family, logs
+each finding as it happens and writes the report when mitmproxy stops. The
+grading lives in :mod:`llmock_proxy.drift`; this module maps hooks onto it:
+
+* ``request``          start a recording (the recorder's tee, as the record
+                       addon uses it).
+* ``responseheaders``  tee a streamed body through the recording, chunk by
+                       chunk, never buffering it; when another addon (the
+                       record addon) already tees the body, chain after it.
+* ``response``         finish the recording and grade it.
+* ``websocket_end``    grade the session's server messages.
+* ``done``             write the report file(s).
+
+Load it after ``addons/record.py`` when both run
+(``-s addons/record.py -s addons/drift.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from ..cassette import CassetteError
+from ..drift.contracts import Contracts, infer_documents, load_documents, load_recordings
+from ..drift.findings import Policy
+from ..drift.report import DriftReport, format_for, render_text, write_report
+from ..drift.watch import SeenMessage, Watcher, websocket_transcript
+from ..recorder import Recorder, Recording
+from ..redact import Redactor
+
+log = logging.getLogger(__name__)
+
+StreamFn = Callable[[bytes], Any]
+
+
+def chain_stream(previous: StreamFn, recording: Recording) -> StreamFn:
+    """A ``flow.response.stream`` callable that runs ``previous`` and feeds
+    what it passes on to ``recording``."""
+
+    def stream(chunk: bytes) -> Any:
+        out = previous(chunk)
+        parts: Iterable[bytes] = [out] if isinstance(out, (bytes, bytearray)) else list(out)
+        for part in parts:
+            if part:
+                recording.feed(bytes(part))
+        if not chunk:
+            recording.feed(b"")
+        return out if isinstance(out, (bytes, bytearray)) else parts
+
+    return stream
+
+
+class Drift:
+    """Grades live traffic against recorded shapes."""
+
+    OPTIONS = ("llmock_drift_cassettes", "llmock_drift_policy", "llmock_drift_report")
+
+    def __init__(self) -> None:
+        self._watcher: Watcher | None = None
+        self._recorder = Recorder(redactor=Redactor.default())
+        self._recordings: dict[str, Recording] = {}
+        # The stream callable installed per flow, to notice another addon replacing it.
+        self._tees: dict[str, StreamFn] = {}
+        self._reports: tuple[str, ...] = ()
+        self._warned_replaced = False
+
+    @property
+    def report(self) -> DriftReport | None:
+        return self._watcher.report if self._watcher is not None else None
+
+    # -- options ---------------------------------------------------------------
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option(
+            "llmock_drift_cassettes",
+            Sequence[str],
+            [],
+            "Cassette files or directories (recursive *.yaml/*.yml) the recorded shapes are inferred from, "
+            "and/or *.schema.json files or directories of them (from `llmock-proxy drift schema`). "
+            "Repeat for several. Empty: the addon does nothing.",
+        )
+        loader.add_option(
+            "llmock_drift_policy",
+            str,
+            "",
+            "Drift policy file (YAML/JSON): paths to ignore or re-grade per API family.",
+        )
+        loader.add_option(
+            "llmock_drift_report",
+            Sequence[str],
+            [],
+            "Report file(s) written when mitmproxy stops; the format follows the extension: "
+            ".json, .xml (JUnit), .md (Markdown), .txt. Repeat for several.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not set(self.OPTIONS) & updated:
+            return
+        opts = ctx.options
+        reports = tuple(opts.llmock_drift_report)
+        for path in reports:
+            try:
+                format_for(path)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"llmock_drift_report: {exc}") from None
+        self._reports = reports
+        sources = list(opts.llmock_drift_cassettes)
+        if not sources:
+            self._watcher = None
+            return
+        try:
+            contracts = self._contracts(sources, opts.llmock_drift_policy)
+        except CassetteError as exc:
+            raise exceptions.OptionsError(f"llmock drift: {exc}") from None
+        previous = self._watcher.report if self._watcher is not None else DriftReport()
+        self._watcher = Watcher(contracts, report=previous)
+        log.info(
+            "llmock drift: watching %d recorded shape(s): %s",
+            len(contracts.documents),
+            ", ".join(sorted(contracts.documents)) or "none",
+        )
+
+    @staticmethod
+    def _contracts(sources: list[str], policy_file: str) -> Contracts:
+        schema_sources = [s for s in sources if s.endswith(".schema.json") or _holds_schemas(s)]
+        cassette_sources = [s for s in sources if s not in schema_sources]
+        documents = infer_documents(load_recordings(cassette_sources)) if cassette_sources else {}
+        documents.update(load_documents(schema_sources))
+        policy = Policy.load(policy_file) if policy_file else Policy()
+        return Contracts(documents, policy)
+
+    # -- HTTP hooks ------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self._watcher is None or flow.response is not None:
+            return  # not watching, or another addon answered: nothing live
+        req = flow.request
+        self._recordings[flow.id] = self._recorder.start(
+            req.method, req.url, req.headers.items(multi=True), req.raw_content
+        )
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        recording = self._recordings.get(flow.id)
+        if recording is None or flow.response is None:
+            return
+        resp = flow.response
+        previous = resp.stream if callable(resp.stream) else None
+        forced = True if resp.stream else None
+        if recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=forced):
+            tee: StreamFn = recording.tee if previous is None else chain_stream(previous, recording)
+            resp.stream = tee
+            self._tees[flow.id] = tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            return  # graded at websocket_end
+        recording = self._recordings.pop(flow.id, None)
+        tee = self._tees.pop(flow.id, None)
+        if recording is None or flow.response is None or self._watcher is None:
+            return
+        resp = flow.response
+        if tee is not None and resp.stream is not tee:
+            if not self._warned_replaced:
+                self._warned_replaced = True
+                log.warning(
+                    "llmock drift: another addon replaced the stream tee of %s; load addons/drift.py after "
+                    "addons/record.py so both see the stream",
+                    flow.request.pretty_url,
+                )
+            return
+        if recording.status is None:
+            recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=False)
+        self._watcher.observe(recording.finish(None if callable(resp.stream) else resp.raw_content))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._recordings.pop(flow.id, None)
+        self._tees.pop(flow.id, None)
+
+    # -- WebSocket hooks -------------------------------------------------------
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        recording = self._recordings.pop(flow.id, None)
+        if recording is None or flow.response is None or flow.websocket is None or self._watcher is None:
+            return
+        resp = flow.response
+        recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=False)
+        interaction = recording.finish(b"")
+        ws = flow.websocket
+        assert interaction.response is not None
+        interaction.response.body = None
+        interaction.response.websocket = websocket_transcript(
+            (SeenMessage(m.from_client, m.is_text, m.content, m.timestamp) for m in ws.messages),
+            started=flow.request.timestamp_start,
+            subprotocol=resp.headers.get("sec-websocket-protocol"),
+            close_code=ws.close_code,
+            closed_by_client=ws.closed_by_client,
+        )
+        self._watcher.observe(interaction)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def done(self) -> None:
+        if self._watcher is None:
+            return
+        report = self._watcher.report
+        log.info("llmock %s", render_text(report).strip().splitlines()[-1])
+        for path in self._reports:
+            try:
+                write_report(report, path)
+            except OSError as exc:
+                log.error("llmock drift: cannot write report %s: %s", path, exc)
+            else:
+                log.info("llmock drift: report written to %s", path)
+
+
+def _holds_schemas(source: str) -> bool:
+    p = Path(source)
+    return p.is_dir() and any(p.glob("*.schema.json"))

@@ -1,0 +1,177 @@
+"""The watching addon in a real in-process mitmproxy: live traffic from the real
+SDKs is graded against the recorded shapes, findings are logged as they
+happen, and the report is written when mitmproxy stops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from mitmproxy import exceptions
+
+from llmock_proxy import cassette as cassette_module
+from llmock_proxy.drift.contracts import infer_documents, load_recordings, write_documents
+from llmock_proxy.mitm.drift import Drift
+from llmock_proxy.mitm.record import Record
+from tests.drift_support import REALTIME_CLIENT_TURNS, DriftWorld, RealtimeFake, record_baseline, record_realtime_baseline
+from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
+from tests.harness import clients as sdk
+
+QUESTION = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture(scope="module")
+def world(test_pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DriftWorld]:
+    world = record_baseline(test_pki, tmp_path_factory.mktemp("drift-addon"))
+    yield world
+    world.stop()
+
+
+@pytest.fixture
+def fresh(world: DriftWorld) -> DriftWorld:
+    world.reset()
+    return world
+
+
+def drift_lines(proxy) -> list[str]:
+    return [line for line in proxy.log_lines() if "llmock drift: " in line]
+
+
+def test_findings_are_logged_live_and_reported_at_shutdown_next_to_the_recorder(fresh, proxy, tmp_path):
+    reports = [tmp_path / "drift" / name for name in ("watch.json", "watch.md", "watch.xml")]
+    record = Record()
+    fresh.fakes["anthropic"].script = Script(
+        drop_events={"ping"},
+        mutate=lambda d: {**d, "message": {**d["message"], "container": None}} if d.get("type") == "message_start" else d,
+    )
+    running = proxy(
+        addons=[record, Drift()],
+        options={
+            "llmock_cassette_dir": str(tmp_path / "recorded"),
+            "llmock_cassette": "session.yaml",
+            "llmock_drift_cassettes": [str(fresh.cassette_dir)],
+            "llmock_drift_report": [str(p) for p in reports],
+        },
+        fakes=fresh.fakes.values(),
+    )
+    with sdk.anthropic_client(running) as client:
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=QUESTION) as stream:
+            text = "".join(stream.text_stream)
+    assert text == "Hello from the fake upstream."
+    # Logged as it happened, before mitmproxy stops.
+    lines = drift_lines(running)
+    assert any("CRITICAL anthropic.messages sse events.ping: event type 'ping' disappeared" in l for l in lines), lines
+    assert any("WARNING  anthropic.messages sse events.message_start.message.container" in l for l in lines), lines
+
+    with sdk.openai_client(running) as client:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert reply.choices[0].message.content == "Hello from the fake upstream."
+    with sdk.raw_client(running) as http:
+        lines_ = http.post(f"{sdk.OLLAMA_URL}/api/chat", json={"model": "llama3.2", "messages": QUESTION}).text
+    assert lines_.count("\n") >= 2
+    assert record.flush(10)
+    running.stop()
+
+    data = json.loads(reports[0].read_text())
+    by_key = {f"{r['family']}.{r['form']}": r for r in data["results"]}
+    assert sorted(by_key) == ["anthropic.messages.sse", "ollama.chat.ndjson", "openai.chat.body"]
+    assert all(r["outcome"] == "checked" for r in data["results"])
+    assert sorted((f["severity"], f["path"]) for f in by_key["anthropic.messages.sse"]["findings"]) == [
+        ("critical", "events.ping"),
+        ("warning", "events.message_start.message.container"),
+    ]
+    assert by_key["anthropic.messages.sse"]["source"] == "POST https://api.anthropic.com/v1/messages"
+    assert by_key["anthropic.messages.sse"]["compared_with"] == [f"{fresh.cassettes['anthropic.messages.sse']}#0"]
+    assert by_key["openai.chat.body"]["findings"] == [] and by_key["ollama.chat.ndjson"]["findings"] == []
+    assert reports[1].read_text().startswith("## API drift canary")
+    failed = [c.get("name") for c in ET.parse(reports[2]).getroot().iter("testcase") if c.find("failure") is not None]
+    assert failed == ["anthropic.messages.sse"]
+
+    # The recorder still saw every byte of the stream the addon teed after it.
+    recorded = cassette_module.load(tmp_path / "recorded" / "session.yaml").interactions
+    stream = next(i for i in recorded if i.match["family"] == "anthropic.messages")
+    assert [e.event for e in stream.response.events][-1] == "message_stop"
+    assert stream.summary["text"] == "Hello from the fake upstream."
+    for path in [*reports, tmp_path / "recorded" / "session.yaml"]:
+        assert "sk-test" not in path.read_text()
+
+
+def test_committed_schemas_as_the_contract_without_the_recorder(fresh, proxy, tmp_path):
+    schemas = tmp_path / "schemas"
+    write_documents(infer_documents(load_recordings([fresh.cassettes["gemini.generate.sse"]])), schemas)
+    report = tmp_path / "watch.json"
+    fresh.fakes["gemini"].script = Script(
+        mutate=lambda d: {k: v for k, v in d.items() if k != "responseId"},
+        text="Quite another answer with more words in it than the recording had.",
+    )
+    running = proxy(
+        addons=[Drift()],
+        options={"llmock_drift_cassettes": [str(schemas)], "llmock_drift_report": [str(report)]},
+        fakes=fresh.fakes.values(),
+    )
+    client = sdk.genai_client(running)
+    text = "".join(chunk.text for chunk in client.models.generate_content_stream(model="gemini-2.5-flash",
+                                                                                  contents="Say hello"))
+    assert text.startswith("Quite another answer")
+    # A family with no recorded shape passes through, uncompared.
+    client.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
+    running.stop()
+    data = json.loads(report.read_text())
+    assert [(r["family"], r["form"]) for r in data["results"]] == [("gemini.generate", "sse")]
+    assert [(f["severity"], f["kind"], f["path"]) for f in data["results"][0]["findings"]] == [
+        ("critical", "field-removed", "events.message.responseId")
+    ]
+    assert any("no recorded shape for gemini.generate.body" in l for l in running.log_lines())
+
+
+def test_a_report_name_without_a_known_extension_is_refused(fresh, proxy, tmp_path):
+    running = proxy(addons=[Drift()], fakes=fresh.fakes.values())
+    with pytest.raises(exceptions.OptionsError, match=r"watch\.html: cannot tell the report format"):
+        running.set_options(llmock_drift_report=[str(tmp_path / "watch.html")])
+    with pytest.raises(exceptions.OptionsError, match="no such file or directory"):
+        running.set_options(llmock_drift_cassettes=[str(tmp_path / "missing")])
+
+
+def test_websocket_sessions_are_graded_when_they_end(test_pki: TestPKI, proxy, tmp_path):
+    with FakeServer(RealtimeFake(), pki=test_pki) as fake:
+        baseline = record_realtime_baseline(fake, tmp_path / "cassettes" / "realtime.yaml")
+        fake.script = Script(reorder_events=lambda events: [
+            *events[:-1], StreamEvent(None, {"type": "rate_limits.updated", "event_id": "e", "rate_limits": []}),
+            events[-1],
+        ])
+        report = tmp_path / "watch.json"
+        running = proxy(
+            addons=[Drift()],
+            options={"llmock_drift_cassettes": [str(baseline.parent)], "llmock_drift_report": [str(report)]},
+            fakes=[fake],
+        )
+
+        async def session() -> list[str]:
+            context = ssl.create_default_context(cafile=str(running.ca_cert_path))
+            seen: list[str] = []
+            async with aiohttp.ClientSession() as http, http.ws_connect(
+                "wss://api.openai.com/v1/realtime?model=gpt-realtime",
+                proxy=running.url,
+                ssl=context,
+                headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"},
+            ) as ws:
+                seen.append((await ws.receive_json(timeout=10))["type"])
+                for turn in REALTIME_CLIENT_TURNS:
+                    await ws.send_json(turn)
+                while seen[-1] != "response.done":
+                    seen.append((await ws.receive_json(timeout=10))["type"])
+            return seen
+
+        seen = asyncio.run(session())
+        assert "rate_limits.updated" in seen
+        running.stop()
+    data = json.loads(report.read_text())
+    (result,) = data["results"]
+    assert (result["family"], result["form"]) == ("openai.realtime", "websocket")
+    assert [(f["severity"], f["path"]) for f in result["findings"]] == [("warning", "events.rate_limits.updated")]
