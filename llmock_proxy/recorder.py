@@ -1,0 +1,422 @@
+"""Turning one live HTTP exchange into a cassette :class:`Interaction`.
+
+Sans-mitmproxy: whoever carries the bytes (the record addon, the replay
+addon's record-on-miss mode, a test) drives a :class:`Recording`::
+
+    recording = recorder.start(method, url, headers, body)   # request is on its way
+    if recording.response_started(status, headers):          # a stream: tee it
+        for chunk in chunks: recording.feed(chunk)            # or use recording.tee
+        interaction = recording.finish()
+    else:
+        interaction = recording.finish(body)                  # a whole body
+    # or, on a transport failure / disconnect at any point:
+    interaction = recording.fail("connection refused")
+
+Streamed bodies are decoded as they pass (content-encoding first, then the
+wire form) and every decoded item is stamped with ``t``: milliseconds since the
+request was sent. Nothing is buffered on the client's path; only the decoded
+items are kept. The finished interaction carries the derived ``match`` key and
+the provider's ``summary`` and has been through the :class:`Redactor`, so it is
+ready to be written.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import wire
+from .cassette import (
+    EventStreamFrame,
+    Interaction,
+    NDJSONLine,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+)
+from .matcher import derive_match
+from .providers import GENERIC, Provider, identify
+from .redact import Redactor
+from .wire.content_encoding import Decompressor
+
+log = logging.getLogger(__name__)
+
+# Headers that describe one hop or the body's transfer, not the exchange:
+# the stored body is decoded and a replay recomputes framing, so keeping them
+# would lie (a recorded ``connection: close`` would close the replay client).
+# ``host`` repeats the URL; ``proxy-authorization`` is the client's credential
+# for the proxy itself.
+UNSTORED_HEADERS = frozenset(
+    {
+        "content-encoding",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "host",
+    }
+)
+
+HeaderSource = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def header_pairs(headers: HeaderSource) -> list[tuple[str, str]]:
+    """(name, value) pairs from a mapping or a list of pairs, names lower-cased."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(name).lower(), str(value)) for name, value in items]
+
+
+def stored_headers(headers: HeaderSource) -> dict[str, str]:
+    """The headers a cassette keeps: lower-case names, repeated fields joined
+    with ``", "`` (RFC 9110 field combination), transfer headers left out."""
+    out: dict[str, str] = {}
+    for name, value in header_pairs(headers):
+        if name in UNSTORED_HEADERS or name.startswith(":"):
+            continue
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def _first(headers: HeaderSource, name: str) -> str | None:
+    for key, value in header_pairs(headers):
+        if key == name:
+            return value
+    return None
+
+
+def decoded_body(raw: bytes, content_encoding: str | None) -> tuple[bytes, str | None]:
+    """The body with its content-encoding undone, and the encoding still on it
+    (None when decoding worked; the original value when it did not, so the
+    stored bytes stay truthful about what they are)."""
+    if not content_encoding:
+        return raw, None
+    try:
+        return wire.content_encoding.decompress(raw, content_encoding), None
+    except ValueError as exc:
+        log.warning("keeping body encoded: %s", exc)
+        return raw, content_encoding
+
+
+def _body_payload(raw: bytes | None, content_type: str | None) -> Payload | None:
+    if not raw:
+        return None
+    return Payload.from_bytes(raw, content_type)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Recorder:
+    """Starts recordings; holds what every recording shares (redaction, clock)."""
+
+    redactor: Redactor = field(default_factory=Redactor.default)
+    # Monotonic seconds; a test can pass a fake clock to pin ``t``.
+    clock: Callable[[], float] = time.monotonic
+
+    def start(
+        self,
+        method: str,
+        url: str,
+        headers: HeaderSource,
+        body: bytes | None = None,
+        *,
+        started: float | None = None,
+    ) -> Recording:
+        """Begin recording a request that is being sent now (or at ``started``,
+        a value of :attr:`clock`)."""
+        pairs = header_pairs(headers)
+        raw, still_encoded = decoded_body(body or b"", _first(pairs, "content-encoding"))
+        request_headers = stored_headers(pairs)
+        if still_encoded:
+            request_headers["content-encoding"] = still_encoded
+        request = Request(
+            method=method.upper(),
+            url=url,
+            headers=request_headers,
+            body=_body_payload(raw, _first(pairs, "content-type")),
+        )
+        try:
+            provider = identify(request.method, url, dict(pairs))
+        except Exception:  # a catalog bug must not lose the recording
+            log.exception("cannot identify the API family of %s %s", request.method, url)
+            provider = GENERIC
+        return Recording(
+            request=request,
+            provider=provider,
+            redactor=self.redactor,
+            clock=self.clock,
+            started=self.clock() if started is None else started,
+            recorded_at=utc_now(),
+        )
+
+
+@dataclass
+class Recording:
+    """One exchange in flight. Not thread-safe: one driver feeds it."""
+
+    request: Request
+    provider: Provider
+    redactor: Redactor
+    clock: Callable[[], float]
+    started: float
+    recorded_at: str
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # Set once the response turned out to be a stream of items ("sse", ...).
+    form: str | None = None
+    items: list[SSEEvent | NDJSONLine | EventStreamFrame] = field(default_factory=list)
+    # Teed bytes of a chunked response that is not an item stream (decoded).
+    _body_parts: list[bytes] = field(default_factory=list)
+    _decompressor: Decompressor | None = None
+    _decoder: wire.StreamDecoder | None = None
+    _content_type: str | None = None
+    _content_encoding: str | None = None
+    _still_encoded: str | None = None
+    # Why the teed bytes could not be decoded, once they could not.
+    _decode_error: str | None = None
+    _teeing: bool = False
+    _ended: bool = False
+
+    # -- response ------------------------------------------------------------
+
+    def response_started(
+        self, status: int, headers: HeaderSource, *, streamed: bool | None = None
+    ) -> bool:
+        """The response head arrived. Returns whether its body should be teed
+        through :meth:`feed` (every item stream, and any chunked or unsized
+        body) rather than handed whole to :meth:`finish`. ``streamed`` forces
+        the answer when the carrier already decided."""
+        pairs = header_pairs(headers)
+        self.status = int(status)
+        self.response_headers = stored_headers(pairs)
+        self._content_type = _first(pairs, "content-type")
+        self._content_encoding = _first(pairs, "content-encoding")
+        form = wire.stream_form(self._content_type)
+        if streamed is None:
+            chunked = "chunked" in (_first(pairs, "transfer-encoding") or "").lower()
+            unsized = _first(pairs, "content-length") is None
+            streamed = form is not None or chunked or unsized
+        if not streamed:
+            return False
+        self._teeing = True
+        self.form = form
+        try:
+            self._decompressor = Decompressor(self._content_encoding)
+        except ValueError as exc:  # unknown coding: keep the bytes as they came
+            log.warning("keeping body encoded: %s", exc)
+            self._still_encoded = self._content_encoding
+            self.form = None
+        if self.form is not None:
+            self._decoder = wire.new_decoder(self.form)  # type: ignore[arg-type]
+        return True
+
+    def feed(self, chunk: bytes) -> None:
+        """One teed chunk of the response body as it came off the wire; ``b""``
+        ends the body. Never raises: a stream the recorder cannot decode is
+        still passed on untouched and recorded as far as it could be read."""
+        if self._ended:
+            return
+        if not chunk:
+            self._end()
+            return
+        if self._decode_error is not None:
+            return
+        try:
+            self._take(self._decompress(chunk))
+        except Exception as exc:
+            self._broken(exc)
+
+    def tee(self, chunk: bytes) -> bytes:
+        """:meth:`feed`, returning the chunk unchanged: the callable a proxy
+        puts in the body's path (mitmproxy's ``flow.response.stream``)."""
+        self.feed(chunk)
+        return chunk
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        if self._decompressor is None:
+            return chunk
+        return self._decompressor.feed(chunk)
+
+    def _take(self, data: bytes) -> None:
+        if not data or self._decode_error is not None:
+            return  # what came before the damage is kept; the rest is unreadable
+        if self._decoder is None:
+            self._body_parts.append(data)
+            return
+        items = self._decoder.feed(data)
+        if items:
+            t = self._elapsed_ms()
+            for item in items:
+                item.t = t
+            self.items.extend(items)
+
+    def _end(self) -> None:
+        self._ended = True
+        try:
+            if self._decode_error is not None:
+                return
+            if self._decompressor is not None:
+                self._take(self._decompressor.flush())
+            if self._decoder is not None and self._decode_error is None:
+                items = self._decoder.close()
+                t = self._elapsed_ms()
+                for item in items:
+                    item.t = t
+                self.items.extend(items)
+        except Exception as exc:
+            self._broken(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        if self._decode_error is None:
+            self._decode_error = f"{type(exc).__name__}: {exc}"
+            log.warning("%s %s: cannot decode the stream: %s", self.request.method, self.request.url, exc)
+
+    def _elapsed_ms(self) -> float:
+        return round((self.clock() - self.started) * 1000.0, 1)
+
+    # -- completion ----------------------------------------------------------
+
+    def finish(self, body: bytes | None = None) -> Interaction:
+        """The response ended normally. ``body`` is the raw (still
+        content-encoded) body of a response that was not teed."""
+        if self.status is None:
+            raise RuntimeError("finish() before response_started()")
+        if self._teeing:
+            if not self._ended:
+                self._end()
+            incomplete = (
+                f"stream could not be decoded: {self._decode_error}" if self._decode_error else None
+            )
+            return self._build(self._teed_response(), incomplete=incomplete)
+        return self._build(self._whole_response(body or b""))
+
+    def fail(self, reason: str) -> Interaction:
+        """The exchange broke off: before a response (the interaction records
+        the ``error``, e.g. connection refused) or while the body was flowing
+        (the interaction keeps what arrived and is marked ``incomplete``)."""
+        if self.status is None:
+            return self._build(None, error=reason)
+        response = self._teed_response() if self._teeing else self._whole_response(b"")
+        interaction = self._build(response, incomplete=reason)
+        if self._answer_was_complete(interaction):
+            # The client hung up after the model's last word (openai-python
+            # closes at ``[DONE]`` before the body's end arrives): nothing is
+            # missing from the answer.
+            interaction.incomplete = None
+        return interaction
+
+    @staticmethod
+    def _answer_was_complete(interaction: Interaction) -> bool:
+        return bool(
+            interaction.response is not None
+            and interaction.response.is_stream
+            and interaction.summary
+            and interaction.summary.get("finish_reason")
+        )
+
+    def _teed_response(self) -> Response:
+        response = Response(status=self.status or 0, headers=dict(self.response_headers))
+        if self.form == "sse":
+            response.events = [i for i in self.items if isinstance(i, SSEEvent)]
+        elif self.form == "ndjson":
+            response.lines = [i for i in self.items if isinstance(i, NDJSONLine)]
+        elif self.form == "eventstream":
+            response.frames = [i for i in self.items if isinstance(i, EventStreamFrame)]
+        else:  # a chunked or unsized plain body
+            response.body = _body_payload(b"".join(self._body_parts), self._content_type)
+            if self._still_encoded:
+                response.headers["content-encoding"] = self._still_encoded
+        return response
+
+    def _whole_response(self, raw: bytes) -> Response:
+        data, still_encoded = decoded_body(raw, self._content_encoding)
+        headers = dict(self.response_headers)
+        if still_encoded:
+            headers["content-encoding"] = still_encoded
+        return Response(
+            status=self.status or 0,
+            headers=headers,
+            body=_body_payload(data, self._content_type),
+        )
+
+    def _build(
+        self, response: Response | None, *, error: str | None = None, incomplete: str | None = None
+    ) -> Interaction:
+        interaction = Interaction(
+            request=self.request,
+            response=response,
+            recorded_at=self.recorded_at,
+            error=error,
+            incomplete=incomplete,
+        )
+        interaction.match = self._match()
+        if response is not None:
+            interaction.summary = self._summary(response)
+        return self.redactor.redact_interaction(interaction)
+
+    def _match(self) -> dict[str, Any]:
+        try:
+            canonical = self.provider.canonical(self.request)
+        except Exception as exc:
+            # A body the family does not understand is still worth keeping:
+            # fall back to the generic key (method, url, body).
+            log.warning(
+                "%s %s: %s request not understood (%s); matching it as generic",
+                self.request.method,
+                self.request.url,
+                self.provider.family,
+                exc,
+            )
+            canonical = GENERIC.canonical(self.request)
+        # Copies: shared objects would come out as YAML anchors.
+        return copy.deepcopy(derive_match(canonical))
+
+    def _summary(self, response: Response) -> dict[str, Any] | None:
+        try:
+            summary = self.provider.summarize(self.request, response).to_dict()
+        except Exception as exc:
+            log.warning(
+                "%s %s: cannot summarize the %s response: %s",
+                self.request.method,
+                self.request.url,
+                self.provider.family,
+                exc,
+            )
+            return None
+        return copy.deepcopy(summary) or None
+
+
+def describe(interaction: Interaction) -> str:
+    """One log line's worth: family, model, status, what the body was."""
+    match = interaction.match or {}
+    family = match.get("family", "?")
+    model = match.get("model") or (interaction.summary or {}).get("model") or "-"
+    response = interaction.response
+    if response is None:
+        outcome = f"error ({interaction.error})"
+    else:
+        form = response.wire_form
+        count = {
+            "sse": len(response.events or ()),
+            "ndjson": len(response.lines or ()),
+            "eventstream": len(response.frames or ()),
+            "websocket": len(response.websocket.messages) if response.websocket else 0,
+        }.get(form)
+        unit = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}
+        outcome = f"{response.status} " + (f"{count} {unit[form]}" if count is not None else "body")
+    if interaction.incomplete:
+        outcome += f", incomplete ({interaction.incomplete})"
+    return f"{family} {model} {outcome}"
