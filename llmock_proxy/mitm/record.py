@@ -1,0 +1,216 @@
+"""The record addon: ``mitmdump -s addons/record.py``.
+
+Maps mitmproxy's flow hooks onto :class:`~llmock_proxy.recorder.Recorder`
+and hands finished interactions to a
+:class:`~llmock_proxy.cassette_writer.BackgroundWriter`:
+
+* ``request``          the request is complete and about to go upstream: start
+                       the recording (its ``t`` clock starts here).
+* ``responseheaders``  a stream (SSE, NDJSON, EventStream, chunked or unsized
+                       body) gets the recording's ``tee`` as
+                       ``flow.response.stream``: every chunk passes through
+                       unchanged and at once, and is decoded on the side.
+* ``response``         the body ended: finish and queue the interaction.
+* ``error``            no response (connection refused...) or a broken stream
+                       (client gone...): record what happened.
+
+Options (``--set name=value``) are declared in :meth:`Record.load`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+from ..cassette import Interaction
+from ..cassette_writer import BackgroundWriter, CassetteWriter
+from ..recorder import Recorder, Recording, describe
+from ..redact import Redactor
+
+log = logging.getLogger(__name__)
+
+# How long shutdown waits for queued interactions to reach disk.
+SHUTDOWN_FLUSH_SECONDS = 30.0
+
+
+def session_cassette_name() -> str:
+    """A file name no other recording session picks: time, pid and randomness."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    return f"rec-{stamp}-{os.getpid()}-{secrets.token_hex(3)}.yaml"
+
+
+def host_allowed(patterns: Sequence[str], host: str, port: int) -> bool:
+    """Empty allow-list: every host. Otherwise a shell-style pattern matching
+    ``host`` or ``host:port`` (``*.openai.com``, ``127.0.0.1:8443``)."""
+    if not patterns:
+        return True
+    host = host.lower()
+    candidates = (host, f"{host}:{port}")
+    return any(fnmatch.fnmatchcase(c, p.lower()) for p in patterns for c in candidates)
+
+
+class Record:
+    """Records every (allowed) HTTP exchange into a cassette file."""
+
+    def __init__(self) -> None:
+        # Recordings in flight, by flow id. Kept here rather than in
+        # flow.metadata, which mitmproxy serializes when flows are saved.
+        self._recordings: dict[str, Recording] = {}
+        self._session_file = session_cassette_name()
+        self._recorder: Recorder | None = None
+        self._writer: BackgroundWriter | None = None
+        self._redact_file: str | None = None
+        self._hosts: tuple[str, ...] = ()
+        self._target: Path | None = None
+
+    # -- options ---------------------------------------------------------------
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option(
+            "llmock_cassette_dir",
+            str,
+            "cassettes",
+            "Directory the recorded cassettes are written to (created when missing).",
+        )
+        loader.add_option(
+            "llmock_cassette",
+            str,
+            "",
+            "Cassette file name inside llmock_cassette_dir. Default: a new file per "
+            "recording session (rec-<time>-<pid>-<random>.yaml). Several proxies may "
+            "share one file.",
+        )
+        loader.add_option(
+            "llmock_redact",
+            str,
+            "",
+            "Extra redaction rules file (YAML), applied on top of the default rules.",
+        )
+        loader.add_option(
+            "llmock_hosts",
+            Sequence[str],
+            [],
+            "Record only these hosts (shell patterns against host or host:port, e.g. "
+            "'*.openai.com'); repeat the option for several. Default: every host.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "llmock_redact" in updated or self._recorder is None:
+            redactor = self._load_redactor(opts.llmock_redact)
+            if self._writer is not None:
+                self._writer.close(SHUTDOWN_FLUSH_SECONDS)
+            self._recorder = Recorder(redactor=redactor)
+            self._writer = BackgroundWriter(
+                CassetteWriter(redactor=redactor),
+                on_written=self._written,
+                on_failed=self._failed,
+            )
+        if "llmock_hosts" in updated:
+            self._hosts = tuple(opts.llmock_hosts)
+        if {"llmock_cassette_dir", "llmock_cassette"} & updated or self._target is None:
+            name = opts.llmock_cassette or self._session_file
+            self._target = Path(opts.llmock_cassette_dir) / name
+
+    @staticmethod
+    def _load_redactor(rules_file: str) -> Redactor:
+        if not rules_file:
+            return Redactor.default()
+        try:
+            return Redactor.from_file(rules_file)
+        except Exception as exc:
+            raise exceptions.OptionsError(f"llmock_redact: {exc}") from exc
+
+    @property
+    def cassette_path(self) -> Path | None:
+        """The file this session writes to."""
+        return self._target
+
+    # -- HTTP hooks ------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self._recorder is None or flow.response is not None:
+            return  # another addon answered: nothing went upstream
+        req = flow.request
+        if not host_allowed(self._hosts, req.host, req.port):
+            return
+        self._recordings[flow.id] = self._recorder.start(
+            req.method, req.url, req.headers.items(multi=True), req.raw_content
+        )
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        recording = self._recordings.get(flow.id)
+        if recording is None or flow.response is None:
+            return
+        resp = flow.response
+        # stream_large_bodies may already have switched this body to streaming.
+        forced = True if resp.stream else None
+        if recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=forced):
+            resp.stream = recording.tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        recording = self._recordings.get(flow.id)
+        if recording is None or flow.response is None:
+            return
+        if flow.websocket is not None:
+            # The session continues as WebSocket messages; the recording
+            # stays in flight until websocket_end.
+            return
+        del self._recordings[flow.id]
+        resp = flow.response
+        if recording.status is None:  # the head was not seen (answered by an addon)
+            recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=False)
+        self._save(recording.finish(None if callable(resp.stream) else resp.raw_content))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        recording = self._recordings.pop(flow.id, None)
+        if recording is None:
+            return
+        reason = flow.error.msg if flow.error is not None else "unknown error"
+        self._save(recording.fail(reason))
+
+    # -- WebSocket hooks -------------------------------------------------------
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        # WebSocket transcripts are not recorded yet; drop the upgrade's recording.
+        if self._recordings.pop(flow.id, None) is not None:
+            log.info("llmock: WebSocket session to %s not recorded", flow.request.pretty_url)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every finished interaction is on disk (tests, shutdown)."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
+    def done(self) -> None:
+        if self._writer is not None and not self._writer.close(SHUTDOWN_FLUSH_SECONDS):
+            log.error("llmock: gave up waiting for cassette writes to %s", self._target)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _save(self, interaction: Interaction) -> None:
+        assert self._writer is not None and self._target is not None
+        self._writer.submit(self._target, interaction)
+
+    @staticmethod
+    def _written(path: Path, interactions: list[Interaction]) -> None:
+        for interaction in interactions:
+            log.info("llmock: recorded %s -> %s", describe(interaction), path)
+
+    @staticmethod
+    def _failed(path: Path, interactions: list[Interaction], exc: Exception) -> None:
+        for interaction in interactions:
+            log.error(
+                "llmock: NOT recorded %s %s: cannot write %s: %s",
+                interaction.request.method,
+                interaction.request.url,
+                path,
+                exc,
+            )
