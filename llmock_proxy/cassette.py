@@ -502,7 +502,8 @@ class Cassette:
         )
 
     def dumps(self) -> str:
-        return yamlio.dumps(self.to_dict())
+        with yamlio.gc_paused():
+            return yamlio.dumps(self.to_dict())
 
     def save(self, path: str | Path | None = None) -> Path:
         """Atomically write the cassette (through the redaction scan, see :func:`save`)."""
@@ -515,15 +516,18 @@ def parse(text: str | bytes, path: str | Path | None = None) -> Cassette:
     from .schemas import validate_cassette  # local: schemas imports this module's error
 
     where = str(path) if path is not None else "<cassette>"
-    try:
-        data = yamlio.loads(text)
-    except Exception as exc:  # yaml.YAMLError and decoding errors
-        raise CassetteError(f"{where}: not valid YAML: {exc}", path=where) from None
-    validate_cassette(data, where)
-    try:
-        return Cassette.from_dict(data, Path(path) if path is not None else None)
-    except CassetteError as exc:
-        raise CassetteError(str(exc), path=where) from None
+    # The three passes build or walk one large tree of fresh objects: the
+    # cyclic GC has nothing to free there and would rescan it again and again.
+    with yamlio.gc_paused():
+        try:
+            data = yamlio.loads(text)
+        except Exception as exc:  # yaml.YAMLError and decoding errors
+            raise CassetteError(f"{where}: not valid YAML: {exc}", path=where) from None
+        validate_cassette(data, where)
+        try:
+            return Cassette.from_dict(data, Path(path) if path is not None else None)
+        except CassetteError as exc:
+            raise CassetteError(str(exc), path=where) from None
 
 
 def load(path: str | Path) -> Cassette:

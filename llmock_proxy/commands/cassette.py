@@ -1,0 +1,163 @@
+"""``llmock-proxy cassette validate PATH...``: check cassettes and fixture files.
+
+Files or directories (searched recursively, hidden entries skipped):
+``*.yaml``/``*.yml`` are cassettes, ``*.json`` are llmock fixture files.
+Every problem is printed with its file, interaction (or fixture) index and
+field, then one summary line. Exit codes: 0 all valid, 1 problems found,
+2 usage errors (no paths, a path that does not exist or is neither kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .. import cassette as cassette_model
+from ..cassette import CassetteError
+from ..schemas import validate_fixture_file
+
+CASSETTE_SUFFIXES = (".yaml", ".yml")
+FIXTURE_SUFFIXES = (".json",)
+
+
+class UsageError(Exception):
+    """A path the command cannot work with; exit code 2."""
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: Path
+    kind: str  # "cassette" or "fixtures"
+    problems: list[str]
+    items: int  # interactions or fixtures, when the file could be read
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "cassette",
+        help="work with cassette and fixture files",
+        description="Work with cassette (YAML) and llmock fixture (JSON) files.",
+    )
+    sub = parser.add_subparsers(dest="cassette_command", metavar="SUBCOMMAND")
+    validate = sub.add_parser(
+        "validate",
+        help="check cassettes and fixture files against their schemas",
+        description=(
+            "Check cassettes (*.yaml, *.yml) and llmock fixture files (*.json) against "
+            "their JSON Schemas. Directories are searched recursively. Exit 0 when all "
+            "are valid, 1 when any has problems, 2 on usage errors."
+        ),
+    )
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")
+    validate.add_argument(
+        "-v", "--verbose", action="store_true", help="also list the files that are valid"
+    )
+    validate.set_defaults(handler=run_validate)
+    parser.set_defaults(handler=lambda args: _missing_subcommand(parser))
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: a sub-command is required (validate)", file=sys.stderr)
+    return 2
+
+
+def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if not args.paths:
+        print("llmock-proxy cassette validate: error: give at least one file or directory", file=err)
+        return 2
+    try:
+        files = collect(args.paths)
+    except UsageError as exc:
+        print(f"llmock-proxy cassette validate: error: {exc}", file=err)
+        return 2
+    if not files:
+        print("no cassette (*.yaml, *.yml) or fixture (*.json) files found", file=err)
+    reports = [validate_file(path) for path in files]
+    for report in reports:
+        for problem in report.problems:
+            print(problem, file=out)
+        if args.verbose and not report.problems:
+            unit = "interaction" if report.kind == "cassette" else "fixture"
+            print(f"{report.path}: ok ({report.items} {unit}{'s' if report.items != 1 else ''})", file=out)
+    print(summary(reports), file=out)
+    return 1 if any(r.problems for r in reports) else 0
+
+
+def collect(paths: Iterable[str | Path]) -> list[Path]:
+    """The files to check: named files (of a known kind) and the cassette and
+    fixture files under named directories, in a stable order."""
+    suffixes = CASSETTE_SUFFIXES + FIXTURE_SUFFIXES
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    f
+                    for f in path.rglob("*")
+                    if f.is_file()
+                    and f.suffix.lower() in suffixes
+                    and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            if path.suffix.lower() not in suffixes:
+                raise UsageError(
+                    f"{path}: not a cassette (*.yaml, *.yml) or fixture file (*.json)"
+                )
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    unique: dict[Path, None] = dict.fromkeys(files)
+    return list(unique)
+
+
+def validate_file(path: Path) -> FileReport:
+    if path.suffix.lower() in CASSETTE_SUFFIXES:
+        return _validate_cassette(path)
+    return _validate_fixture_file(path)
+
+
+def _validate_cassette(path: Path) -> FileReport:
+    try:
+        loaded = cassette_model.load(path)
+    except CassetteError as exc:
+        return FileReport(path, "cassette", list(exc.problems), 0)
+    return FileReport(path, "cassette", [], len(loaded.interactions))
+
+
+def _validate_fixture_file(path: Path) -> FileReport:
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        return FileReport(path, "fixtures", [f"{path}: cannot read: {exc.strerror}"], 0)
+    except ValueError as exc:  # JSON syntax (also bad UTF-8)
+        return FileReport(path, "fixtures", [f"{path}: not valid JSON: {exc}"], 0)
+    try:
+        validate_fixture_file(data, str(path))
+    except CassetteError as exc:
+        return FileReport(path, "fixtures", list(exc.problems), 0)
+    return FileReport(path, "fixtures", [], len(data["fixtures"]))
+
+
+def summary(reports: list[FileReport]) -> str:
+    bad = [r for r in reports if r.problems]
+    problems = sum(len(r.problems) for r in bad)
+    cassettes = sum(1 for r in reports if r.kind == "cassette")
+    fixtures = len(reports) - cassettes
+    checked = f"checked {_count(cassettes, 'cassette')} and {_count(fixtures, 'fixture file')}"
+    if not bad:
+        return f"{checked}: all valid"
+    return f"{checked}: {_count(problems, 'problem')} in {_count(len(bad), 'file')}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
