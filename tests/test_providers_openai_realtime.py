@@ -1,4 +1,4 @@
-"""OpenAI's WebSocket families: detection and canonical request (rendering comes later)."""
+"""OpenAI's WebSocket families: detection, canonical request, one-turn render and summary."""
 
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ def test_different_models_differ() -> None:
 
 
 @pytest.mark.parametrize("provider", [REALTIME, RESPONSES_WS])
-def test_transcript_rendering_is_not_written_yet(provider: OpenAIRealtime) -> None:
+def test_render_is_one_turn_of_server_messages_and_summarize_reads_it_back(provider: OpenAIRealtime) -> None:
     request = Request("GET", "wss://api.openai.com/v1/realtime?model=gpt-realtime", UPGRADE)
-    with pytest.raises(NotImplementedError, match=provider.family):
-        provider.render(Summary(text="hi"), provider.canonical(request), stream=True)
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        provider.summarize(request, Response(101))
+    rendered = provider.render(Summary(text="hi there"), provider.canonical(request), stream=True)
+    assert rendered.status == 101 and rendered.websocket is not None
+    assert all(not m.from_client for m in rendered.websocket.messages)
+    assert provider.summarize(request, rendered).text == "hi there"
     refused = provider.error(404, "no recorded session")
     assert refused.status == 404 and refused.json["error"]["message"] == "no recorded session"

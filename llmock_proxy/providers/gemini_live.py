@@ -7,19 +7,57 @@ The google-genai SDK always opens ``wss://`` on one of these paths:
 * Vertex AI: ``/ws/google.cloud.aiplatform.{v1,v1beta1}.LlmBidiService/BidiGenerateContent``.
 
 The upgrade request carries no body: the model arrives later, in the first
-client message (``{"setup": {"model": ...}}``). So the canonical request of an
-upgrade knows only its family and that it streams; the session's messages are
-read from the WebSocket transcript, which this module does not interpret yet.
+client message. The session, message by message:
+
+* client ``{"setup": {"model", "generationConfig", "systemInstruction", "tools"}}``;
+  server ``{"setupComplete": {}}``;
+* client ``{"clientContent": {"turns": [Content...], "turnComplete": true}}``
+  (or ``{"realtimeInput": {"text": ...}}``); the server streams the model
+  turn as ``{"serverContent": {"modelTurn": {"parts": [...]}}}`` messages,
+  then ``generationComplete`` and ``turnComplete`` (with ``usageMetadata``);
+* a function call is ``{"toolCall": {"functionCalls": [{id, name, args}]}}``;
+  the client answers ``{"toolResponse": {"functionResponses": [{id, name, response}]}}``
+  and the model's turn continues.
+
+Client messages are protobuf JSON, so a field may be spelled in lowerCamelCase
+or snake_case (google-genai sends ``client_content``, ``realtime_input``,
+``tool_response``, with camelCase fields inside); both are read. Server
+messages are JSON in binary frames. The service refuses a message it
+cannot accept by closing the connection: 1007 for a malformed message, 1008
+(policy violation) for one it will not serve, 1011 for its own failures,
+with the reason in the close frame. Turns are compared without the function
+call ids (server-made, echoed by the client) and resumption handles.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from ..canonical import CanonicalRequest, Summary
-from ..cassette import Request, Response
-from .base import Provider, RenderOptions
-from .gemini import google_error
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall
+from ..cassette import Request, Response, WebSocketSession, WSClose, WSMessage
+from ._ws_common import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
+    TurnAnswer,
+    TurnStep,
+    WebSocketProvider,
+    close_reason,
+    event_ids,
+    json_server_message,
+    json_values,
+    message_json,
+)
+from .base import RenderOptions
+from .gemini import _messages as gemini_messages
+from .gemini import _system_text as gemini_system_text
+from .gemini import _tools as gemini_tools
+from .gemini import google_error, usage_metadata_for
 
 _LIVE_PATH = re.compile(
     r"/ws/(?:"
@@ -28,10 +66,51 @@ _LIVE_PATH = re.compile(
     r")$"
 )
 
+DEFAULT_CHUNK_SIZE = 20
+# Function call ids are made by the server and echoed by the client;
+# resumption handles change on every run.
+_VOLATILE = frozenset({"id", "handle"})
+# 100 ms of 16-bit 24 kHz mono silence: the audio a fixture's spoken answer carries.
+_SILENCE = base64.b64encode(bytes(4800)).decode("ascii")
+_AUDIO_MIME = "audio/pcm;rate=24000"
 
-class GeminiLive(Provider):
+
+def camel(name: str) -> str:
+    """``client_content`` -> ``clientContent`` (protobuf JSON accepts both)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def proto_field(body: Any, name: str) -> Any:
+    """``body[name]`` under its lowerCamelCase or snake_case spelling."""
+    if not isinstance(body, dict):
+        return None
+    if name in body:
+        return body[name]
+    return body.get(re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name))
+
+
+def live_model(name: Any) -> str | None:
+    """``models/gemini-x`` or ``projects/.../models/gemini-x`` -> ``gemini-x``."""
+    if not isinstance(name, str) or not name:
+        return None
+    return name.rsplit("models/", 1)[-1]
+
+
+def close_code_for_status(status: int) -> int:
+    """The close code the Live service uses for an error of this HTTP status."""
+    if status in (401, 403, 404):
+        return CLOSE_POLICY_VIOLATION
+    if status == 429:
+        return CLOSE_TRY_AGAIN_LATER
+    if status >= 500:
+        return CLOSE_INTERNAL_ERROR
+    return CLOSE_INVALID_PAYLOAD
+
+
+class GeminiLive(WebSocketProvider):
     family = "gemini.live"
-    stream_form = "websocket"
+    volatile_keys = _VOLATILE
 
     def detect(self, method: str, host: str, path: str) -> bool:
         return method == "GET" and _LIVE_PATH.search(path) is not None
@@ -40,28 +119,196 @@ class GeminiLive(Provider):
         # The model is only named in the setup message, after the upgrade.
         return CanonicalRequest(family=self.family, model=None, stream=True)
 
-    def summarize(self, request: Request, response: Response) -> Summary:
-        raise NotImplementedError(
-            "gemini.live: summarizing a Live WebSocket transcript is not supported yet; "
-            "replay serves recorded Live sessions verbatim"
-        )
+    def message_type(self, value: Any) -> str:
+        """The message's one top-level field (``setup``, ``serverContent`` ...);
+        ``usageMetadata`` rides along with the others."""
+        if isinstance(value, dict):
+            keys = [k for k in value if camel(k) != "usageMetadata"] or list(value)
+            if keys:
+                return camel(str(keys[0]))
+        return "json"
+
+    def conversation(self, request: Request) -> LiveConversation:
+        return LiveConversation(self.canonical(request))
 
     def render(
         self,
         summary: Summary,
         request: CanonicalRequest,
         *,
-        stream: bool,
+        stream: bool = True,
         options: RenderOptions = RenderOptions(),
     ) -> Response:
-        raise NotImplementedError(
-            "gemini.live: synthesizing Live WebSocket messages from a summary is not supported yet; "
-            "replay serves recorded Live sessions verbatim"
-        )
+        """One model turn as Live server messages."""
+        conversation = LiveConversation(request, setup={"model": request.model or ""})
+        step = conversation.respond(TurnAnswer(summary=summary, chunk_size=options.chunk_size))
+        return Response(status=101, websocket=WebSocketSession(messages=step.send, close=step.close))
+
+    def summarize_messages(self, server: list[WSMessage], client: list[WSMessage]) -> Summary:
+        summary = _summarize_live(json_values(server))
+        for value in json_values(client):
+            if isinstance(value, dict) and isinstance(value.get("setup"), dict):
+                summary.model = live_model(proto_field(value["setup"], "model")) or summary.model
+        return summary
 
     def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
         # A refused upgrade is an ordinary HTTP response in Google's envelope.
         return google_error(status, message, type)
 
 
-__all__ = ["GeminiLive"]
+@dataclass
+class LiveConversation:
+    """A fixture-driven Live session: the setup, the turns so far, and each
+    model turn rendered as ``serverContent`` / ``toolCall`` messages."""
+
+    upgrade: CanonicalRequest
+    setup: dict[str, Any] | None = None
+    messages: list[Message] = field(default_factory=list)
+    _pending: CanonicalRequest | None = None
+    _ids: Iterator[str] | None = None
+
+    def __post_init__(self) -> None:
+        self._ids = event_ids("function-call-", self.upgrade.fingerprint)
+
+    # -- the protocol ---------------------------------------------------------------
+
+    def opening(self) -> list[WSMessage]:
+        return []
+
+    def _refuse(self, code: int, text: str) -> TurnStep:
+        return TurnStep(close=WSClose(code, close_reason(text), "server"), problem=text)
+
+    def receive(self, message: WSMessage) -> TurnStep:
+        value = message_json(message)
+        if not isinstance(value, dict) or len(value) != 1:
+            return self._refuse(CLOSE_INVALID_PAYLOAD, "Invalid JSON payload received: expected one of setup, "
+                                "clientContent, realtimeInput, toolResponse.")
+        kind, body = next(iter(value.items()))
+        kind = camel(kind)
+        if kind == "setup":
+            if self.setup is not None:
+                return self._refuse(CLOSE_INVALID_PAYLOAD, "setup may only be sent once, as the first message.")
+            self.setup = body if isinstance(body, dict) else {}
+            return TurnStep(send=[_server({"setupComplete": {}})])
+        if self.setup is None:
+            return self._refuse(CLOSE_INVALID_PAYLOAD, f"The first message must be setup, got {kind}.")
+        if not isinstance(body, dict):
+            body = {}
+        if kind == "clientContent":
+            self.messages.extend(gemini_messages(proto_field(body, "turns")))
+            return self._ask() if proto_field(body, "turnComplete") else TurnStep()
+        if kind == "realtimeInput":
+            text = proto_field(body, "text")
+            if isinstance(text, str) and text:
+                self.messages.append(Message(role="user", text=text))
+                return self._ask()
+            return TurnStep()  # audio, video and activity signals carry no text to match
+        if kind == "toolResponse":
+            responses = proto_field(body, "functionResponses")
+            parts = [{"functionResponse": r} for r in responses if isinstance(r, dict)] if isinstance(
+                responses, list) else []
+            self.messages.extend(gemini_messages([{"role": "user", "parts": parts}]))
+            return self._ask()
+        return self._refuse(CLOSE_INVALID_PAYLOAD, f"Invalid JSON payload received. Unknown name \"{kind}\".")
+
+    def _ask(self) -> TurnStep:
+        setup = self.setup or {}
+        self._pending = CanonicalRequest(
+            family=self.upgrade.family,
+            model=live_model(proto_field(setup, "model")),
+            system=gemini_system_text(proto_field(setup, "systemInstruction")),
+            messages=list(self.messages),
+            tools=_tools(proto_field(setup, "tools")),
+            stream=True,
+        )
+        return TurnStep(ask=self._pending)
+
+    @property
+    def _audio(self) -> bool:
+        modalities = proto_field(proto_field(self.setup, "generationConfig"), "responseModalities")
+        return isinstance(modalities, list) and "AUDIO" in [str(m).upper() for m in modalities]
+
+    # -- answers ------------------------------------------------------------------------
+
+    def respond(self, answer: TurnAnswer) -> TurnStep:
+        self._pending = None
+        if answer.miss is not None:
+            return self._refuse(CLOSE_POLICY_VIOLATION, answer.miss)
+        if answer.error is not None:
+            return self._refuse(close_code_for_status(answer.error.status), answer.error.message)
+        summary = answer.summary or Summary()
+        size = answer.chunk_size or DEFAULT_CHUNK_SIZE
+        out: list[WSMessage] = []
+        text = summary.text
+        for piece in [text[i : i + size] for i in range(0, len(text), size)]:
+            if self._audio:
+                content = {"modelTurn": {"parts": [{"inlineData": {"mimeType": _AUDIO_MIME, "data": _SILENCE}}]},
+                           "outputTranscription": {"text": piece}}
+            else:
+                content = {"modelTurn": {"parts": [{"text": piece}]}}
+            out.append(_server({"serverContent": content}))
+        calls = [ToolCall(name=c.name, arguments=c.arguments if c.arguments is not None else {},
+                          id=c.id or next(self._ids)) for c in summary.tool_calls]  # type: ignore[arg-type]
+        self.messages.append(Message(role="assistant", text=text, tool_calls=calls))
+        if calls:
+            function_calls = [{"id": c.id, "name": c.name, "args": c.arguments} for c in calls]
+            out.append(_server({"toolCall": {"functionCalls": function_calls}}))
+            return TurnStep(send=out)
+        out.append(_server({"serverContent": {"generationComplete": True}}))
+        out.append(_server({"serverContent": {"turnComplete": True},
+                            "usageMetadata": usage_metadata_for(summary.usage)}))
+        return TurnStep(send=out)
+
+
+def _server(value: dict[str, Any]) -> WSMessage:
+    return json_server_message(value, binary=True)
+
+
+def _tools(raw: Any) -> list[Tool]:
+    entries = [
+        {camel(k): v for k, v in entry.items()} if isinstance(entry, dict) else entry
+        for entry in (raw if isinstance(raw, list) else [])
+    ]
+    return gemini_tools(entries)
+
+
+def _summarize_live(messages: list[Any]) -> Summary:
+    """The session's model output: every model turn's text (one line per
+    turn), every function call, and the last turn's usage."""
+    summary = Summary()
+    turns: list[str] = []
+    current: list[str] = []
+    for value in messages:
+        if not isinstance(value, dict):
+            continue
+        content = value.get("serverContent")
+        if isinstance(content, dict):
+            turn = content.get("modelTurn")
+            parts = turn.get("parts") if isinstance(turn, dict) else None
+            for part in parts if isinstance(parts, list) else []:
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
+                    current.append(part["text"])
+            transcription = content.get("outputTranscription")
+            if isinstance(transcription, dict) and isinstance(transcription.get("text"), str):
+                current.append(transcription["text"])
+            if content.get("turnComplete"):
+                if current:
+                    turns.append("".join(current))
+                current = []
+                summary.finish_reason = "STOP"
+        call = value.get("toolCall")
+        if isinstance(call, dict):
+            for fc in call.get("functionCalls") or []:
+                if isinstance(fc, dict):
+                    summary.tool_calls.append(ToolCall(name=str(fc.get("name", "")), arguments=fc.get("args"),
+                                                       id=fc.get("id")))
+            summary.finish_reason = "tool_calls"
+        if isinstance(value.get("usageMetadata"), dict):
+            summary.usage = value["usageMetadata"]
+    if current:
+        turns.append("".join(current))
+    summary.text = "\n".join(turns)
+    return summary
+
+
+__all__ = ["GeminiLive", "LiveConversation", "camel", "close_code_for_status", "live_model", "proto_field"]

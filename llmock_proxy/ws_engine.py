@@ -1,0 +1,160 @@
+"""WebSocket replay on the wire: aiohttp around :mod:`llmock_proxy.ws_replay`.
+
+:func:`serve_websocket` accepts an upgrade (behind the replay addon, which
+re-targets it here, or directly under ``llmock-proxy serve``), lets the
+:class:`~llmock_proxy.ws_replay.WSReplay` decide every server action and
+carries the actions out in order: one sender task sleeps until each action's
+deadline on the loop clock (deadlines count from the client message that
+caused them, so lateness never accumulates) while the connection keeps
+reading. aiohttp answers pings, negotiates the subprotocol and
+permessage-deflate; binary frames go out as the recorded bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from .cassette import Payload, Request, WSMessage
+from .session import Miss, ReplaySession
+from .ws_replay import Outgoing, WSReplay, open_replay
+
+log = logging.getLogger("llmock_proxy.replay")
+
+# How long a close handshake waits for the client's close frame.
+_CLOSE_TIMEOUT = 5.0
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class _Sender:
+    """Carries out actions in order, each at its deadline (loop seconds)."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self.request = request
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[float, Outgoing]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+        self.closed = False
+
+    def push(self, trigger: float, actions: list[Outgoing]) -> None:
+        for action in actions:
+            self.queue.put_nowait((trigger + action.at_ms / 1000.0, action))
+
+    async def _run(self) -> None:
+        ws = self.ws
+        while True:
+            deadline, action = await self.queue.get()
+            delay = deadline - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if ws.closed:
+                return
+            if action.message is not None:
+                content = action.message.content
+                try:
+                    if isinstance(content, bytes):
+                        await ws.send_bytes(content)
+                    else:
+                        await ws.send_str(content)
+                except ConnectionError:
+                    return
+                continue
+            close = action.close
+            assert close is not None
+            self.closed = True
+            if close.code is None:
+                transport = self.request.transport
+                if transport is not None:
+                    transport.abort()
+            else:
+                await ws.close(code=close.code, message=close.reason.encode("utf-8"))
+            return
+
+    async def stop(self) -> None:
+        """Cancel what is still waiting, but let a close handshake in
+        progress finish (the handler must not return before it)."""
+        if self.closed and not self.task.done():
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.task), _CLOSE_TIMEOUT + 1.0)
+        if not self.task.done():
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+def _client_message(message: object) -> WSMessage | None:
+    msg_type = getattr(message, "type", None)
+    data = getattr(message, "data", None)
+    if msg_type == WSMsgType.TEXT:
+        return WSMessage(True, Payload.from_bytes(str(data).encode("utf-8")), binary=False)
+    if msg_type == WSMsgType.BINARY:
+        return WSMessage(True, Payload.from_bytes(bytes(data), exact=True), binary=True)
+    return None
+
+
+def miss_response(miss: Miss) -> web.Response:
+    response = miss.response()
+    return web.Response(
+        status=response.status,
+        headers={k: v for k, v in response.headers.items() if k not in ("content-length", "content-encoding")},
+        body=response.body.to_bytes() if response.body is not None else b"",
+    )
+
+
+async def serve_websocket(
+    request: web.Request, upgrade: Request, session: ReplaySession, factor: float = 1.0
+) -> web.StreamResponse:
+    """Replay the WebSocket session ``upgrade`` asks for (``factor`` scales
+    recorded offsets: 1 recorded, 0 instant)."""
+    replay = open_replay(session, upgrade, factor)
+    if isinstance(replay, Miss):
+        log.warning("replay miss (not forwarded): %s", replay.message)
+        return miss_response(replay)
+    return await run_session(request, replay)
+
+
+async def run_session(request: web.Request, replay: WSReplay) -> web.WebSocketResponse:
+    loop = asyncio.get_running_loop()
+    ws = web.WebSocketResponse(
+        protocols=(replay.subprotocol,) if replay.subprotocol else (),
+        autoping=True,
+        timeout=_CLOSE_TIMEOUT,
+        max_msg_size=_MAX_MESSAGE,
+        headers=dict(replay.headers) or None,
+    )
+    await ws.prepare(request)
+    where = f"{upgrade_path(replay.request)} ({replay.provider.family})"
+    sender = _Sender(ws, request)
+    opening = replay.opening()
+    _log_problem(where, opening.problem)
+    sender.push(loop.time(), opening.actions)
+    try:
+        async for message in ws:
+            client = _client_message(message)
+            if client is None:
+                continue
+            arrival = loop.time()
+            reply = replay.receive(client)
+            _log_problem(where, reply.problem)
+            sender.push(arrival, reply.actions)
+    finally:
+        await sender.stop()
+    return ws
+
+
+def upgrade_path(request: Request) -> str:
+    from .providers.base import split_url
+
+    return split_url(request.url)[1]
+
+
+def _log_problem(where: str, problem: str | None) -> None:
+    if problem:
+        log.warning("websocket replay %s: %s", where, problem)
+
+
+__all__ = ["miss_response", "run_session", "serve_websocket"]
