@@ -575,15 +575,15 @@ def test_live_paths_are_detected():
     assert not LIVE.detect("GET", "x", "/v1/realtime")
 
 
-def test_live_canonical_and_what_is_not_there_yet():
+def test_live_canonical_render_and_summary():
     req = LIVE.canonical(Request("GET", "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguage"
                                         ".v1beta.GenerativeService.BidiGenerateContent"))
     assert (req.family, req.model, req.stream) == ("gemini.live", None, True)
     assert LIVE.stream_form == "websocket"
-    with pytest.raises(NotImplementedError, match="gemini.live"):
-        LIVE.summarize(Request("GET", "/ws/x"), Response(101))
-    with pytest.raises(NotImplementedError, match="gemini.live"):
-        LIVE.render(Summary(text="x"), req, stream=True)
+    # Rendering and summarizing WebSocket transcripts: see tests/test_providers_websocket.py.
+    rendered = LIVE.render(Summary(text="x"), req, stream=True)
+    assert rendered.status == 101 and rendered.websocket is not None
+    assert LIVE.summarize(Request("GET", "/ws/x"), rendered).text == "x"
     assert LIVE.error(403, "denied").json["error"]["status"] == "PERMISSION_DENIED"
 
 
