@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,9 @@ _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 
 class Serve:
-    """A running ``llmock-proxy serve``; ``url`` and ``banner`` once it listens."""
+    """A running ``llmock-proxy serve``; ``url`` and ``banner`` once it listens.
+
+    A thread drains its output all along, so the pipe never fills."""
 
     def __init__(self, *args: str, cwd: Path | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -36,18 +39,24 @@ class Serve:
             env=env,
             cwd=cwd,
         )
-        lines = []
+        self.lines: list[str] = []
+        self._banner_done = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+        if not self._banner_done.wait(30) or not hasattr(self, "url"):
+            self.stop()
+            raise AssertionError("serve did not start:\n" + "".join(self.lines))
+        self.banner = "".join(self.lines)
+
+    def _drain(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:  # ends when the process exits
-            lines.append(line)
+            self.lines.append(line)
             found = _LISTENING.search(line)
             if found:
                 self.url = found.group(1)
-                break
-        else:
-            raise AssertionError("serve did not start:\n" + "".join(lines))
-        # The banner's remaining lines are already written (one print, flushed).
-        self.banner = "".join(lines)
+            if line.startswith("Control:"):  # the banner's last line
+                self._banner_done.set()
+        self._banner_done.set()
 
     def stop(self) -> int:
         if self.process.poll() is None:
