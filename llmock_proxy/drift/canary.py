@@ -36,13 +36,11 @@ from ..cassette import Interaction, Request
 from ..providers import FAMILIES
 from ..providers.generic import is_credential_param
 from ..recorder import UNSTORED_HEADERS, Recorder
-from ..redact import Redactor
+from ..redact import PLACEHOLDER, URL_PLACEHOLDER, Redactor
 from .capture import LiveRequest, capture_http, capture_websocket
 from .contracts import Contracts, Recorded, is_shape_sample
 from .report import CheckResult, DriftReport
 
-# How the redactor marks a value it removed ("<redacted>", "Bearer <redacted>").
-_REDACTED = re.compile(r"<redacted[^>]*>", re.IGNORECASE)
 
 # Headers that carry a credential in one family or another; never replayed.
 CREDENTIAL_HEADERS = frozenset(
@@ -58,7 +56,9 @@ DEFAULT_TIMEOUT = 60.0
 
 
 def is_redacted(value: str) -> bool:
-    return bool(_REDACTED.search(value))
+    """Whether the redactor replaced (part of) this header or query value:
+    ``Bearer <redacted>``, a SigV4 ``Credential=<redacted>/...``, ``key=REDACTED``."""
+    return PLACEHOLDER in value or value == URL_PLACEHOLDER
 
 
 class Skip(Exception):
