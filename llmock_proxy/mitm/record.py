@@ -23,6 +23,7 @@ import fnmatch
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,8 @@ class Record:
         # Recordings in flight, by flow id. Kept here rather than in
         # flow.metadata, which mitmproxy serializes when flows are saved.
         self._recordings: dict[str, Recording] = {}
+        # Guards _recordings for flush(), which runs on other threads.
+        self._in_flight = threading.Condition()
         self._session_file = session_cassette_name()
         self._recorder: Recorder | None = None
         self._writer: BackgroundWriter | None = None
@@ -141,9 +144,9 @@ class Record:
         req = flow.request
         if not host_allowed(self._hosts, req.host, req.port):
             return
-        self._recordings[flow.id] = self._recorder.start(
-            req.method, req.url, req.headers.items(multi=True), req.raw_content
-        )
+        recording = self._recorder.start(req.method, req.url, req.headers.items(multi=True), req.raw_content)
+        with self._in_flight:
+            self._recordings[flow.id] = recording
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         recording = self._recordings.get(flow.id)
@@ -163,14 +166,14 @@ class Record:
             # The session continues as WebSocket messages; the recording
             # stays in flight until websocket_end.
             return
-        del self._recordings[flow.id]
+        self._take(flow)
         resp = flow.response
         if recording.status is None:  # the head was not seen (answered by an addon)
             recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=False)
         self._save(recording.finish(None if callable(resp.stream) else resp.raw_content))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        recording = self._recordings.pop(flow.id, None)
+        recording = self._take(flow)
         if recording is None:
             return
         reason = flow.error.msg if flow.error is not None else "unknown error"
@@ -180,14 +183,28 @@ class Record:
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         # WebSocket transcripts are not recorded yet; drop the upgrade's recording.
-        if self._recordings.pop(flow.id, None) is not None:
+        if self._take(flow) is not None:
             log.info("llmock: WebSocket session to %s not recorded", flow.request.pretty_url)
 
     # -- lifecycle -------------------------------------------------------------
 
+    def _take(self, flow: http.HTTPFlow) -> Recording | None:
+        with self._in_flight:
+            recording = self._recordings.pop(flow.id, None)
+            self._in_flight.notify_all()
+        return recording
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every finished interaction is on disk (tests, shutdown)."""
-        return self._writer.flush(timeout) if self._writer is not None else True
+        """From another thread: wait until every exchange seen so far has
+        ended and its interaction is on disk. False when ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._in_flight:
+            if not self._in_flight.wait_for(lambda: not self._recordings, timeout):
+                return False
+        if self._writer is None:
+            return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._writer.flush(left)
 
     def done(self) -> None:
         if self._writer is not None and not self._writer.close(SHUTDOWN_FLUSH_SECONDS):
