@@ -373,3 +373,60 @@ def test_a_stalled_upstream_times_out_as_an_error(fresh: DriftWorld, tmp_path: P
     assert code == 1
     (result,) = report["results"]
     assert result["outcome"] == "error" and "timed out after 0.3 s" in result["reason"]
+
+
+# -- how a recorded request goes out again (no network) --------------------------------------
+
+
+def test_redacted_values_are_replaced_never_sent():
+    from llmock_proxy.cassette import Request
+    from llmock_proxy.drift.canary import Upstream, credential_for, live_request
+
+    recorded = Request(
+        "POST",
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        "?alt=sse&key=REDACTED",
+        headers={"x-goog-api-key": "<redacted>", "content-type": "application/json", "cookie": "<redacted>",
+                 "x-goog-api-client": "genai-py/2.34"},
+    )
+    credential = credential_for("gemini.generate", recorded, {"GOOGLE_API_KEY": "sk-test-google-0005"})
+    live = live_request(recorded, "gemini.generate", credential,
+                        [Upstream.parse("gemini=http://127.0.0.1:9/base/"), Upstream.parse("*=http://127.0.0.1:8")])
+    assert live.url == ("http://127.0.0.1:9/base/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+    assert dict(live.headers) == {"content-type": "application/json", "x-goog-api-client": "genai-py/2.34",
+                                  "x-goog-api-key": "sk-test-google-0005"}
+
+
+def test_azure_openai_uses_its_own_key_and_header():
+    from llmock_proxy.cassette import Request
+    from llmock_proxy.drift.canary import Skip, credential_for, live_request
+
+    recorded = Request("POST", "https://acme.openai.azure.com/openai/deployments/gpt4o/chat/completions"
+                               "?api-version=2024-10-21", headers={"api-key": "<redacted>"})
+    with pytest.raises(Skip, match="no AZURE_OPENAI_API_KEY"):
+        credential_for("openai.chat", recorded, {"OPENAI_API_KEY": "sk-test-openai-0006"})
+    credential = credential_for("openai.chat", recorded, {"AZURE_OPENAI_API_KEY": "sk-test-azure-0007"})
+    live = live_request(recorded, "openai.chat", credential)
+    assert live.headers == [("api-key", "sk-test-azure-0007")]
+    assert live.url.endswith("?api-version=2024-10-21")
+
+
+def test_the_most_specific_upstream_wins():
+    from llmock_proxy.drift.canary import Upstream, upstream_for
+
+    upstreams = [Upstream.parse("openai.*=http://127.0.0.1:1"), Upstream.parse("openai=http://127.0.0.1:2"),
+                 Upstream.parse("openai.chat=http://127.0.0.1:3")]
+    assert upstream_for("openai.chat", upstreams).base.endswith(":3")
+    assert upstream_for("openai.responses", upstreams).base.endswith(":2")
+    assert upstream_for("anthropic.messages", upstreams) is None
+
+
+def test_generic_family_is_sent_as_recorded_unless_something_was_redacted():
+    from llmock_proxy.cassette import Request
+    from llmock_proxy.drift.canary import Skip, credential_for
+
+    open_api = Request("GET", "https://api.example.com/v1/things?page=2", headers={"accept": "application/json"})
+    assert credential_for("generic", open_api, {}).headers == ()
+    secret_api = Request("GET", "https://api.example.com/v1/things", headers={"authorization": "Bearer <redacted>"})
+    with pytest.raises(Skip, match="authorization was redacted"):
+        credential_for("generic", secret_api, {})
