@@ -9,7 +9,6 @@ import json
 import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
