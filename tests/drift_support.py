@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from llmock_proxy import cassette as cassette_module
-from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, WebSocketSession, WSClose, WSMessage
+from llmock_proxy.cassette import Cassette, Interaction
 from llmock_proxy.mitm.record import Record
 from tests.fakes import (
     AnthropicFake,
@@ -276,47 +276,55 @@ REALTIME_CLIENT_TURNS = [
 ]
 
 
-def record_realtime_baseline(fake: FakeServer, path: Path) -> Path:
-    """A Realtime session with the unmutated fake, transcribed as a cassette.
-
-    (The record addon does not record WebSocket sessions yet, so the test
-    transcribes one itself with a plain aiohttp client.)
-    """
+async def realtime_session(url: str, *, proxy: str | None = None, ssl: Any = None) -> list[str]:
+    """A text conversation over the Realtime WebSocket, as a client has it:
+    wait for ``session.created``, send each of :data:`REALTIME_CLIENT_TURNS`
+    and read until its reply. Returns the server event types seen."""
     import aiohttp
 
-    async def session() -> list[WSMessage]:
-        messages: list[WSMessage] = []
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            f"ws://127.0.0.1:{fake.port}/v1/realtime?model=gpt-realtime",
-            headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"},
-        ) as ws:
+    seen: list[str] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+        url, proxy=proxy, ssl=ssl, headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"}
+    ) as ws:
 
-            async def receive_until(kind: str) -> None:
-                while True:
-                    data = await asyncio.wait_for(ws.receive_json(), 10)
-                    messages.append(WSMessage(False, Payload.json(data)))
-                    if data["type"] == kind:
-                        return
+        async def receive_until(kind: str) -> None:
+            while True:
+                seen.append((await ws.receive_json(timeout=10))["type"])
+                if seen[-1] == kind:
+                    return
 
-            await receive_until("session.created")
-            for turn, reply in zip(REALTIME_CLIENT_TURNS, ("session.updated", "conversation.item.created", "response.done")):
-                await ws.send_json(turn)
-                messages.append(WSMessage(True, Payload.json(turn)))
-                await receive_until(reply)
-        return messages
+        await receive_until("session.created")
+        for turn, reply in zip(REALTIME_CLIENT_TURNS, ("session.updated", "conversation.item.created", "response.done")):
+            await ws.send_json(turn)
+            await receive_until(reply)
+    return seen
 
-    # Its own thread and loop: the caller may be inside pytest's event loop.
-    result: list[list[WSMessage]] = []
-    worker = threading.Thread(target=lambda: result.append(asyncio.run(session())))
-    worker.start()
-    worker.join(20)
-    assert result, "could not record the Realtime baseline"
-    interaction = Interaction(
-        request=Request("GET", "https://api.openai.com/v1/realtime?model=gpt-realtime",
-                        headers={"authorization": "Bearer <redacted>"}),
-        response=Response(101, {"upgrade": "websocket"},
-                          websocket=WebSocketSession(messages=result[0], close=WSClose(1000, by="client"))),
-        match={"family": "openai.realtime", "model": "gpt-realtime", "stream": True},
-    )
-    Cassette([interaction]).save(path)
+
+def record_realtime_baseline(fake: FakeServer, pki: TestPKI, workdir: Path) -> Path:
+    """A Realtime session with the unmutated fake, recorded by the record addon
+    (regular mode: the client opens wss://api.openai.com through the proxy)."""
+    import ssl
+
+    record = Record()
+    with InProcessProxy(
+        confdir=workdir / "mitmproxy",
+        addons=[record],
+        options={"llmock_cassette_dir": str(workdir / "cassettes"), "llmock_cassette": "realtime.yaml"},
+        router=UpstreamRouter(routes_for(fake)),
+        upstream_trusted_ca=pki.ca_cert_path,
+    ) as proxy:
+        context = ssl.create_default_context(cafile=str(proxy.ca_cert_path))
+        url = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+        # Its own thread and loop: the caller may be inside pytest's event loop.
+        result: list[list[str]] = []
+        worker = threading.Thread(
+            target=lambda: result.append(asyncio.run(realtime_session(url, proxy=proxy.url, ssl=context)))
+        )
+        worker.start()
+        worker.join(30)
+        assert result and result[0][-1] == "response.done", "could not hold the Realtime baseline session"
+        assert record.flush(10), "the record addon did not write the Realtime session"
+    path = workdir / "cassettes" / "realtime.yaml"
+    (interaction,) = cassette_module.load(path).interactions
+    assert interaction.match["family"] == "openai.realtime" and interaction.response.websocket is not None
     return path

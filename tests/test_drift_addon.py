@@ -10,7 +10,6 @@ import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
-import aiohttp
 import pytest
 from mitmproxy import exceptions
 
@@ -18,7 +17,13 @@ from llmock_proxy import cassette as cassette_module
 from llmock_proxy.drift.contracts import infer_documents, load_recordings, write_documents
 from llmock_proxy.mitm.drift import Drift
 from llmock_proxy.mitm.record import Record
-from tests.drift_support import REALTIME_CLIENT_TURNS, DriftWorld, RealtimeFake, record_baseline, record_realtime_baseline
+from tests.drift_support import (
+    DriftWorld,
+    RealtimeFake,
+    realtime_session,
+    record_baseline,
+    record_realtime_baseline,
+)
 from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
 from tests.harness import clients as sdk
 
@@ -139,7 +144,7 @@ def test_a_report_name_without_a_known_extension_is_refused(fresh, proxy, tmp_pa
 
 def test_websocket_sessions_are_graded_when_they_end(test_pki: TestPKI, proxy, tmp_path):
     with FakeServer(RealtimeFake(), pki=test_pki) as fake:
-        baseline = record_realtime_baseline(fake, tmp_path / "cassettes" / "realtime.yaml")
+        baseline = record_realtime_baseline(fake, test_pki, tmp_path / "baseline")
         fake.script = Script(reorder_events=lambda events: [
             *events[:-1], StreamEvent(None, {"type": "rate_limits.updated", "event_id": "e", "rate_limits": []}),
             events[-1],
@@ -147,27 +152,12 @@ def test_websocket_sessions_are_graded_when_they_end(test_pki: TestPKI, proxy, t
         report = tmp_path / "watch.json"
         running = proxy(
             addons=[Drift()],
-            options={"llmock_drift_cassettes": [str(baseline.parent)], "llmock_drift_report": [str(report)]},
+            options={"llmock_drift_cassettes": [str(baseline)], "llmock_drift_report": [str(report)]},
             fakes=[fake],
         )
-
-        async def session() -> list[str]:
-            context = ssl.create_default_context(cafile=str(running.ca_cert_path))
-            seen: list[str] = []
-            async with aiohttp.ClientSession() as http, http.ws_connect(
-                "wss://api.openai.com/v1/realtime?model=gpt-realtime",
-                proxy=running.url,
-                ssl=context,
-                headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"},
-            ) as ws:
-                seen.append((await ws.receive_json(timeout=10))["type"])
-                for turn in REALTIME_CLIENT_TURNS:
-                    await ws.send_json(turn)
-                while seen[-1] != "response.done":
-                    seen.append((await ws.receive_json(timeout=10))["type"])
-            return seen
-
-        seen = asyncio.run(session())
+        context = ssl.create_default_context(cafile=str(running.ca_cert_path))
+        seen = asyncio.run(realtime_session("wss://api.openai.com/v1/realtime?model=gpt-realtime",
+                                            proxy=running.url, ssl=context))
         assert "rate_limits.updated" in seen
         running.stop()
     data = json.loads(report.read_text())

@@ -205,9 +205,9 @@ def test_policy_mutes_and_regrades(fresh: DriftWorld, tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def realtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeServer, Path]]:
-    with FakeServer(RealtimeFake()) as fake:
-        path = record_realtime_baseline(fake, tmp_path_factory.mktemp("realtime") / "realtime.yaml")
+def realtime(test_pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeServer, Path]]:
+    with FakeServer(RealtimeFake(), pki=test_pki) as fake:
+        path = record_realtime_baseline(fake, test_pki, tmp_path_factory.mktemp("realtime"))
         yield fake, path
 
 

@@ -400,7 +400,11 @@ class Canary:
         try:
             if recorded.form == "websocket":
                 interaction = await capture_websocket(
-                    session, recorded.interaction, live, redactor=self.redactor, timeout=self.options.timeout
+                    session,
+                    recorded.interaction,
+                    live,
+                    recorder=Recorder(redactor=self.redactor),
+                    timeout=self.options.timeout,
                 )
             else:
                 interaction = await capture_http(

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..cassette import Interaction, Payload, Request, Response, WebSocketSession, WSClose, WSMessage
-from ..recorder import Recorder, stored_headers, utc_now
-from ..redact import Redactor
+from ..cassette import Interaction, Request, WebSocketSession, WSClose, WSMessage
+from ..recorder import Recorder, stored_headers
+from ..ws_record import WebSocketTranscript, websocket_interaction
 from .shape import payload_type
 
 # Headers the WebSocket client library writes itself for the handshake.
@@ -99,22 +100,6 @@ async def capture_http(
         return recording.fail(f"{type(exc).__name__}: {exc}")
 
 
-@dataclass
-class _Transcript:
-    started: float
-    messages: list[WSMessage] = field(default_factory=list)
-    close: WSClose | None = None
-
-    def elapsed_ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000.0, 1)
-
-    def add(self, data: str | bytes, *, from_client: bool) -> None:
-        binary = isinstance(data, bytes)
-        raw = data if binary else data.encode("utf-8")
-        payload = Payload.from_bytes(raw, None, exact=binary)
-        self.messages.append(WSMessage(from_client=from_client, payload=payload, binary=binary, t=self.elapsed_ms()))
-
-
 @dataclass(frozen=True)
 class Turn:
     """The server messages the recording had after one client message (or
@@ -153,28 +138,42 @@ def turns(session: WebSocketSession) -> list[Turn]:
     return out
 
 
+@dataclass
+class _Session:
+    """A live session being transcribed, and how it ended."""
+
+    transcript: WebSocketTranscript
+    close: WSClose | None = None
+
+    def add(self, data: str | bytes, *, from_client: bool) -> WSMessage:
+        return self.transcript.add(from_client, data, is_text=isinstance(data, str), at=time.time())
+
+    def closed(self, code: int | None, reason: str, by: Literal["client", "server"]) -> None:
+        self.close = WSClose(code=code, reason=reason, by=by, t=time.time())
+
+
 async def capture_websocket(
     session: aiohttp.ClientSession,
     recorded: Interaction,
     live: LiveRequest,
     *,
-    redactor: Redactor,
+    recorder: Recorder,
     timeout: float,
     turn_timeout: float | None = None,
 ) -> Interaction:
     """Replay the recorded client turns of a WebSocket session against ``live.url``
-    and return the interaction holding the live transcript."""
+    and return the interaction holding the live transcript (built, like a
+    recorded session, by :func:`llmock_proxy.ws_record.websocket_interaction`)."""
     assert recorded.response is not None and recorded.response.websocket is not None
     script = recorded.response.websocket
     per_turn = min(timeout, turn_timeout if turn_timeout is not None else timeout)
     headers = [(k, v) for k, v in live.headers if k.lower() not in WEBSOCKET_HANDSHAKE_HEADERS]
     protocols = (script.subprotocol,) if script.subprotocol else ()
-    transcript = _Transcript(started=time.monotonic())
-    interaction = Interaction(request=recorded.request, match=dict(recorded.match), recorded_at=utc_now())
-    deadline = transcript.started + timeout
-    status = 101
-    response_headers: dict[str, str] = {}
-    subprotocol: str | None = None
+    recording = recorder.start(recorded.request.method, recorded.request.url, recorded.request.headers)
+    live_session = _Session(WebSocketTranscript(started=time.time()))
+    deadline = time.monotonic() + timeout
+    status, response_headers, subprotocol = 101, {}, None
+    incomplete: str | None = None
     try:
         # Turns are bounded by ``deadline``; the outer bound covers connect and close.
         async with asyncio.timeout(timeout + 5.0), session.ws_connect(
@@ -198,35 +197,40 @@ async def capture_websocket(
                         await ws.send_bytes(turn.client.payload.to_bytes())
                     else:
                         await ws.send_str(turn.client.payload.to_bytes().decode("utf-8"))
-                    transcript.add(turn.client.content, from_client=True)
-                open_ = await _collect(ws, transcript, turn, deadline, per_turn)
+                    live_session.add(turn.client.content, from_client=True)
+                open_ = await _collect(ws, live_session, turn, deadline, per_turn)
             if open_ and script.close is not None and script.close.by == "server":
                 # The server ended the recorded session: wait for it to do so again.
-                open_ = await _collect(ws, transcript, None, deadline, per_turn)
+                open_ = await _collect(ws, live_session, None, deadline, per_turn)
             if open_:
                 await ws.close()
-                transcript.close = WSClose(code=ws.close_code, by="client", t=transcript.elapsed_ms())
+                live_session.closed(ws.close_code, "", "client")
     except aiohttp.WSServerHandshakeError as exc:
-        interaction.response = Response(status=exc.status, headers=stored_headers(exc.headers.items() if exc.headers else ()))
-        interaction.incomplete = f"WebSocket handshake refused: {exc.status} {exc.message}"
-        return redactor.redact_interaction(interaction)
+        # Refused before the upgrade: an ordinary HTTP answer (401, 404, ...).
+        recording.response_started(exc.status, list((exc.headers or {}).items()), streamed=False)
+        return recording.finish(b"")
     except TimeoutError:
-        interaction.error = f"timed out after {timeout:g} s"
-        return redactor.redact_interaction(interaction)
+        if live_session.transcript.messages:
+            incomplete = f"timed out after {timeout:g} s"
+        else:
+            return recording.fail(f"timed out after {timeout:g} s")
     except aiohttp.ClientError as exc:
-        interaction.error = f"{type(exc).__name__}: {exc}"
-        return redactor.redact_interaction(interaction)
-    interaction.response = Response(
-        status=status,
-        headers=response_headers,
-        websocket=WebSocketSession(messages=transcript.messages, subprotocol=subprotocol, close=transcript.close),
+        if live_session.transcript.messages:
+            incomplete = f"{type(exc).__name__}: {exc}"
+        else:
+            return recording.fail(f"{type(exc).__name__}: {exc}")
+    close = live_session.close or WSClose()
+    transcript = live_session.transcript.finish(
+        code=close.code, reason=close.reason, by=close.by, at=close.t, subprotocol=subprotocol
     )
-    return redactor.redact_interaction(interaction)
+    return websocket_interaction(
+        recording, transcript, status=status, response_headers=response_headers, incomplete=incomplete
+    )
 
 
 async def _collect(
     ws: aiohttp.ClientWebSocketResponse,
-    transcript: _Transcript,
+    live: _Session,
     turn: Turn | None,
     deadline: float,
     per_turn: float,
@@ -248,13 +252,13 @@ async def _collect(
         except TimeoutError:
             return True
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            transcript.add(msg.data, from_client=False)
+            message = live.add(msg.data, from_client=False)
             received += 1
-            if terminator is not None and message_type(transcript.messages[-1]) == terminator:
+            if terminator is not None and message_type(message) == terminator:
                 return True
         elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             code = ws.close_code if ws.close_code is not None else (msg.data if isinstance(msg.data, int) else None)
-            transcript.close = WSClose(code=code, reason=str(msg.extra or ""), by="server", t=transcript.elapsed_ms())
+            live.closed(code, str(msg.extra or ""), "server")
             return False
         elif msg.type == aiohttp.WSMsgType.ERROR:
             raise aiohttp.ClientError(f"WebSocket error: {ws.exception() or msg.data}")

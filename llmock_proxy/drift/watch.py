@@ -1,59 +1,21 @@
 """Passive drift checks: grade live exchanges as they pass through a proxy.
 
 The watching addon (:mod:`llmock_proxy.mitm.drift`) builds each exchange's
-interaction with the recorder's tee and hands it here. Nothing here knows
-mitmproxy: a WebSocket session arrives as plain message tuples.
+interaction the way the record addon does (the recorder's tee, the
+WebSocket transcript) and hands it here. Nothing here knows mitmproxy.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..cassette import Interaction, Payload, WebSocketSession, WSClose, WSMessage
+from ..cassette import Interaction
 from .contracts import Contracts, expected_form
 from .findings import Finding
 from .report import CheckResult, DriftReport, finding_line
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeenMessage:
-    """One WebSocket message as a proxy saw it."""
-
-    from_client: bool
-    is_text: bool
-    content: bytes
-    timestamp: float  # seconds, same clock as ``started``
-
-
-def websocket_transcript(
-    messages: Iterable[SeenMessage],
-    *,
-    started: float,
-    subprotocol: str | None = None,
-    close_code: int | None = None,
-    closed_by_client: bool | None = None,
-) -> WebSocketSession:
-    """The cassette transcript of a WebSocket session seen by a proxy."""
-    out = []
-    for message in messages:
-        payload = Payload.from_bytes(message.content, None, exact=not message.is_text)
-        out.append(
-            WSMessage(
-                from_client=message.from_client,
-                payload=payload,
-                binary=not message.is_text,
-                t=round((message.timestamp - started) * 1000.0, 1),
-            )
-        )
-    close = None
-    if close_code is not None or closed_by_client is not None:
-        by = None if closed_by_client is None else ("client" if closed_by_client else "server")
-        close = WSClose(code=None if close_code is None else int(close_code), by=by)
-    return WebSocketSession(messages=out, subprotocol=subprotocol, close=close)
 
 
 @dataclass

@@ -11,7 +11,8 @@ grading lives in :mod:`llmock_proxy.drift`; this module maps hooks onto it:
                        chunk, never buffering it; when another addon (the
                        record addon) already tees the body, chain after it.
 * ``response``         finish the recording and grade it.
-* ``websocket_end``    grade the session's server messages.
+* ``websocket_*``     transcribe a session as the record addon does; grade it
+                       when it ends.
 * ``done``             write the report file(s).
 
 Load it after ``addons/record.py`` when both run
@@ -31,9 +32,10 @@ from ..cassette import CassetteError
 from ..drift.contracts import Contracts, infer_documents, load_documents, load_recordings
 from ..drift.findings import Policy
 from ..drift.report import DriftReport, format_for, render_text, write_report
-from ..drift.watch import SeenMessage, Watcher, websocket_transcript
-from ..recorder import Recorder, Recording
+from ..drift.watch import Watcher
+from ..recorder import Recorder, Recording, stored_headers
 from ..redact import Redactor
+from ..ws_record import WebSocketTranscript, websocket_interaction
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class Drift:
         self._recordings: dict[str, Recording] = {}
         # The stream callable installed per flow, to notice another addon replacing it.
         self._tees: dict[str, StreamFn] = {}
+        # WebSocket sessions in flight (their upgrade's recording waits above).
+        self._transcripts: dict[str, WebSocketTranscript] = {}
         self._reports: tuple[str, ...] = ()
         self._warned_replaced = False
 
@@ -180,29 +184,47 @@ class Drift:
         self._watcher.observe(recording.finish(None if callable(resp.stream) else resp.raw_content))
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            return  # a session's error is followed by websocket_end
         self._recordings.pop(flow.id, None)
         self._tees.pop(flow.id, None)
 
     # -- WebSocket hooks -------------------------------------------------------
 
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self._recordings:
+            self._transcripts[flow.id] = WebSocketTranscript(started=flow.request.timestamp_start)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        transcript = self._transcripts.get(flow.id)
+        if transcript is None or flow.websocket is None:
+            return
+        message = flow.websocket.messages[-1]
+        transcript.add(message.from_client, message.content, is_text=message.is_text, at=message.timestamp)
+
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         recording = self._recordings.pop(flow.id, None)
-        if recording is None or flow.response is None or flow.websocket is None or self._watcher is None:
+        transcript = self._transcripts.pop(flow.id, None)
+        if recording is None or transcript is None or flow.websocket is None or flow.response is None:
             return
-        resp = flow.response
-        recording.response_started(resp.status_code, resp.headers.items(multi=True), streamed=False)
-        interaction = recording.finish(b"")
+        if self._watcher is None:
+            return
         ws = flow.websocket
-        assert interaction.response is not None
-        interaction.response.body = None
-        interaction.response.websocket = websocket_transcript(
-            (SeenMessage(m.from_client, m.is_text, m.content, m.timestamp) for m in ws.messages),
-            started=flow.request.timestamp_start,
-            subprotocol=resp.headers.get("sec-websocket-protocol"),
-            close_code=ws.close_code,
-            closed_by_client=ws.closed_by_client,
+        session = transcript.finish(
+            code=ws.close_code,
+            reason=ws.close_reason,
+            by=None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server"),
+            at=ws.timestamp_end,
+            subprotocol=flow.response.headers.get("sec-websocket-protocol"),
         )
-        self._watcher.observe(interaction)
+        self._watcher.observe(
+            websocket_interaction(
+                recording,
+                session,
+                status=flow.response.status_code,
+                response_headers=stored_headers(flow.response.headers.items(multi=True)),
+            )
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
