@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from ..cassette import Interaction, Request, WebSocketSession, WSClose, WSMessage
+from ..providers._ws_common import message_json
 from ..recorder import Recorder, stored_headers
 from ..ws_record import WebSocketTranscript, websocket_interaction
 from .shape import payload_type
@@ -122,8 +123,8 @@ class Turn:
 
 
 def message_type(message: WSMessage) -> str:
-    payload = message.payload.value if message.payload.kind == "json" else None
-    return payload_type(payload, "binary" if message.binary else "text")
+    """The message's type as the shapes read it (JSON in binary frames too)."""
+    return payload_type(message_json(message), "binary" if message.binary else "text")
 
 
 def turns(session: WebSocketSession) -> list[Turn]:
