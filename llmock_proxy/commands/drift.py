@@ -41,7 +41,12 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "drift",
         help="re-send recorded requests live and report API shape drift; `drift schema` exports the shapes",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=(
+            "Re-send recorded requests to the live APIs (credentials from the environment) and report how "
+            "the shape of their answers drifted from the recordings; `drift schema` writes the recorded shapes "
+            "as JSON Schema files. Exit 0: no finding at or above --fail-on; 1: drift found or a request "
+            "failed; 2: usage or configuration error."
+        ),
         usage=USAGE,
     )
     parser.add_argument("paths", nargs="+", metavar="CASSETTES", help="cassette files or directories (recursive)")
