@@ -398,17 +398,29 @@ class _JsonEmitter:
 _END = object()
 
 
+NEW_FILE_MODE = 0o644
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` so readers see either the old or the new file.
 
     The temp file lives in the target directory (rename is only atomic within
     one filesystem) and is fsynced before the rename, so a crash at any point
     leaves a complete file behind.
+
+    ``mkstemp`` creates its file readable by the owner only; a cassette is
+    meant to be shared, so the result keeps the mode of the file it replaces,
+    or gets ``rw-r--r--`` when new.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = NEW_FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -188,6 +188,8 @@ def _describe(error: ValidationError) -> list[_Problem]:
     keyword = error.validator
 
     if "x-fields" in subschema and keyword in ("not", "oneOf"):
+        if not isinstance(instance, dict):
+            return []  # "required" says nothing about non-objects; the type error speaks
         return [_Problem(path, _alternative_fields_message(subschema, instance))]
     if "x-error" in subschema:
         return [_Problem(path, f"{_show(instance)} {subschema['x-error']}")]

@@ -1,0 +1,153 @@
+"""``llmock-proxy cassette validate``: messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmock_proxy import cli, yamlio
+from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, SSEEvent
+
+from .test_schemas import LLMOCK_FIXTURES, LLMOCK_GIT_DIR, valid_cassette, valid_fixture_file
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
+    code = cli.main(["cassette", "validate", *args])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """cassettes/ with a saved cassette, a nested hand-written one and a fixture file."""
+    root = tmp_path / "cassettes"
+    Cassette([Interaction(
+        Request("POST", "https://api.openai.com/v1/chat/completions", body=Payload.json({"model": "m"})),
+        Response(200, {"content-type": "text/event-stream"},
+                 events=[SSEEvent(data={"x": 1}, t=1.0), SSEEvent(data="[DONE]", t=2.0)]),
+    )]).save(root / "chat.yaml")
+    (root / "nested" / "deeper").mkdir(parents=True)
+    (root / "nested" / "deeper" / "all.yml").write_text(yamlio.dumps(valid_cassette()))
+    (root / "nested" / "fixtures.json").write_text(json.dumps(valid_fixture_file()))
+    (root / "README.md").write_text("not checked\n")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "broken.yaml").write_text("version: [\n")
+    return root
+
+
+def test_a_valid_tree_exits_0(capsys: pytest.CaptureFixture[str], tree: Path) -> None:
+    code, out, err = run(capsys, str(tree))
+    assert code == 0, out
+    assert out == ["checked 2 cassettes and 1 fixture file: all valid"]
+    assert err == ""
+
+
+def test_verbose_lists_the_valid_files(capsys: pytest.CaptureFixture[str], tree: Path) -> None:
+    code, out, _ = run(capsys, "-v", str(tree))
+    assert code == 0
+    assert out == [
+        f"{tree / 'chat.yaml'}: ok (1 interaction)",
+        f"{tree / 'nested' / 'deeper' / 'all.yml'}: ok (7 interactions)",
+        f"{tree / 'nested' / 'fixtures.json'}: ok (5 fixtures)",
+        "checked 2 cassettes and 1 fixture file: all valid",
+    ]
+
+
+def test_a_corrupted_copy_of_a_valid_cassette_exits_1_naming_the_place(
+    capsys: pytest.CaptureFixture[str], tree: Path
+) -> None:
+    good = (tree / "chat.yaml").read_text()
+    assert "t: 2.0" in good
+    broken = tree / "broken.yaml"
+    broken.write_text(good.replace("t: 2.0", "t: abc"))
+    code, out, _ = run(capsys, str(tree))
+    assert code == 1
+    assert out == [
+        f"{broken}: interactions[0].response.events[1].t: 'abc' is not of type 'number'",
+        "checked 3 cassettes and 1 fixture file: 1 problem in 1 file",
+    ]
+
+
+def test_every_problem_of_every_file_is_printed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = valid_cassette()
+    data["interactions"][3]["response"]["websocket"]["messages"][0]["from"] = "browser"
+    data["interactions"][0]["response"]["json"] = {}
+    (tmp_path / "a.yaml").write_text(yamlio.dumps(data))
+    fixtures = valid_fixture_file()
+    fixtures["fixtures"][2]["response"]["embedding"] = []
+    (tmp_path / "b.json").write_text(json.dumps(fixtures))
+    (tmp_path / "c.json").write_text("{not json")
+    (tmp_path / "d.yaml").write_text("version: 1\ninteractions:\n- request: !!python/object/apply:os.system ['true']\n")
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 1
+    assert out[:4] == [
+        f"{tmp_path / 'a.yaml'}: interactions[0].response: has json and events; give at most one of "
+        "json, text, base64, events, lines, frames, websocket",
+        f"{tmp_path / 'a.yaml'}: interactions[3].response.websocket.messages[0].from: 'browser' is not one of 'client', 'server'",
+        f"{tmp_path / 'b.json'}: fixtures[2].response.embedding: must not be empty",
+        f"{tmp_path / 'c.json'}: not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+    ]
+    assert out[4].startswith(f"{tmp_path / 'd.yaml'}: not valid YAML: the tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed")
+    assert out[-1] == "checked 2 cassettes and 2 fixture files: 5 problems in 4 files"
+
+
+def test_files_can_be_named_directly(capsys: pytest.CaptureFixture[str], tree: Path) -> None:
+    code, out, _ = run(capsys, str(tree / "chat.yaml"), str(tree / "nested" / "fixtures.json"), str(tree / "chat.yaml"))
+    assert code == 0
+    assert out == ["checked 1 cassette and 1 fixture file: all valid"]
+
+
+@pytest.mark.skipif(not LLMOCK_FIXTURES, reason="llmock mirror not present")
+def test_llmocks_example_fixture_files_pass(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for name in LLMOCK_FIXTURES:
+        text = subprocess.run(["git", "-C", str(LLMOCK_GIT_DIR), "show", f"HEAD:{name}"],
+                              check=True, capture_output=True, text=True).stdout
+        (tmp_path / Path(name).name).write_text(text)
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 0
+    assert out == [f"checked 0 cassettes and {len(LLMOCK_FIXTURES)} fixture files: all valid"]
+
+
+def test_an_empty_directory_is_fine_but_said(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, str(tmp_path))
+    assert code == 0
+    assert out == ["checked 0 cassettes and 0 fixture files: all valid"]
+    assert "no cassette" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give at least one file or directory"),
+        (["{tmp}/missing"], "{tmp}/missing: no such file or directory"),
+        (["{tmp}/notes.txt"], "{tmp}/notes.txt: not a cassette (*.yaml, *.yml) or fixture file (*.json)"),
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2
+    assert out == []
+    assert message.format(tmp=tmp_path) in err
+
+
+def test_cassette_without_a_sub_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cassette"]) == 2
+    assert "a sub-command is required" in capsys.readouterr().err
+
+
+def test_the_console_script_exit_codes(tree: Path) -> None:
+    script = Path(sys.executable).parent / "llmock-proxy"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "llmock_proxy.cli"]
+    ok = subprocess.run([*command, "cassette", "validate", str(tree)], capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout) == (0, "checked 2 cassettes and 1 fixture file: all valid\n")
+    (tree / "bad.yml").write_text("version: 1\ninteractions:\n- request: {method: GET}\n")
+    bad = subprocess.run([*command, "cassette", "validate", str(tree)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert f"{tree / 'bad.yml'}: interactions[0].request: missing required field 'url'" in bad.stdout
+    usage = subprocess.run([*command, "cassette", "validate", str(tree / "nope")], capture_output=True, text=True)
+    assert usage.returncode == 2
