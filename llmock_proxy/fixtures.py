@@ -10,6 +10,7 @@ A replay session answers from two kinds of source:
   entries in llmock's vocabulary (``match.userMessage`` ..., ``response``
   ``content`` / ``toolCalls`` / ``error`` / ``embedding``, and the options
   ``latency``, ``chunkSize``, ``truncateAfterChunks``, ``disconnectAfterMs``,
+  (WebSocket drops: ``closeCode``, ``closeReason``),
   ``streamingProfile``, ``chaos``). Existing llmock files load unchanged.
 
 Everything a request-time lookup needs (the recorded request's content
@@ -60,6 +61,10 @@ class FixtureOptions:
     disconnect_after_ms: float | None = None  # disconnectAfterMs: drop it after N ms
     streaming_profile: StreamingProfile | None = None  # streamingProfile
     chaos: dict[str, Any] | None = None  # chaos: accepted for compatibility, not applied
+    # WebSocket sessions: the close a truncateAfterChunks / disconnectAfterMs
+    # drop sends (closeCode, closeReason); without a code the connection is cut.
+    close_code: int | None = None
+    close_reason: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -281,6 +286,16 @@ def _options(entry: dict[str, Any], source: str) -> FixtureOptions:
             ttft=_number(profile, "ttft", where, minimum=0), tps=tps, jitter=jitter
         )
     chaos = entry.get("chaos")
+    close_code = entry.get("closeCode")
+    if close_code is not None and (
+        isinstance(close_code, bool) or not isinstance(close_code, int) or not 1000 <= close_code <= 4999
+        or close_code in (1005, 1006, 1015)
+    ):
+        raise CassetteError(f"{source}.closeCode: expected a WebSocket close code 1000-4999 that may be sent "
+                            f"(not 1005, 1006, 1015), got {close_code!r}")
+    close_reason = entry.get("closeReason")
+    if close_reason is not None and (not isinstance(close_reason, str) or len(close_reason.encode()) > 123):
+        raise CassetteError(f"{source}.closeReason: expected a string of at most 123 bytes")
     return FixtureOptions(
         latency=_number(entry, "latency", source, minimum=0),
         chunk_size=int(chunk_size) if chunk_size is not None else None,
@@ -288,6 +303,8 @@ def _options(entry: dict[str, Any], source: str) -> FixtureOptions:
         disconnect_after_ms=_number(entry, "disconnectAfterMs", source, minimum=0),
         streaming_profile=streaming_profile,
         chaos=dict(chaos) if isinstance(chaos, dict) else None,
+        close_code=close_code,
+        close_reason=close_reason,
     )
 
 
