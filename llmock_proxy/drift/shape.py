@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cassette import Interaction, Response
+from ..providers._ws_common import message_json
 
 # Fields whose *values* are part of the contract: a new value is drift.
 CATEGORICAL_KEYS = frozenset(
@@ -178,6 +179,9 @@ def _type_of_payload(value: Any, fallback: str) -> str:
                 return value[key]
         if len(value) == 1:  # Gemini Live style: {"serverContent": {...}}
             return next(iter(value))
+        named = [k for k in value if k != "usageMetadata"]
+        if len(named) == 1 and "usageMetadata" in value:  # Live: usage rides along
+            return named[0]
         if "done" in value:  # Ollama NDJSON: the last line says done: true
             return "done" if value["done"] is True else "chunk"
     elif isinstance(value, str):
@@ -208,7 +212,9 @@ def typed_events(response: Response) -> Iterator[tuple[str, Any]]:
         for message in response.websocket.messages:
             if message.from_client:
                 continue
-            payload = message.payload.value if message.payload.kind == "json" else None
+            # JSON kept as text (a binary frame whose exact bytes were stored,
+            # as Gemini Live sends them) is read as JSON too.
+            payload = message_json(message)
             yield _type_of_payload(payload, "binary" if message.binary else "text"), payload
 
 
