@@ -124,8 +124,9 @@ async def run_session(request: web.Request, replay: WSReplay) -> web.WebSocketRe
         autoping=True,
         timeout=_CLOSE_TIMEOUT,
         max_msg_size=_MAX_MESSAGE,
-        headers=dict(replay.headers) or None,
     )
+    for name, value in replay.headers:  # the recorded 101's own headers (request ids...)
+        ws.headers[name] = value
     await ws.prepare(request)
     where = f"{upgrade_path(replay.request)} ({replay.provider.family})"
     sender = _Sender(ws, request)

@@ -247,18 +247,34 @@ class _RecordedFollower:
 
     def _mismatch(self, key: MessageKey) -> str:
         nxt = self.position + 1
+        got = key.describe()
         expected: list[str] = []
         for session in [self.followed, *[s for s in self.alive if s is not self.followed]][:3]:
             if nxt < len(session.turns):
                 turn_key = session.turns[nxt].key
                 assert turn_key is not None
-                expected.append(f"{turn_key.describe()} ({session.source}, client message "
-                                f"{nxt} of {session.client_turns})")
+                want = turn_key.describe()
+                if turn_key.type == key.type:
+                    want, got = _where_they_differ(turn_key, key)
+                expected.append(f"{want} ({session.source}, client message {nxt} of {session.client_turns})")
             else:
                 expected.append(f"no further client message ({session.source} ends after "
                                 f"{session.client_turns})")
-        return (f"llmock-proxy: client message {nxt} ({key.describe()}) fits no recorded session; "
+        return (f"llmock-proxy: client message {nxt} ({got}) fits no recorded session; "
                 f"expected {' or '.join(expected)}")
+
+
+def _where_they_differ(expected: MessageKey, actual: MessageKey, context: int = 24, width: int = 90) -> tuple[str, str]:
+    """Both messages shown from a little before their first difference."""
+    a, b = expected.content, actual.content
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, first - context)
+
+    def excerpt(text: str) -> str:
+        piece = text[start : start + width]
+        return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")
+
+    return f"{expected.type} {excerpt(a)}", f"{actual.type} {excerpt(b)}"
 
 
 class _FixtureFollower:
@@ -325,7 +341,7 @@ class _FixtureFollower:
         offsets = _fixture_offsets(options, len(step.send))
         actions: list[Outgoing] = []
         drop_at = options.disconnect_after_ms  # a behaviour, never scaled
-        drop = WSClose(getattr(options, "close_code", None), getattr(options, "close_reason", None) or "", "server")
+        drop = WSClose(options.close_code, options.close_reason or "", "server")
         for sent, (at, message) in enumerate(zip(offsets, step.send)):
             at *= self.factor
             if drop_at is not None and drop_at <= at:
@@ -395,10 +411,10 @@ class WSReplay:
         return self.follower.receive(message)
 
 
-def recorded_candidates(session: ReplaySession, view: RequestView) -> list[Fixture]:
+def recorded_candidates(session: ReplaySession, view: RequestView, *, count: bool = True) -> list[Fixture]:
     """The recorded WebSocket sessions whose upgrade matches, the preferred
     one first (the n-th use of a candidate prefers its n-th recording).
-    Counts the use, like any match."""
+    Counts the use, like any match (unless ``count`` is false)."""
     preferred: list[Fixture] = []
     others: list[Fixture] = []
     for candidate in session.matcher.candidates:
@@ -410,7 +426,8 @@ def recorded_candidates(session: ReplaySession, view: RequestView) -> list[Fixtu
         if not fixtures or not all(c.test(view) for c in candidate.criteria):
             continue
         use = session.counts.get(candidate.key, 0)
-        session.counts[candidate.key] = use + 1
+        if count:
+            session.counts[candidate.key] = use + 1
         first = candidate.pick(use)
         if first in fixtures:
             preferred.append(first)
@@ -448,6 +465,22 @@ def open_replay(session: ReplaySession, request: Request, factor: float = 1.0) -
     return WSReplay(provider, request, follower, subprotocol=_offered_subprotocol(request))
 
 
+def can_answer(session: ReplaySession, request: Request) -> bool:
+    """Whether replay has something for this upgrade: a recorded session, or
+    hand-written fixtures and a family that can hold a conversation. (Used
+    where a miss may be forwarded instead of refused.)"""
+    provider = websocket_provider(request)
+    try:
+        canonical = provider.canonical(request)
+    except Exception:
+        return False
+    view = RequestView(canonical, request.method, split_url(request.url)[1])
+    if recorded_candidates(session, view, count=False):
+        return True
+    has_fixtures = any(not f.recorded for c in session.matcher.candidates for f in c.fixtures)
+    return has_fixtures and provider.conversation(request) is not None
+
+
 def _offered_subprotocol(request: Request) -> str | None:
     """For a fixture-driven session: the client's first offered subprotocol,
     unless it carries a credential (browsers pass API keys as subprotocols)."""
@@ -469,6 +502,7 @@ __all__ = [
     "RecordedSession",
     "Reply",
     "WSReplay",
+    "can_answer",
     "close_reason",
     "close_text",
     "is_websocket_upgrade",
