@@ -4,6 +4,7 @@ Maps mitmproxy's flow hooks onto :class:`~llmock_proxy.recorder.Recorder`
 and hands finished interactions to a
 :class:`~llmock_proxy.cassette_writer.BackgroundWriter`:
 
+* ``running``          switch to lazy upstream connections (see there).
 * ``request``          the request is complete and about to go upstream: start
                        the recording (its ``t`` clock starts here).
 * ``responseheaders``  a stream (SSE, NDJSON, EventStream, chunked or unsized
@@ -187,6 +188,14 @@ class Record:
             log.info("llmock: WebSocket session to %s not recorded", flow.request.pretty_url)
 
     # -- lifecycle -------------------------------------------------------------
+
+    def running(self) -> None:
+        # With eager connections mitmproxy dials upstream before it has read
+        # a request, and a refused connection never becomes a flow: nothing
+        # to record. Lazy: the request comes first, a failure is its error.
+        if ctx.options.connection_strategy != "lazy":
+            ctx.options.update(connection_strategy="lazy")
+            log.info("llmock: connection_strategy=lazy, so failed upstream connections are recorded")
 
     def _take(self, flow: http.HTTPFlow) -> Recording | None:
         with self._in_flight:
