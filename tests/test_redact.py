@@ -487,3 +487,14 @@ def test_bad_rules_files_name_the_file_and_entry(tmp_path: Path, text: str, prob
 def test_a_missing_rules_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match=r"nope\.yaml: cannot read redaction rules"):
         Redactor.from_file(tmp_path / "nope.yaml")
+
+
+def test_the_rules_file_example_in_docs_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "redaction.md").read_text(encoding="utf-8")
+    (example,) = [b.split("\n", 1)[1] for b in text.split("```")[1::2] if b.startswith("yaml\n")]
+    path = tmp_path / "redaction.yaml"
+    path.write_text(example)
+    custom = Redactor.from_file(path)
+    assert custom.redact_url("https://a.test/?session_id=1") == "https://a.test/?session_id=REDACTED"
+    out = custom.redact_response(Response(200, body=Payload.json({"client_secret": {"value": "ek_x"}})))
+    assert out.json == {"client_secret": {"value": PLACEHOLDER}}

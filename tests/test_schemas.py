@@ -553,3 +553,24 @@ def test_format_path() -> None:
     assert schemas.format_path(["headers", "content-type"]) == "headers.content-type"
     assert schemas.format_path(["json", "a.b", "c d"]) == "json['a.b']['c d']"
     assert schemas.format_path([]) == ""
+
+
+# -- the documentation's examples stay true -------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _code_blocks(path: Path, language: str) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return [block.split("\n", 1)[1] for block in text.split("```")[1::2] if block.startswith(language + "\n")]
+
+
+def test_the_annotated_example_in_docs_is_a_valid_cassette() -> None:
+    (example,) = _code_blocks(DOCS / "cassettes.md", "yaml")
+    loaded = cm.parse(example, "docs/cassettes.md")
+    assert loaded.interactions[0].response.events[1].data == "[DONE]"
+
+
+def test_the_fixture_example_in_docs_is_a_valid_fixture_file() -> None:
+    (example,) = _code_blocks(DOCS / "cassettes.md", "json")
+    assert fixture_problems(json.loads(example)) == []
