@@ -11,7 +11,10 @@ latency at concurrency 1 and 32, for:
 Every server runs as its own process; the load generator here is a minimal
 keep-alive HTTP/1.1 client (prebuilt request bytes, Content-Length framed
 responses) so the client costs as little as possible on a small machine.
-Every answer is checked against the expected body before timing starts.
+Every answer is checked against the expected body before timing starts. The
+targets are measured in interleaved rounds and the median round is reported,
+so a busy shared machine weighs on all of them alike; the server's own CPU
+time per request is printed too, as the load-independent figure.
 
 Then SSE timing accuracy: a recorded stream with uneven gaps (5-40 ms) is
 replayed with ``--timing recorded`` by serve and by the addon, and
@@ -258,6 +261,7 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # server CPU time per request
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -265,12 +269,27 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(server: Server, ex: Exchange, concurrency: int, duration: float) -> Result:
     request = raw_request(ex.request_body)
-    asyncio.run(load(server.port, request, ex.response_body, concurrency, 0.5))  # warm-up
+    asyncio.run(load(server.port, request, ex.response_body, concurrency, 0.3))  # warm-up
+    cpu_before = cpu_seconds(server.process.pid)
     latencies = asyncio.run(load(server.port, request, ex.response_body, concurrency, duration))
+    cpu = cpu_seconds(server.process.pid) - cpu_before
     return Result(server.name, concurrency, len(latencies) / duration,
-                  percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000)
+                  percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
+                  cpu / len(latencies) * 1e6)
+
+
+def median_result(results: list[Result]) -> Result:
+    """The round with the median throughput: the machine is shared, and
+    interleaved rounds let every target see the same background load."""
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
 
 
 # -- stream timing -----------------------------------------------------------------------------------
@@ -309,28 +328,36 @@ NAMES = ["bare aiohttp", "llmock-proxy serve", "replay addon", "--server-replay"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target; the median counts (default 3)")
     parser.add_argument("--stream-runs", type=int, default=8, help="stream replays per target (default 8)")
     args = parser.parse_args(argv)
-    print(f"replay throughput: {os.cpu_count()} CPUs, {args.duration:g} s per measurement, Python {sys.version.split()[0]}")
+    print(f"replay throughput: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"{args.rounds} x {args.duration:g} s per target and concurrency, Python {sys.version.split()[0]}")
     results: dict[tuple[str, int], Result] = {}
     timing: dict[str, tuple[list[float], list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="llmock-bench-") as tmp:
         workdir = Path(tmp)
         ex = build_exchange(workdir)
-        for name in NAMES:
-            server = start_server(name, ex, workdir)
-            try:
-                for concurrency in (1, 32):
-                    results[(name, concurrency)] = measure(server, ex, concurrency, args.duration)
-                if name in ("llmock-proxy serve", "replay addon"):
-                    timing[name] = stream_gap_errors(server.port, args.stream_runs)
-            finally:
+        servers = [start_server(name, ex, workdir) for name in NAMES]
+        try:
+            for concurrency in (1, 32):
+                rounds: dict[str, list[Result]] = {name: [] for name in NAMES}
+                for _ in range(args.rounds):
+                    for server in servers:
+                        rounds[server.name].append(measure(server, ex, concurrency, args.duration))
+                for name in NAMES:
+                    results[(name, concurrency)] = median_result(rounds[name])
+            for server in servers:
+                if server.name in ("llmock-proxy serve", "replay addon"):
+                    timing[server.name] = stream_gap_errors(server.port, args.stream_runs)
+        finally:
+            for server in servers:
                 server.stop()
 
-    print(f"\n{'target':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for (name, concurrency), r in results.items():
-        print(f"{name:<22}{concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}")
+    print(f"\n{'target':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}")
+    for (name, concurrency), r in sorted(results.items(), key=lambda item: (item[0][1], NAMES.index(item[0][0]))):
+        print(f"{name:<22}{concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.cpu_us:>19.0f}")
 
     print(f"\nSSE timing, |replayed gap - recorded gap| over {len(STREAM_GAPS_MS) - 1} gaps x {args.stream_runs} runs")
     print(f"{'target':<22}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'1st late ms':>13}")

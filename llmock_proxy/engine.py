@@ -21,8 +21,8 @@ Timing modes: ``recorded`` (offsets as recorded, or as a fixture's
 ``scale:X`` (every offset times X). ``disconnectAfterMs`` is a behaviour,
 not a pace, and is never scaled.
 
-WebSocket transcripts are matched like everything else; serving them is
-:meth:`ReplayEngine.serve_websocket`'s job (a later step).
+WebSocket upgrades are answered by :mod:`llmock_proxy.ws_engine`: recorded
+sessions turn by turn, or fixture-driven conversations.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from . import wire
 from .cassette import Payload, Request, Response
 from .fixtures import FixtureOptions
 from .session import Hit, Miss, ReplaySession
+from .ws_engine import serve_websocket
+from .ws_replay import is_websocket_upgrade
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -114,6 +116,9 @@ class Plan:
     # Loop time (seconds) the request arrived at: offsets count from here.
     arrival: float = 0.0
     hit: Hit | None = None
+    # A WebSocket upgrade (the request as the client sent it): the session is
+    # answered turn by turn by :mod:`llmock_proxy.ws_engine`.
+    websocket_request: Request | None = None
 
     @property
     def streaming(self) -> bool:
@@ -122,6 +127,8 @@ class Plan:
 
     @property
     def is_websocket(self) -> bool:
+        if self.websocket_request is not None:
+            return True
         return self.hit is not None and self.hit.response.wire_form == "websocket"
 
 
@@ -341,13 +348,18 @@ class ReplayEngine:
         control = control_plan(self.session, request.method, request.path, self.timing, self.mode)
         if control is not None:
             return _aiohttp_response(control)
-        recorded_request = await request_from_aiohttp(request)
-        outcome = self.session.resolve(recorded_request)
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        url = f"{request.scheme}://{request.host}{request.path_qs}"
+        if is_websocket_upgrade(headers):
+            upgrade = Request(request.method, url, headers, _payload(body, headers))
+            return await serve_websocket(request, upgrade, self.session, self.timing.factor)
+        outcome = self.session.resolve_raw(request.method, url, headers, body)
         if isinstance(outcome, Hit):
             return await self.serve(request, self.planner.plan(outcome, arrival))
         if self.miss_handler is not None and self.mode != "replay":
             log_miss(outcome, self.mode)
-            return await self.miss_handler(request, recorded_request, outcome, arrival)
+            return await self.miss_handler(request, outcome.request, outcome, arrival)
         log_miss(outcome, "replay")
         return _aiohttp_response(miss_plan(outcome, arrival))
 
@@ -366,7 +378,7 @@ class ReplayEngine:
                 return _drop(request)
             await _sleep_until(loop, ready_at)
             return _aiohttp_response(plan)
-        response = web.StreamResponse(status=plan.status, headers=_multidict(plan.headers))
+        response = web.StreamResponse(status=plan.status, headers=plan.headers)
         await response.prepare(request)
         for sent, chunk in enumerate(plan.chunks):
             deadline = plan.arrival + chunk.at_ms / 1000.0
@@ -381,11 +393,9 @@ class ReplayEngine:
         return response
 
     async def serve_websocket(self, request: web.Request, plan: Plan) -> web.StreamResponse:
-        """WebSocket transcripts are matched but not yet served."""
-        return _aiohttp_response(
-            json_plan(501, {"error": "llmock-proxy: WebSocket replay is not available in this version",
-                            "source": plan.hit.fixture.source if plan.hit else None})
-        )
+        """A WebSocket session, turn by turn (see :mod:`llmock_proxy.ws_engine`)."""
+        upgrade = plan.websocket_request or await request_from_aiohttp(request)
+        return await serve_websocket(request, upgrade, self.session, self.timing.factor)
 
 
 # -- aiohttp helpers --------------------------------------------------------------
@@ -399,18 +409,17 @@ async def request_from_aiohttp(request: web.Request) -> Request:
         method=request.method,
         url=f"{request.scheme}://{request.host}{request.path_qs}",
         headers=headers,
-        body=Payload.from_bytes(body, headers.get("content-type")) if body else None,
+        body=_payload(body, headers),
     )
 
 
-def _multidict(headers: list[tuple[str, str]]) -> Any:
-    from multidict import CIMultiDict
-
-    return CIMultiDict(headers)
+def _payload(body: bytes, headers: dict[str, str]) -> Payload | None:
+    return Payload.from_bytes(body, headers.get("content-type")) if body else None
 
 
 def _aiohttp_response(plan: Plan) -> web.Response:
-    return web.Response(status=plan.status, headers=_multidict(plan.headers), body=plan.body or b"")
+    # aiohttp copies the (name, value) pairs into its own CIMultiDict.
+    return web.Response(status=plan.status, headers=plan.headers, body=plan.body or b"")
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

@@ -412,6 +412,8 @@ class Matcher:
         self._by_fingerprint: dict[str, list[int]] = {}
         self._by_content: dict[str, list[int]] = {}
         self._unindexed: list[int] = []
+        # Whether any candidate's answer depends on how often it matched.
+        self.has_sequence_indices = False
         for fixture in fixtures:
             self.add(fixture)
 
@@ -452,6 +454,7 @@ class Matcher:
             form_criteria=[c for c in criteria if c.key not in _FORM_KEYS],
         )
         self.candidates.append(candidate)
+        self.has_sequence_indices |= sequence_index is not None
         index = candidate.order
         if candidate.fingerprint is not None:
             self._by_fingerprint.setdefault(candidate.fingerprint, []).append(index)

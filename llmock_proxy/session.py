@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .canonical import CanonicalRequest, Summary
-from .cassette import Interaction, Request, Response
+from .cassette import Interaction, Payload, Request, Response
 from .fixtures import Fixture, FixtureOptions, fixture_from_interaction, load_sources
-from .matcher import Found, Matcher, NearMiss, RequestView
+from .matcher import Candidate, Matcher, NearMiss, RequestView
 from .providers import identify
 from .providers.base import Provider, RenderOptions, request_json, split_url
 
@@ -27,6 +27,8 @@ from .providers.base import Provider, RenderOptions, request_json, split_url
 MISS_STATUS = 421
 MISS_HEADERS = {"x-llmock-miss": "1", "x-should-retry": "false"}
 UNREADABLE_STATUS = 400
+# How many distinct requests resolve_raw remembers before starting over.
+KNOWN_REQUESTS = 4096
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class ReplaySession:
         self.name = name
         self.matcher = Matcher(fixtures)
         self.counts: dict[str, int] = {}
+        # Requests seen before -> what they matched (see resolve_raw).
+        self._known: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -125,16 +129,37 @@ class ReplaySession:
 
     def add(self, fixture: Fixture) -> None:
         self.matcher.add(fixture)
+        self._known.clear()  # a new candidate can change what matches first
 
     def add_interaction(self, interaction: Interaction, source: str) -> Fixture:
         """Make a freshly recorded interaction (``auto`` mode) answerable."""
         fixture = fixture_from_interaction(interaction, source)
-        self.matcher.add(fixture)
+        self.add(fixture)
         return fixture
 
     # -- lookup ------------------------------------------------------------------
 
     def resolve(self, request: Request) -> Hit | Miss:
+        """The answer to ``request``, counting it in this session's sequence state."""
+        return self._resolve(request, None)
+
+    def resolve_raw(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Hit | Miss:
+        """:meth:`resolve` for a request as it came off the wire (lower-case
+        header names). Hot path: while no fixture uses ``sequenceIndex`` the
+        choice of candidate depends on the request alone, so a request seen
+        before skips parsing, canonical translation and matching (the
+        candidate's recorded order is still counted per use)."""
+        content_type = headers.get("content-type")
+        key = None
+        if not self.matcher.has_sequence_indices and "upgrade" not in headers:
+            key = (method, url, content_type, body)
+            known = self._known.get(key)
+            if known is not None:
+                return self._use(*known)
+        payload = Payload.from_bytes(body, content_type) if body else None
+        return self._resolve(Request(method, url, headers, payload), key)
+
+    def _resolve(self, request: Request, key: tuple[Any, ...] | None) -> Hit | Miss:
         provider = identify(request.method, request.url, request.headers)
         try:
             canonical = provider.canonical(request)
@@ -146,21 +171,30 @@ class ReplaySession:
         if found is None:
             self.misses += 1
             return Miss(provider, request, view, self.matcher.near_misses(view, self.counts))
-        use = self.counts.get(found.candidate.key, 0)
-        self.counts[found.candidate.key] = use + 1
+        known = (provider, view, request, found.candidate, found.other_form)
+        if key is not None:
+            if len(self._known) >= KNOWN_REQUESTS:
+                self._known.clear()
+            self._known[key] = known
+        return self._use(*known)
+
+    def _use(
+        self, provider: Provider, view: RequestView, request: Request, candidate: Candidate, other_form: bool
+    ) -> Hit:
+        use = self.counts.get(candidate.key, 0)
+        self.counts[candidate.key] = use + 1
         self.hits += 1
-        return self._answer(provider, view, request, found, use)
+        return self._answer(provider, view, request, candidate.pick(use), other_form, use)
 
     def _answer(
-        self, provider: Provider, view: RequestView, request: Request, found: Found, use: int
+        self, provider: Provider, view: RequestView, request: Request, fixture: Fixture, other_form: bool, use: int
     ) -> Hit:
-        fixture = found.fixture
         interaction = fixture.interaction
         if interaction is not None and interaction.response is not None:
             verbatim = (
                 fixture.family == view.family
                 and fixture.recorded_stream == view.stream
-                and not found.other_form
+                and not other_form
             )
             if verbatim or fixture.summary is None:
                 return Hit(provider, view, fixture, interaction.response, False, use)
