@@ -316,3 +316,42 @@ def test_tool_call_fixture_renders_tool_calls() -> None:
     assert isinstance(hit, Hit)
     summary = hit.provider.summarize(Request("POST", CHAT_URL), hit.response)
     assert summary.tool_calls == [ToolCall(name="get_weather", arguments={"city": "Paris"}, id=summary.tool_calls[0].id)]
+
+
+# -- resolve_raw: requests as they come off the wire ---------------------------------------------
+
+
+def raw(req: Request) -> tuple[str, str, dict[str, str], bytes]:
+    return req.method, req.url, dict(req.headers), req.body.to_bytes() if req.body else b""
+
+
+def test_resolve_raw_keeps_the_recorded_order_for_repeated_requests() -> None:
+    session = ReplaySession(
+        [recording(chat("roll a die"), answer, index=i) for i, answer in enumerate(["one", "two", "three"])]
+    )
+    answers = [text_of(session.resolve_raw(*raw(chat("roll a die")))) for _ in range(4)]
+    assert answers == ["one", "two", "three", "three"]
+    miss = session.resolve_raw(*raw(chat("roll two dice")))
+    assert isinstance(miss, Miss) and miss.request.json["messages"][0]["content"] == "roll two dice"
+
+
+def test_resolve_raw_honours_sequence_index() -> None:
+    session = ReplaySession(
+        fixtures(
+            {"match": {"userMessage": "next", "sequenceIndex": 0}, "response": {"content": "first"}},
+            {"match": {"userMessage": "next", "sequenceIndex": 1}, "response": {"content": "second"}},
+        )
+    )
+    assert [text_of(session.resolve_raw(*raw(chat("next")))) for _ in range(2)] == ["first", "second"]
+    assert isinstance(session.resolve_raw(*raw(chat("next"))), Miss)
+
+
+def test_a_new_recording_is_found_by_requests_seen_before() -> None:
+    # auto mode: a stream first answered from the non-stream recording gets
+    # its own recording once one is added.
+    session = ReplaySession([recording(chat("hello"), "from JSON")])
+    first = session.resolve_raw(*raw(chat("hello", stream=True)))
+    assert isinstance(first, Hit) and first.synthesized
+    session.add(recording(chat("hello", stream=True), "from SSE", index=1))
+    second = session.resolve_raw(*raw(chat("hello", stream=True)))
+    assert isinstance(second, Hit) and not second.synthesized and text_of(second) == "from SSE"
