@@ -19,6 +19,7 @@ Target: 10k interactions loaded in under 1 s on the 2-core dev machine.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import random
@@ -172,8 +173,6 @@ def embeddings(rng: random.Random, i: int) -> Interaction:
                       {"content-type": "application/json", "authorization": "Bearer <redacted>"},
                       Payload.json({"model": "text-embedding-3-small", "input": text, "encoding_format": "base64"}))
     vector = bytes(rng.getrandbits(8) for _ in range(256))
-    import base64
-
     body = {"object": "list", "data": [{"object": "embedding", "index": 0,
                                         "embedding": base64.b64encode(vector).decode()}],
             "model": "text-embedding-3-small", "usage": {"prompt_tokens": 12, "total_tokens": 12}}

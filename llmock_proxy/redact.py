@@ -449,17 +449,12 @@ class Redactor:
             return []
         found: list[tuple[int, Finding]] = []
         for pattern in self.rules.patterns:
-            if pattern.literals and not self.rules_literal_in(pattern, text):
+            if pattern.literals and not _holds_literal(pattern, text):
                 continue
             for m in pattern.regex.finditer(text):
                 line = text.count("\n", 0, m.start()) + 1
                 found.append((m.start(), Finding(f"line {line}", pattern.name, mask(m.group(pattern.group)))))
         return [f for _, f in sorted(found, key=lambda item: item[0])]
-
-    @staticmethod
-    def rules_literal_in(pattern: SecretPattern, text: str) -> bool:
-        haystack = text.lower() if pattern.fold_case else text
-        return any(lit in haystack for lit in pattern.literals)
 
     def _secrets_in(self, text: str) -> Iterator[tuple[str, str]]:
         for pattern in self.rules.patterns:
@@ -658,6 +653,11 @@ class _Pass:
             subprotocol=session.subprotocol,
             close=close,
         )
+
+
+def _holds_literal(pattern: SecretPattern, text: str) -> bool:
+    haystack = text.lower() if pattern.fold_case else text
+    return any(lit in haystack for lit in pattern.literals)
 
 
 def _substitute(pattern: SecretPattern, text: str, placeholder: str) -> str:

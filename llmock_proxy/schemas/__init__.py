@@ -46,9 +46,9 @@ _SHOWN_CHARS = 60
 # -- loading --------------------------------------------------------------------
 
 
-@cache
 def schema(name: str) -> dict[str, Any]:
-    """The parsed schema document shipped with the package (read once)."""
+    """A fresh copy of a schema document shipped with the package (to publish
+    or inspect; validation uses the compiled form cached by :func:`_checker`)."""
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -67,7 +67,7 @@ class _SchemaChecker:
         return list(self.reference.iter_errors(data))
 
 
-@cache
+@cache  # one compiled checker per schema file, built on first use
 def _checker(name: str) -> _SchemaChecker:
     document = schema(name)
     validator_class = jsonschema.validators.validator_for(document)
