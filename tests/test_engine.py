@@ -310,3 +310,18 @@ def test_latency_delays_a_body_answer() -> None:
         answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "tell"}])
         assert time.perf_counter() - start >= 0.115
         assert answer.choices[0].message.content == "abcdefghijklmnopqrstuvwxyz"
+
+
+def test_two_engines_in_one_process_keep_separate_sequence_state() -> None:
+    request = json_request(CHAT, chat_body("roll"))
+    loaded = [recorded(request, rendered(request, Summary(text=t)), f"t.yaml: interactions[{i}]")
+              for i, t in enumerate(["one", "two"])]
+    with EngineThread(ReplaySession(loaded)) as first, EngineThread(ReplaySession(loaded)) as second, \
+            httpx.Client(trust_env=False) as http:
+        def roll(engine: EngineThread) -> str:
+            answer = http.post(f"{engine.url}/v1/chat/completions", json=chat_body("roll")).json()
+            return answer["choices"][0]["message"]["content"]
+
+        assert [roll(first), roll(first), roll(second), roll(first), roll(second)] == ["one", "two", "one", "two", "two"]
+        http.post(f"{first.url}/__llmock/reset")
+        assert [roll(first), roll(second)] == ["one", "two"]
