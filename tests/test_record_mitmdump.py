@@ -6,7 +6,10 @@ clean shutdown, the log line, and upstream mode (chained to another proxy).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,3 +135,36 @@ def test_upstream_mode_records_the_real_url(proxy, mitmdump, fake_anthropic, tmp
     assert interaction.summary["text"] == text == fake_anthropic.script.text
     assert interaction.response.events[0].event == "message_start"
     assert interaction.response.events[-1].event == "message_stop"
+
+
+DOCUMENTED_CLIENT = """
+import anthropic, openai
+from google import genai
+# Nothing but the environment points these at the proxy (docs/record.md, regular mode).
+print(openai.OpenAI(api_key="sk-test-docs-key", max_retries=0).chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content)
+print(anthropic.Anthropic(api_key="sk-test-docs-key", max_retries=0).messages.create(
+    model="claude-sonnet-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]).content[0].text)
+gemini = genai.Client(api_key="sk-test-docs-key")  # kept: the client closes its connections when collected
+print(gemini.models.generate_content(model="gemini-2.0-flash", contents="hi").text)
+"""
+
+
+def test_documented_environment_settings_work_unchanged(mitmdump, fake_openai, fake_anthropic, fake_gemini, tmp_path) -> None:
+    process = start_recorder(mitmdump, tmp_path, [fake_openai, fake_anthropic, fake_gemini])
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HTTPS_PROXY": process.url,
+        "SSL_CERT_FILE": str(process.ca_cert_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DOCUMENTED_CLIENT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        fake_openai.script.text, fake_anthropic.script.text, fake_gemini.script.text
+    ]
+    wait_for_lines(process, 3)
+    families = [i.match["family"] for i in cassette.load(tmp_path / "shared.yaml").interactions]
+    assert families == ["openai.chat", "anthropic.messages", "gemini.generate"]
