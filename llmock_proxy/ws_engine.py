@@ -36,43 +36,49 @@ class _Sender:
         self.ws = ws
         self.request = request
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[float, Outgoing]] = asyncio.Queue()
+        # One entry per reply: (the moment its client message arrived, its actions).
+        self.queue: asyncio.Queue[tuple[float, list[Outgoing]]] = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
         self.closed = False
 
     def push(self, trigger: float, actions: list[Outgoing]) -> None:
-        for action in actions:
-            self.queue.put_nowait((trigger + action.at_ms / 1000.0, action))
+        if actions:
+            self.queue.put_nowait((trigger, actions))
 
     async def _run(self) -> None:
         ws = self.ws
+        loop = self.loop
         while True:
-            deadline, action = await self.queue.get()
-            delay = deadline - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if ws.closed:
-                return
-            if action.message is not None:
-                content = action.message.content
-                try:
-                    if isinstance(content, bytes):
-                        await ws.send_bytes(content)
-                    else:
-                        await ws.send_str(content)
-                except ConnectionError:
+            trigger, actions = await self.queue.get()
+            for action in actions:
+                delay = trigger + action.at_ms / 1000.0 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if ws.closed:
                     return
-                continue
-            close = action.close
-            assert close is not None
-            self.closed = True
-            if close.code is None:
-                transport = self.request.transport
-                if transport is not None:
-                    transport.abort()
-            else:
-                await ws.close(code=close.code, message=close.reason.encode("utf-8"))
-            return
+                if action.message is not None:
+                    frame = action.frame
+                    try:
+                        if isinstance(frame, bytes):
+                            await ws.send_bytes(frame)
+                        else:
+                            await ws.send_str(frame)
+                    except ConnectionError:
+                        return
+                    continue
+                await self._close(action)
+                return
+
+    async def _close(self, action: Outgoing) -> None:
+        close = action.close
+        assert close is not None
+        self.closed = True
+        if close.code is None:
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+        else:
+            await self.ws.close(code=close.code, message=close.reason.encode("utf-8"))
 
     async def stop(self) -> None:
         """Cancel what is still waiting, but let a close handshake in

@@ -70,6 +70,15 @@ class Outgoing:
     at_ms: float
     message: WSMessage | None = None
     close: WSClose | None = None
+    # What goes in the frame (str: text, bytes: binary), when already encoded.
+    encoded: bytes | str | None = None
+
+    @property
+    def frame(self) -> bytes | str:
+        if self.encoded is not None:
+            return self.encoded
+        assert self.message is not None
+        return self.message.content
 
 
 @dataclass
@@ -123,6 +132,8 @@ class RecordedTurn:
     client: WSMessage | None
     key: MessageKey | None
     server: tuple[tuple[float, WSMessage], ...]
+    # The server messages as they go on the wire, encoded once per recording.
+    frames: tuple[bytes | str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,14 +200,18 @@ class RecordedSession:
         return cls(
             fixture=fixture,
             turns=(
-                RecordedTurn(None, None, tuple(opening)),
-                *(RecordedTurn(c, provider.message_key(c), tuple(s)) for c, s in turns),
+                RecordedTurn(None, None, tuple(opening), _frames(opening)),
+                *(RecordedTurn(c, provider.message_key(c), tuple(s), _frames(s)) for c, s in turns),
             ),
             close=close,
             close_turn=close_turn,
             subprotocol=transcript.subprotocol,
             headers=headers,
         )
+
+
+def _frames(messages: list[tuple[float, WSMessage]]) -> tuple[bytes | str, ...]:
+    return tuple(message.content for _, message in messages)
 
 
 # Handshake and framing headers the server computes itself.
@@ -226,7 +241,10 @@ class _RecordedFollower:
 
     def _turn_actions(self, index: int) -> list[Outgoing]:
         session = self.followed
-        actions = [Outgoing(at * self.factor, message=m) for at, m in session.turns[index].server]
+        turn = session.turns[index]
+        factor = self.factor
+        actions = [Outgoing(at * factor, message=m, encoded=frame)
+                   for (at, m), frame in zip(turn.server, turn.frames)]
         if session.close is not None and session.close_turn == index:
             actions.append(_close_action(session.close, (session.close.t or 0.0) * self.factor))
         return actions
