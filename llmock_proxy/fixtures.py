@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cassette as cassette_model
+from . import yamlio
 from .canonical import Summary, ToolCall
 from .cassette import CassetteError, Interaction
 from .matcher import derive_match
@@ -314,12 +315,18 @@ def _options(entry: dict[str, Any], source: str) -> FixtureOptions:
 def expand(paths: Iterable[str | Path], suffixes: Sequence[str]) -> list[Path]:
     """Files named directly, plus every file with one of ``suffixes`` under the
     directories named (recursively, sorted, hidden files skipped)."""
-    out: list[Path] = []
+    return [path for path, _ in _expand(paths, suffixes)]
+
+
+def _expand(paths: Iterable[str | Path], suffixes: Sequence[str]) -> list[tuple[Path, bool]]:
+    """(file, named directly) pairs, see :func:`expand`."""
+    out: list[tuple[Path, bool]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             out.extend(
-                sorted(
+                (f, False)
+                for f in sorted(
                     f
                     for f in p.rglob("*")
                     if f.is_file()
@@ -328,9 +335,34 @@ def expand(paths: Iterable[str | Path], suffixes: Sequence[str]) -> list[Path]:
                 )
             )
         elif p.is_file():
-            out.append(p)
+            out.append((p, True))
         else:
             raise CassetteError(f"{p}: no such file or directory", path=str(p))
+    return out
+
+
+def _is_other_document(path: Path, key: str) -> bool:
+    """A readable YAML/JSON mapping without ``key``: some other kind of file
+    (a schema, a config) that merely shares the directory. Unreadable files
+    are not "other": a broken cassette must be reported, not skipped."""
+    try:
+        data = yamlio.load_file(path)  # JSON is YAML
+    except Exception:
+        return False
+    return not isinstance(data, dict) or key not in data
+
+
+def _load_all(
+    paths: Iterable[str | Path], suffixes: Sequence[str], key: str, loader: Any, kind: str
+) -> list[Fixture]:
+    out: list[Fixture] = []
+    for path, named in _expand(paths, suffixes):
+        try:
+            out.extend(loader(path))
+        except CassetteError:
+            if named or not _is_other_document(path, key):
+                raise
+            log.info("%s: skipped, not %s (no top-level %r)", path, kind, key)
     return out
 
 
@@ -341,11 +373,11 @@ def load_sources(
 
     Cassettes come first (recorded interactions are exact), then the
     hand-written fixture files; within each, files in the order given
-    (directory contents sorted by path) and entries in file order.
+    (directory contents sorted by path) and entries in file order. Inside a
+    directory, YAML/JSON files of another kind (no ``interactions`` /
+    ``fixtures`` at the top) are skipped; a file named directly must load.
     """
-    out: list[Fixture] = []
-    for path in expand(cassettes, CASSETTE_SUFFIXES):
-        out.extend(load_cassette(path))
-    for path in expand(fixtures, FIXTURE_SUFFIXES):
-        out.extend(load_fixture_file(path))
-    return out
+    return [
+        *_load_all(cassettes, CASSETTE_SUFFIXES, "interactions", load_cassette, "a cassette"),
+        *_load_all(fixtures, FIXTURE_SUFFIXES, "fixtures", load_fixture_file, "an llmock fixture file"),
+    ]

@@ -173,3 +173,15 @@ def test_bad_cassette_names_file_interaction_and_field(tmp_path: Path) -> None:
     with pytest.raises(CassetteError) as caught:
         load_cassette(path)
     assert "bad.yaml" in str(caught.value) and "interactions[0].response.status" in str(caught.value)
+
+
+def test_other_documents_in_a_directory_are_skipped_but_broken_ones_are_not(tmp_path: Path) -> None:
+    write_json(tmp_path / "fixtures.json", {"fixtures": [{"match": {}, "response": {"content": "x"}}]})
+    write_json(tmp_path / "schemas" / "openai.chat.json", {"$schema": "https://json-schema.org/draft/2020-12/schema"})
+    (tmp_path / "canary.yaml").write_text("schedule: daily\n")
+    assert len(load_sources(cassettes=[tmp_path], fixtures=[tmp_path])) == 1
+    with pytest.raises(CassetteError):  # named directly: must be what it is named as
+        load_sources(fixtures=[tmp_path / "schemas" / "openai.chat.json"])
+    (tmp_path / "broken.yaml").write_text("interactions: [\n")
+    with pytest.raises(CassetteError, match="broken.yaml"):
+        load_sources(cassettes=[tmp_path])
