@@ -134,3 +134,25 @@ def test_the_recorded_interaction_has_match_summary_and_no_credentials() -> None
     assert interaction.response.headers == {"x-request-id": "req_1"}
     assert "sk-test-realtime-key" not in json.dumps(interaction.to_dict())
     assert identify("GET", url, interaction.request.headers).family == "openai.realtime"
+
+
+def test_drift_shapes_see_the_message_type_sequence_of_exact_binary_frames() -> None:
+    from llmock_proxy.cassette import Interaction
+    from llmock_proxy.drift.shape import infer_shapes, typed_events
+
+    def frame(value: Any) -> WSMessage:  # Live's pretty-printed JSON in a binary frame, stored exactly
+        raw = (json.dumps(value, indent=2) + "\n").encode()
+        return WSMessage(False, Payload.from_bytes(raw, exact=True), binary=True)
+
+    response = transcript(
+        client({"setup": {"model": "models/gemini-live"}}),
+        frame({"setupComplete": {}}),
+        frame({"serverContent": {"modelTurn": {"parts": [{"text": "Hi"}]}}}),
+        frame({"serverContent": {"turnComplete": True}, "usageMetadata": {"totalTokenCount": 3}}),
+    )
+    assert response.websocket is not None and response.websocket.messages[1].payload.kind == "text"
+    assert [name for name, _ in typed_events(response)] == ["setupComplete", "serverContent", "serverContent"]
+    interaction = Interaction(Request("GET", "/ws/x", UPGRADE), response, match={"family": "gemini.live"})
+    shape = infer_shapes([(interaction, "mem#0")])["gemini.live.websocket"]
+    assert shape.stream is not None and shape.stream.order == {("setupComplete", "serverContent")}
+    assert "usageMetadata" in shape.stream.payloads["serverContent"].properties

@@ -468,3 +468,32 @@ def test_reverse_mode_records_and_replays(test_pki: TestPKI, tmp_path: Path, rep
     proxy, _, _ = replaying({"llmock_cassettes": [str(tmp_path / "reverse.yaml")], "llmock_timing": "instant"},
                             mode="reverse:https://api.openai.com")
     assert run(realtime_tool_conversation(Target.at(proxy.url))) == live
+
+
+# -- auto mode ------------------------------------------------------------------------------------------
+
+
+def test_auto_mode_records_an_unknown_session_and_replays_it_next_time(
+    test_pki: TestPKI, tmp_path: Path, replaying: Any
+) -> None:
+    fake_provider = OpenAIRealtimeFake(Script(text="Straight from upstream."))
+    fake = FakeServer(fake_provider, pki=test_pki).start()
+    try:
+        replay = Replay()
+        proxy = InProcessProxy(
+            confdir=tmp_path / "mitm-auto", addons=[replay],
+            options={"llmock_mode": "auto", "llmock_cassette_dir": str(tmp_path), "llmock_cassette": "auto.yaml"},
+            router=UpstreamRouter(routes_for(fake)), upstream_trusted_ca=test_pki.ca_cert_path,
+        ).start()
+        try:
+            first = run(realtime_text_turn(Target.through(proxy), "hello"))
+            assert replay._record.flush(30)
+            second = run(realtime_text_turn(Target.through(proxy), "hello"))
+        finally:
+            proxy.stop()
+    finally:
+        fake.stop()
+    assert len(fake_provider.sessions) == 1  # the second session never reached the upstream
+    assert second == first and realtime_text(second) == "Straight from upstream."
+    interaction = cassette_model.load(tmp_path / "auto.yaml").interactions[0]
+    assert interaction.match["family"] == "openai.realtime" and interaction.response.websocket is not None
