@@ -14,6 +14,9 @@ and hands finished interactions to a
 * ``response``         the body ended: finish and queue the interaction.
 * ``error``            no response (connection refused...) or a broken stream
                        (client gone...): record what happened.
+* ``websocket_*``      an upgraded session: every message with its direction,
+                       payload and ``t``, then the close (code, reason, side);
+                       the interaction is queued when the session ends.
 
 Options (``--set name=value``) are declared in :meth:`Record.load`.
 """
@@ -33,8 +36,9 @@ from mitmproxy import ctx, exceptions, http
 
 from ..cassette import Interaction
 from ..cassette_writer import BackgroundWriter, CassetteWriter
-from ..recorder import Recorder, Recording, describe
+from ..recorder import Recorder, Recording, describe, stored_headers
 from ..redact import Redactor
+from ..ws_record import WebSocketTranscript, websocket_interaction
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class Record:
         self._recordings: dict[str, Recording] = {}
         # Guards _recordings for flush(), which runs on other threads.
         self._in_flight = threading.Condition()
+        # WebSocket sessions in flight (their upgrade's recording waits above).
+        self._transcripts: dict[str, WebSocketTranscript] = {}
         self._session_file = session_cassette_name()
         self._recorder: Recorder | None = None
         self._writer: BackgroundWriter | None = None
@@ -182,10 +188,36 @@ class Record:
 
     # -- WebSocket hooks -------------------------------------------------------
 
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self._recordings:
+            self._transcripts[flow.id] = WebSocketTranscript(started=flow.request.timestamp_start)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        transcript = self._transcripts.get(flow.id)
+        if transcript is None or flow.websocket is None:
+            return
+        message = flow.websocket.messages[-1]
+        transcript.add(message.from_client, message.content, is_text=message.is_text, at=message.timestamp)
+
     def websocket_end(self, flow: http.HTTPFlow) -> None:
-        # WebSocket transcripts are not recorded yet; drop the upgrade's recording.
-        if self._take(flow) is not None:
-            log.info("llmock: WebSocket session to %s not recorded", flow.request.pretty_url)
+        recording = self._take(flow)
+        transcript = self._transcripts.pop(flow.id, None)
+        if recording is None or transcript is None or flow.websocket is None or flow.response is None:
+            return
+        ws = flow.websocket
+        by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+        session = transcript.finish(
+            code=ws.close_code,
+            reason=ws.close_reason,
+            by=by,
+            at=ws.timestamp_end,
+            subprotocol=flow.response.headers.get("sec-websocket-protocol"),
+        )
+        response = flow.response
+        self._save(websocket_interaction(
+            recording, session, status=response.status_code,
+            response_headers=stored_headers(response.headers.items(multi=True)),
+        ))
 
     # -- lifecycle -------------------------------------------------------------
 
