@@ -191,6 +191,13 @@ def test_a_mismatched_realtime_turn_gets_an_error_event_not_a_hang(recorded: Rec
     assert len(problems) == 2 and "Something never recorded" in problems[0]
 
 
+def test_a_mismatched_responses_turn_gets_an_error_event(recorded: Recorded, replaying: Any) -> None:
+    proxy, _, _ = replaying({"llmock_cassettes": [str(recorded.path)], "llmock_timing": "instant"})
+    seen = run(responses_text_turn(Target.through(proxy), "Something never recorded"))
+    assert seen[-1]["type"] == "error" and seen[-1]["code"] == "llmock_unexpected_event"
+    assert "Something never recorded" in seen[-1]["message"] and "What is the weather" in seen[-1]["message"]
+
+
 def test_a_mismatched_live_turn_closes_with_1008_and_the_sdk_raises(recorded: Recorded, replaying: Any) -> None:
     proxy, _, _ = replaying({"llmock_cassettes": [str(recorded.path)], "llmock_timing": "instant"})
     with pytest.raises(genai_errors.APIError) as caught:
