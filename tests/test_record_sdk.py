@@ -336,8 +336,10 @@ def test_bedrock_eventstream_streams_and_bodies(proxy, fake_bedrock, tmp_path, s
     invoke_body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": USER}
     invoke_reply = _bedrock_post(raw, f"{sdk.bedrock_url()}/model/{model}/invoke-with-response-stream", invoke_body)
     assert invoke_reply.status_code == 200, invoke_reply.text
+    whole_reply = _bedrock_post(raw, f"{sdk.bedrock_url()}/model/{model}/invoke", invoke_body)
+    assert whole_reply.status_code == 200, whole_reply.text
 
-    streamed, plain, invoked = rec.cassette().interactions
+    streamed, plain, invoked, whole = rec.cassette().interactions
     assert streamed.match["family"] == "bedrock.converse" and streamed.match["stream"] is True
     frames = streamed.response.frames
     assert [(f.event_type, f.payload.value) for f in frames] == _eventstream_payloads(streamed_reply.content)
@@ -350,6 +352,9 @@ def test_bedrock_eventstream_streams_and_bodies(proxy, fake_bedrock, tmp_path, s
     decoded = [json.loads(base64.b64decode(f.payload.value["bytes"])) for f in invoked.response.frames]
     assert decoded[0]["type"] == "message_start"
     assert invoked.summary["text"] == fake_bedrock.script.text
+    assert whole.match["family"] == "bedrock.invoke" and whole.match["stream"] is False
+    assert whole.response.json == whole_reply.json()
+    assert whole.summary["text"] == fake_bedrock.script.text
 
 
 def test_any_other_api_is_recorded_as_generic(proxy, fake_openai, tmp_path, sdk_clients) -> None:
