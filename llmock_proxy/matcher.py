@@ -422,8 +422,8 @@ class Matcher:
 
     def add(self, fixture: Fixture) -> Candidate:
         """Append a fixture (a recording joins the candidate with the same match)."""
+        group_key = "recorded:" + canonical_json(fixture.match) if fixture.recorded else ""
         if fixture.recorded:
-            group_key = "recorded:" + canonical_json(fixture.match)
             existing = self._recorded_groups.get(group_key)
             if existing is not None:
                 existing.fixtures.append(fixture)
@@ -435,7 +435,7 @@ class Matcher:
         ):
             raise MatchSpecError(f"{fixture.source}.sequenceIndex: expected an integer >= 0")
         if fixture.recorded:
-            key = "recorded:" + canonical_json(fixture.match)
+            key = group_key
         elif sequence_index is not None:
             rest = {k: v for k, v in fixture.match.items() if k != "sequenceIndex"}
             key = "sequence:" + canonical_json(rest)

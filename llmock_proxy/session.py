@@ -20,6 +20,7 @@ from .cassette import Interaction, Payload, Request, Response
 from .fixtures import Fixture, FixtureOptions, fixture_from_interaction, load_sources
 from .matcher import Candidate, Matcher, NearMiss, RequestView
 from .providers import identify
+from .yamlio import gc_paused
 from .providers.base import Provider, RenderOptions, request_json, split_url
 
 # A miss must not look like a provider answer, and SDKs must not retry it:
@@ -114,7 +115,9 @@ class ReplaySession:
         name: str = "replay",
     ) -> ReplaySession:
         """A session over cassette and llmock fixture files or directories."""
-        return cls(load_sources(cassettes, fixtures), name=name)
+        # Loading builds large trees of fresh objects with no cycles to free.
+        with gc_paused():
+            return cls(load_sources(cassettes, fixtures), name=name)
 
     def __len__(self) -> int:
         return sum(len(c.fixtures) for c in self.matcher.candidates)

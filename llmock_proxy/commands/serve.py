@@ -29,7 +29,6 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from ..cassette import CassetteError, Interaction, Request
 from ..engine import ReplayEngine, Timing, TimingError, log
-from ..fixtures import load_sources
 from ..matcher import MatchSpecError
 from ..session import Miss, ReplaySession
 
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
     )
     try:
-        session = ReplaySession(load_sources(args.cassettes, args.fixtures), name="serve")
+        session = ReplaySession.load(args.cassettes, args.fixtures, name="serve")
     except (CassetteError, MatchSpecError) as exc:
         print(f"llmock-proxy serve: {exc}", file=sys.stderr)
         return 1

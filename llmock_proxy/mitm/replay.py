@@ -47,7 +47,6 @@ from ..engine import (
     log_miss,
     miss_plan,
 )
-from ..fixtures import load_sources
 from ..matcher import MatchSpecError
 from ..session import Hit, ReplaySession
 from ..ws_replay import can_answer, is_websocket_upgrade
@@ -157,8 +156,7 @@ class Replay:
             else:
                 log.info("llmock: cassette directory %s does not exist (yet)", cassette_dir)
         try:
-            loaded = load_sources(dict.fromkeys(sources), fixtures)
-            session = ReplaySession(loaded, name="mitmproxy")
+            session = ReplaySession.load(dict.fromkeys(sources), fixtures, name="mitmproxy")
         except (CassetteError, MatchSpecError) as exc:
             raise exceptions.OptionsError(f"llmock replay: {exc}") from None
         self.session = session
