@@ -19,6 +19,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from .cassette import Payload, Request, WSMessage
+from .providers.base import split_url
 from .session import Miss, ReplaySession
 from .ws_replay import Outgoing, WSReplay, open_replay
 
@@ -154,8 +155,6 @@ async def run_session(request: web.Request, replay: WSReplay) -> web.WebSocketRe
 
 
 def upgrade_path(request: Request) -> str:
-    from .providers.base import split_url
-
     return split_url(request.url)[1]
 
 

@@ -33,14 +33,14 @@ message that caused it); :mod:`llmock_proxy.ws_engine` puts them on the wire.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from .canonical import CanonicalRequest
 from .cassette import Request, Response, WebSocketSession, WSClose, WSMessage
 from .fixtures import Fixture, FixtureOptions
 from .matcher import RequestView
-from .providers import identify
+from .providers import GENERIC, identify
 from .providers._ws_common import (
     ErrorAnswer,
     MessageKey,
@@ -48,12 +48,9 @@ from .providers._ws_common import (
     TurnStep,
     WebSocketProvider,
     WSConversation,
-    close_reason,
 )
 from .providers.base import split_url
 from .session import Miss, ReplaySession
-
-log = logging.getLogger("llmock_proxy.replay")
 
 # Close codes that never travel in a close frame (RFC 6455 7.4.1): the
 # recording saw the connection end without one; replay drops it the same way.
@@ -96,14 +93,10 @@ class GenericWebSocket(WebSocketProvider):
 
     family = "generic"
 
-    def canonical(self, request: Request):  # type: ignore[no-untyped-def]
-        from .providers import GENERIC
-
+    def canonical(self, request: Request) -> CanonicalRequest:
         return GENERIC.canonical(request)
 
     def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        from .providers import GENERIC
-
         return GENERIC.error(status, message, type=type)
 
 
@@ -328,7 +321,7 @@ class _FixtureFollower:
             problem = problem or answered.problem
         return Reply(actions, problem=problem)
 
-    def _answer(self, canonical: Any) -> tuple[TurnAnswer, FixtureOptions]:
+    def _answer(self, canonical: CanonicalRequest) -> tuple[TurnAnswer, FixtureOptions]:
         session = self.session
         view = RequestView(canonical, "GET", self.path)
         found = session.matcher.find(view, session.counts)
@@ -509,11 +502,6 @@ def _offered_subprotocol(request: Request) -> str | None:
     return None
 
 
-def close_text(close: WSClose) -> str:
-    """A close for the log: code and reason."""
-    return f"{close.code if close.code is not None else 'no close frame'} {close.reason!r}"
-
-
 __all__ = [
     "GenericWebSocket",
     "Outgoing",
@@ -521,8 +509,6 @@ __all__ = [
     "Reply",
     "WSReplay",
     "can_answer",
-    "close_reason",
-    "close_text",
     "is_websocket_upgrade",
     "open_replay",
     "recorded_candidates",
