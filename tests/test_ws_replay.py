@@ -366,3 +366,19 @@ def test_recorded_sessions_take_precedence_over_fixtures(url: str) -> None:
     messages = [client({"type": "ping"}, 1.0), server({"type": "pong"}, 2.0)]
     replay = opened(session_of(recorded(messages, url=url), fixtures=[HELLO]), upgrade(url))
     assert replay.source == "mem.yaml: interactions[0]"
+
+
+def test_truncate_after_chunks_drops_the_session_with_the_fixtures_close_code() -> None:
+    cut = {**HELLO, "truncateAfterChunks": 2, "closeCode": 4002, "closeReason": "cut"}
+    replay = opened(session_of(fixtures=[cut]), upgrade(RESPONSES_URL), factor=0.0)
+    actions = replay.receive(client({"type": "response.create", "input": "hello"}, 0)).actions
+    assert types(actions) == ["response.created", "response.in_progress"]
+    assert actions[-1].close == WSClose(4002, "cut", "server")
+
+
+@pytest.mark.parametrize("bad", [1006, 999, 5000, "4000", True])
+def test_a_close_code_that_cannot_be_sent_is_refused_naming_the_fixture(bad: Any) -> None:
+    from llmock_proxy.cassette import CassetteError
+
+    with pytest.raises(CassetteError, match=r"mem\.json: fixtures\[0\]\.closeCode"):
+        parse_fixture_entries({"fixtures": [{**HELLO, "closeCode": bad}]}, "mem.json")
