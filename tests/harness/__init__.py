@@ -1,0 +1,19 @@
+"""Test harness: an in-process mitmproxy, a mitmdump subprocess runner, a router
+that sends real provider hostnames to the local fakes, and real SDK clients.
+See docs/testing.md.
+"""
+
+from .inprocess import InProcessProxy, ProxyStartError
+from .mitmdump import MitmdumpProcess
+from .router import ConnectAttempt, Route, UpstreamRouter, is_loopback, routes_for
+
+__all__ = [
+    "ConnectAttempt",
+    "InProcessProxy",
+    "MitmdumpProcess",
+    "ProxyStartError",
+    "Route",
+    "UpstreamRouter",
+    "is_loopback",
+    "routes_for",
+]
