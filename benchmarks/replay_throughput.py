@@ -6,7 +6,9 @@ latency at concurrency 1 and 32, for:
 * ``bare aiohttp``      a handler returning the same bytes: the ceiling;
 * ``llmock-proxy serve`` the replay engine as a base-URL server;
 * ``replay addon``       ``mitmdump -s addons/replay.py`` (reverse mode);
-* ``--server-replay``    mitmdump's own server replay of the same exchange.
+* ``--server-replay``    mitmdump's own server replay of the same exchange;
+* ``--server-replay + -s`` the same with an empty ``-s`` script loaded, for
+  context: what mitmproxy charges any script addon per request.
 
 Every server runs as its own process; the load generator here is a minimal
 keep-alive HTTP/1.1 client (prebuilt request bytes, Content-Length framed
@@ -183,6 +185,14 @@ def mitmdump(port: int, confdir: Path, *args: str) -> list[str]:
             "--mode", f"reverse:{TARGET}", "--set", f"confdir={confdir}", *args]
 
 
+def write_empty_script(workdir: Path) -> Path:
+    """A do-nothing ``-s`` script: what mitmproxy charges any script addon
+    per request (its hooks are looked up through the script wrapper)."""
+    path = workdir / "empty_addon.py"
+    path.write_text("class Nothing:\n    def request(self, flow):\n        pass\n\naddons = [Nothing()]\n")
+    return path
+
+
 def start_server(name: str, ex: Exchange, workdir: Path) -> Server:
     port = free_port()
     if name == "bare aiohttp":
@@ -197,8 +207,9 @@ def start_server(name: str, ex: Exchange, workdir: Path) -> Server:
                            "--set", f"llmock_cassettes={ex.cassette}",
                            "--set", f"llmock_cassettes={ex.stream_cassette}",
                            "--set", "llmock_cassette_dir=", "--set", "llmock_timing=recorded")
-    elif name == "--server-replay":
-        command = mitmdump(port, workdir / "confdir", "--server-replay", str(ex.flows),
+    elif name in ("--server-replay", "--server-replay + -s"):
+        script = [] if name == "--server-replay" else ["-s", str(write_empty_script(workdir))]
+        command = mitmdump(port, workdir / "confdir", *script, "--server-replay", str(ex.flows),
                            "--set", "server_replay_reuse=true", "--set", "connection_strategy=lazy",
                            "--set", "server_replay_extra=kill")
     else:
@@ -323,7 +334,9 @@ def stream_gap_errors(port: int, runs: int) -> tuple[list[float], list[float]]:
 
 # -- main ---------------------------------------------------------------------------------------------
 
-NAMES = ["bare aiohttp", "llmock-proxy serve", "replay addon", "--server-replay"]
+# The last one is context, not a target: --server-replay plus an empty -s
+# script shows the per-request cost of being a script addon at all.
+NAMES = ["bare aiohttp", "llmock-proxy serve", "replay addon", "--server-replay", "--server-replay + -s"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

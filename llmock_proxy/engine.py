@@ -175,6 +175,10 @@ class Planner:
         response = hit.response
         options = hit.options
         factor = self.timing.factor
+        if options.empty and not hit.synthesized:
+            cached = hit.fixture.wire_cache.get("body")
+            if cached is not None:  # the hot path: a recorded body, served again
+                return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
         common = dict(
             truncate_after_chunks=options.truncate_after_chunks,
             disconnect_after_ms=options.disconnect_after_ms,

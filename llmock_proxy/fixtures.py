@@ -69,7 +69,10 @@ class FixtureOptions:
 
     @property
     def empty(self) -> bool:
-        return self == FixtureOptions()
+        return self is _NO_OPTIONS or self == _NO_OPTIONS
+
+
+_NO_OPTIONS = FixtureOptions()
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,15 @@ class Fixture:
     interaction: Interaction | None = None
     summary: Summary | None = None
     error: FixtureError | None = None
-    options: FixtureOptions = field(default_factory=FixtureOptions)
+    options: FixtureOptions = _NO_OPTIONS
     # Recorded fixtures only: the API family and the content fingerprint
     # (conversation without the stream flag) of the recorded request, so a
     # stream can be answered from a non-stream recording and the reverse.
     family: str | None = None
     content_fingerprint: str | None = None
-    # Filled by the engine the first time it serves this fixture verbatim
-    # (encoded body / stream chunks); a cache of bytes, not sequence state.
+    # Filled by the front ends the first time they serve this fixture
+    # verbatim (encoded body, stream chunks, a mitmproxy response to copy);
+    # a cache of what goes on the wire, not sequence state.
     wire_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -32,7 +32,7 @@ UNREADABLE_STATUS = 400
 KNOWN_REQUESTS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     """A matched request and the response that answers it."""
 

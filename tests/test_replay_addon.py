@@ -284,3 +284,18 @@ def test_openai_sdk_streams_a_fixture_through_reverse_mode(tmp_path: Path, stopp
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "nothing"}])
     assert caught.value.status_code == 421
+
+
+def test_a_compressed_request_body_is_matched_on_its_content(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
+    import gzip
+
+    fixtures = tmp_path / "f.json"
+    fixtures.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "zipped"}, "response": {"content": "ok"}}]}))
+    proxy, _, _ = start_replay(tmp_path, {"llmock_fixtures": [str(fixtures)]})
+    stopping.append(proxy)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "zipped question"}]}).encode()
+    with sdk.raw_client(proxy) as client:
+        answer = client.post("https://api.openai.com/v1/chat/completions", content=gzip.compress(body),
+                             headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "ok"

@@ -28,9 +28,12 @@ Options are declared in :meth:`Replay.load`; the record addon's options
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
@@ -197,8 +200,9 @@ class Replay:
         if control is not None:
             flow.response = _mitm_response(control)
             return
-        headers = {k.lower(): v for k, v in req.headers.items()}
-        content = req.get_content(strict=False) or b""
+        headers = _header_dict(req.headers)
+        # Decoding is only needed for an encoded body (and costs a lookup).
+        content = (req.get_content(strict=False) if "content-encoding" in headers else req.raw_content) or b""
         if is_websocket_upgrade(headers):
             asked = _cassette_request(req.method, req.url, headers, content)
             if self.mode == "replay" or can_answer(self.session, asked):
@@ -213,7 +217,7 @@ class Replay:
                 return
             if plan.delay_ms:
                 await asyncio.sleep(max(0.0, arrival + plan.delay_ms / 1000.0 - loop.time()))
-            flow.response = _mitm_response(plan)
+            flow.response = _body_response(outcome, plan)
             return
         log_miss(outcome, self.mode)
         if self.mode == "replay":
@@ -312,9 +316,50 @@ def _cassette_request(method: str, url: str, headers: dict[str, str], content: b
     )
 
 
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+def _header_dict(headers: http.Headers) -> dict[str, str]:
+    """Lower-case names to values, from the raw fields in one pass
+    (``Headers.items()`` looks every name up again)."""
+    out: dict[str, str] = {}
+    for name, value in headers.fields:
+        key = name.decode("latin-1").lower()
+        text = value.decode("utf-8", "surrogateescape")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+def _body_response(hit: Hit, plan: Plan) -> http.Response:
+    """The answer for a body plan. A recording served verbatim always gets
+    the same bytes, so its mitmproxy response is built once and copied."""
+    if hit.synthesized:
+        return _mitm_response(plan)
+    template = hit.fixture.wire_cache.get("mitmproxy")
+    if template is None:
+        template = hit.fixture.wire_cache["mitmproxy"] = _mitm_response(plan)
+    return _copy_response(template)
+
+
+def _copy_response(template: http.Response) -> http.Response:
+    """A new response equal to ``template``, with its own headers and times.
+
+    ``Response(...)`` type-checks every field on each construction, which is
+    most of an addon-made answer's cost; the template was checked once.
+    """
+    data = copy.copy(template.data)
+    data.headers = http.Headers(template.data.headers.fields)
+    data.timestamp_start = data.timestamp_end = time.time()
+    response = object.__new__(http.Response)
+    response.data = data
+    return response
+
+
 def _mitm_response(plan: Plan) -> http.Response:
-    return http.Response.make(
-        plan.status,
-        plan.body or b"",
-        [(k.encode(), v.encode()) for k, v in plan.headers],
-    )
+    """An addon-made response (built directly: ``Response.make`` costs a third more)."""
+    body = plan.body or b""
+    fields = [(k.encode(), v.encode()) for k, v in plan.headers]
+    fields.append((b"content-length", str(len(body)).encode()))
+    now = time.time()
+    reason = _REASONS.get(plan.status, b"")
+    return http.Response(b"HTTP/1.1", plan.status, reason, http.Headers(fields), body, None, now, now)
