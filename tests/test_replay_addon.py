@@ -299,3 +299,29 @@ def test_a_compressed_request_body_is_matched_on_its_content(tmp_path: Path, sto
                              headers={"content-type": "application/json", "content-encoding": "gzip"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == "ok"
+
+
+def test_the_make_run_demo_gets_a_replayed_stream(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
+    """`make run` serves cassettes/examples; the curl it prints (and the
+    README shows) gets a streamed answer."""
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    demo_body = next(line.split(":=", 1)[1].strip() for line in makefile.splitlines() if line.startswith("DEMO_BODY"))
+    assert demo_body in (root / "README.md").read_text()
+    examples = str(root / "cassettes" / "examples")
+    proxy, _, router = start_replay(tmp_path, {"llmock_cassettes": [examples], "llmock_fixtures": [examples],
+                                               "llmock_timing": "instant"})
+    stopping.append(proxy)
+    with sdk.raw_client(proxy) as client:
+        response = client.post("https://api.openai.com/v1/chat/completions", content=demo_body,
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    decoder = SSEDecoder()
+    events = decoder.feed(response.content) + decoder.close()
+    text = "".join(
+        e.data["choices"][0]["delta"].get("content") or ""
+        for e in events if isinstance(e.data, dict) and e.data.get("choices")
+    )
+    assert text and events[-1].data == "[DONE]"
+    assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
