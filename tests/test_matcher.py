@@ -288,6 +288,19 @@ def test_near_misses_name_the_closest_candidates_and_what_differed() -> None:
     assert response.json["llmock"]["nearMisses"][0]["source"] == "mem.yaml: interactions[0]"
 
 
+def test_a_used_up_sequence_is_the_closest_near_miss() -> None:
+    session = ReplaySession(fixtures(
+        {"match": {"userMessage": "Say hello"}, "response": {"content": "Hello"}},
+        {"match": {"userMessage": "joke", "sequenceIndex": 0}, "response": {"content": "first"}},
+    ))
+    assert text_of(session.resolve(chat("tell me a joke"))) == "first"
+    miss = session.resolve(chat("tell me a joke"))
+    assert isinstance(miss, Miss)
+    closest = miss.near_misses[0]
+    assert closest.source.endswith("fixtures[1]")
+    assert [(d.key, d.expected, d.actual) for d in closest.differences] == [("sequenceIndex", 0, 1)]
+
+
 def test_unknown_match_key_in_a_cassette_is_an_error_naming_it() -> None:
     fixture = recording(chat("hello"), "Hi!")
     fixture.match["userMesage"] = "typo"
