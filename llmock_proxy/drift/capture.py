@@ -9,9 +9,13 @@ recorded shape and, with ``--update``, written back.
 
 WebSocket sessions replay the recorded client turns: after connecting, and
 after each client message, server messages are collected until the message
-that ended the recorded turn arrives again (``response.done``: however many
-deltas come first), or — for a turn without such a marker — as many messages
-as the recording had; in any case no longer than the turn's time limit.
+that ended the recorded turn arrives again (``response.done``, Gemini Live's
+``serverContent`` with ``turnComplete``: however many deltas come first), or
+— for a turn without such a marker — as many messages as the recording had;
+in any case no longer than the turn's time limit. Ids the server made up and
+the client echoes (a tool result's ``call_id``, ``previous_response_id``, a
+Live function call's ``id``) are swapped for the ones the live server made
+up, so a tool round trip is not refused for naming the recording's ids.
 
 The request goes out with the caller's headers (credentials filled in by the
 canary); the interaction built from it starts from the *recorded* request,
@@ -28,8 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..cassette import Interaction, Request, WebSocketSession, WSClose, WSMessage
-from ..providers._ws_common import message_json
+from ..cassette import Interaction, Payload, Request, WebSocketSession, WSClose, WSMessage, compact_json
+from ..providers import by_family
+from ..providers._ws_common import WebSocketProvider, message_json
 from ..recorder import Recorder, stored_headers
 from ..ws_record import WebSocketTranscript, websocket_interaction
 from .shape import payload_type
@@ -101,6 +106,19 @@ async def capture_http(
         return recording.fail(f"{type(exc).__name__}: {exc}")
 
 
+Mark = tuple[str, frozenset[str]]
+
+
+def message_mark(message: WSMessage) -> Mark:
+    """What tells one server message from another in a turn: its type and,
+    for a message wrapping one object under its type (Gemini Live's
+    ``{"serverContent": {"turnComplete": true}}``), that object's keys."""
+    kind = message_type(message)
+    payload = message_json(message)
+    inner = payload.get(kind) if isinstance(payload, dict) else None
+    return kind, frozenset(inner) if isinstance(inner, dict) else frozenset()
+
+
 @dataclass(frozen=True)
 class Turn:
     """The server messages the recording had after one client message (or
@@ -112,14 +130,22 @@ class Turn:
     def types(self) -> list[str]:
         return [message_type(m) for m in self.replies]
 
-    def terminator(self) -> str | None:
-        """The type of the turn's last reply when it appears once in the turn:
-        the message that ends it (``response.done``), however many deltas came
-        before. None when the turn has no such marker."""
-        types = self.types()
-        if types and types.count(types[-1]) == 1:
-            return types[-1]
+    def terminator(self) -> Mark | None:
+        """The mark of the turn's last reply when no other reply of the turn
+        has it: the message that ends the turn (``response.done``, Live's
+        ``turnComplete``), however many deltas came before. None when the
+        turn has no such marker."""
+        marks = [message_mark(m) for m in self.replies]
+        if marks and marks.count(marks[-1]) == 1:
+            return marks[-1]
         return None
+
+
+def ends_turn(message: WSMessage, terminator: Mark) -> bool:
+    """Whether a live message is the turn's terminator (same type, and at
+    least the keys the recorded one had)."""
+    kind, keys = message_mark(message)
+    return kind == terminator[0] and keys >= terminator[1]
 
 
 def message_type(message: WSMessage) -> str:
@@ -140,14 +166,103 @@ def turns(session: WebSocketSession) -> list[Turn]:
 
 
 @dataclass
+class EchoedIds:
+    """The ids the live server made up in place of the recorded ones.
+
+    A recorded client turn may echo an id the server made up earlier in the
+    session: a tool result's ``call_id``, ``previous_response_id``, a Live
+    function call's ``id``. Sent as recorded, the live service would refuse
+    it (``previous_response_not_found``) and the canary would report drift
+    that is not there. Recorded and live server messages of the same type
+    are paired in order and walked side by side; a string under one of the
+    family's volatile keys that differs is an id to swap in client turns.
+    """
+
+    keys: frozenset[str]
+    recorded: dict[str, list[object]] = field(default_factory=dict)  # type -> payloads, in order
+    live_count: dict[str, int] = field(default_factory=dict)
+    live_for: dict[str, str] = field(default_factory=dict)  # recorded id -> live id
+
+    @classmethod
+    def of(cls, family: str, session: WebSocketSession) -> EchoedIds:
+        try:
+            provider = by_family(family)
+        except KeyError:
+            provider = None
+        keys = provider.volatile_keys if isinstance(provider, WebSocketProvider) else frozenset()
+        ids = cls(keys=frozenset(keys) - {"event_id"})
+        for message in session.messages:
+            if not message.from_client:
+                ids.recorded.setdefault(message_type(message), []).append(message_json(message))
+        return ids
+
+    def learn(self, message: WSMessage) -> None:
+        """Pair a live server message with the recorded one of its type."""
+        if not self.keys:
+            return
+        kind = message_type(message)
+        index = self.live_count.get(kind, 0)
+        self.live_count[kind] = index + 1
+        recorded = self.recorded.get(kind, [])
+        if index < len(recorded):
+            self._pair(recorded[index], message_json(message))
+
+    def _pair(self, recorded: object, live: object) -> None:
+        if isinstance(recorded, dict) and isinstance(live, dict):
+            for key, value in recorded.items():
+                if key not in live:
+                    continue
+                other = live[key]
+                if key in self.keys and isinstance(value, str) and isinstance(other, str):
+                    if value != other:
+                        self.live_for.setdefault(value, other)
+                else:
+                    self._pair(value, other)
+        elif isinstance(recorded, list) and isinstance(live, list):
+            for a, b in zip(recorded, live):
+                self._pair(a, b)
+
+    def _swap(self, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                k: self.live_for.get(v, v) if k in self.keys and isinstance(v, str) else self._swap(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._swap(v) for v in value]
+        return value
+
+    def apply(self, message: WSMessage) -> WSMessage:
+        """The client message with the recorded ids swapped for the live ones."""
+        if not self.live_for:
+            return message
+        value = message_json(message)
+        if value is None:
+            return message
+        swapped = self._swap(value)
+        if swapped == value:
+            return message
+        if message.payload.kind == "json":
+            payload = Payload.json(swapped)
+        else:  # JSON kept as text or exact bytes: re-encoded compactly
+            payload = Payload.from_bytes(compact_json(swapped).encode("utf-8"), exact=message.binary)
+        return WSMessage(message.from_client, payload, binary=message.binary, t=message.t)
+
+
+@dataclass
 class _Session:
     """A live session being transcribed, and how it ended."""
 
     transcript: WebSocketTranscript
     close: WSClose | None = None
 
+    ids: EchoedIds = field(default_factory=lambda: EchoedIds(frozenset()))
+
     def add(self, data: str | bytes, *, from_client: bool) -> WSMessage:
-        return self.transcript.add(from_client, data, is_text=isinstance(data, str), at=time.time())
+        message = self.transcript.add(from_client, data, is_text=isinstance(data, str), at=time.time())
+        if not from_client:
+            self.ids.learn(message)
+        return message
 
     def closed(self, code: int | None, reason: str, by: Literal["client", "server"]) -> None:
         self.close = WSClose(code=code, reason=reason, by=by, t=time.time())
@@ -171,7 +286,8 @@ async def capture_websocket(
     headers = [(k, v) for k, v in live.headers if k.lower() not in WEBSOCKET_HANDSHAKE_HEADERS]
     protocols = (script.subprotocol,) if script.subprotocol else ()
     recording = recorder.start(recorded.request.method, recorded.request.url, recorded.request.headers)
-    live_session = _Session(WebSocketTranscript(started=time.time()))
+    family = str(recorded.match.get("family") or "generic")
+    live_session = _Session(WebSocketTranscript(started=time.time()), ids=EchoedIds.of(family, script))
     deadline = time.monotonic() + timeout
     status, response_headers, subprotocol = 101, {}, None
     incomplete: str | None = None
@@ -194,11 +310,12 @@ async def capture_websocket(
                 if not open_:
                     break
                 if turn.client is not None:
-                    if turn.client.binary:
-                        await ws.send_bytes(turn.client.payload.to_bytes())
+                    client = live_session.ids.apply(turn.client)
+                    if client.binary:
+                        await ws.send_bytes(client.payload.to_bytes())
                     else:
-                        await ws.send_str(turn.client.payload.to_bytes().decode("utf-8"))
-                    live_session.add(turn.client.content, from_client=True)
+                        await ws.send_str(client.payload.to_bytes().decode("utf-8"))
+                    live_session.add(client.content, from_client=True)
                 open_ = await _collect(ws, live_session, turn, deadline, per_turn)
             if open_ and script.close is not None and script.close.by == "server":
                 # The server ended the recorded session: wait for it to do so again.
@@ -255,7 +372,7 @@ async def _collect(
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             message = live.add(msg.data, from_client=False)
             received += 1
-            if terminator is not None and message_type(message) == terminator:
+            if terminator is not None and ends_turn(message, terminator):
                 return True
         elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             code = ws.close_code if ws.close_code is not None else (msg.data if isinstance(msg.data, int) else None)

@@ -6,7 +6,9 @@ Wire facts followed (platform.openai.com, Realtime API reference and
   Every message is a JSON text frame with a ``type`` and a server
   ``event_id``. ``session.created`` is sent on connect; ``session.update``
   is answered with ``session.updated``; ``conversation.item.create`` with
-  ``conversation.item.added`` + ``conversation.item.done``;
+  ``conversation.item.added`` + ``conversation.item.done`` (a
+  ``function_call_output`` must name the ``call_id`` of a function call in
+  the conversation, else an ``error`` event);
   ``input_audio_buffer.commit`` with ``input_audio_buffer.committed`` and the
   user audio item; ``response.create`` with ``response.created``,
   per output item ``response.output_item.added`` / ``conversation.item.added``,
@@ -163,6 +165,13 @@ class OpenAIRealtimeFake(FakeProvider):
                 await send("session.updated", session=session)
             elif kind == "conversation.item.create":
                 item = dict(event.get("item") or {})
+                calls = {i.get("call_id") for i in items if i.get("type") == "function_call"}
+                if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+                    await send("error", error={
+                        "type": "invalid_request_error", "code": "invalid_value", "param": "item.call_id",
+                        "message": f"Tool call ID '{item.get('call_id')}' not found in conversation.",
+                        "event_id": event.get("event_id")})
+                    continue
                 item.setdefault("id", random_id("item_", 20))
                 item.update(object="realtime.item", status="completed")
                 await add_item(item)
