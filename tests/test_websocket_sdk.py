@@ -504,3 +504,59 @@ def test_auto_mode_records_an_unknown_session_and_replays_it_next_time(
     assert second == first and realtime_text(second) == "Straight from upstream."
     interaction = cassette_model.load(tmp_path / "auto.yaml").interactions[0]
     assert interaction.match["family"] == "openai.realtime" and interaction.response.websocket is not None
+
+
+# -- clients that vanish -----------------------------------------------------------------------------------
+
+
+SLOW_FIXTURES = {"fixtures": [
+    {"match": {"userMessage": "hello"}, "response": {"content": "A paced answer, three characters at a time."},
+     "chunkSize": 3, "latency": 15},
+]}
+
+
+async def vanish_mid_answer(target: Target) -> int:
+    """Ask for a paced answer, read two of its messages, then drop the TCP
+    connection without a close frame. Returns how many messages it saw."""
+    url = f"{target.base_url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime" if target.base_url else \
+        "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    ws = await websockets.connect(url, additional_headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"},
+                                  **target.websocket_options())
+    seen = [json.loads(await ws.recv())]  # session.created
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+    while not any(e["type"].endswith(".delta") for e in seen):  # audio by default: transcript deltas
+        seen.append(json.loads(await ws.recv()))
+    ws.transport.abort()
+    return len(seen)
+
+
+async def vanishing_clients_and_a_whole_session(target: Target) -> list[Any]:
+    """Five clients vanish mid-answer while one holds a whole session."""
+    whole = asyncio.create_task(realtime_text_turn(target, "hello"))
+    await asyncio.gather(*(vanish_mid_answer(target) for _ in range(5)))
+    seen = await whole
+    # And a session opened after they vanished works too.
+    return seen + await realtime_text_turn(target, "hello")
+
+
+def test_clients_that_vanish_mid_session_do_not_disturb_the_others(tmp_path: Path, replaying: Any) -> None:
+    fixtures = tmp_path / "slow.json"
+    fixtures.write_text(json.dumps(SLOW_FIXTURES))
+    proxy, _, _ = replaying({"llmock_fixtures": [str(fixtures)]})
+    seen = run(vanishing_clients_and_a_whole_session(Target.through(proxy)))
+    assert [realtime_text(seen[: i + 1]) for i, e in enumerate(seen) if e["type"] == "response.done"] == [
+        "A paced answer, three characters at a time."] * 2
+    assert not proxy.errors(), proxy.errors()
+    assert not [line for line in proxy.log_lines() if "Traceback" in line or "Error handling" in line]
+
+    server = Serve("--fixtures", str(fixtures))
+    try:
+        seen = run(vanishing_clients_and_a_whole_session(Target.at(server.url)))
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+    assert [e["type"] for e in seen].count("response.done") == 2
+    assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line or "Error" in line], \
+        server.lines
