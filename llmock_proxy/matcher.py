@@ -330,6 +330,9 @@ class Candidate:
     fingerprint: str | None = None
     content_fingerprint: str | None = None
     form_criteria: list[Criterion] = field(default_factory=list)
+    # A hand-written answer (text, tool calls, embedding) that is rendered in
+    # the requested API's wire format; recordings and errors are not.
+    needs_synthesis: bool = False
 
     @property
     def source(self) -> str:
@@ -394,10 +397,21 @@ class NearMiss:
         return {
             "source": self.source,
             "differences": [
-                {"key": d.key, "expected": d.expected, "actual": d.actual, "text": d.describe()}
+                {"key": d.key, "expected": _bounded(d.expected), "actual": _bounded(d.actual), "text": d.describe()}
                 for d in self.differences
             ],
         }
+
+
+# How much of a differing text a near-miss report repeats: a miss answer must
+# stay small whatever the request carried (a 30 MB prompt, a base64 image).
+REPORTED_CHARS = 500
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > REPORTED_CHARS:
+        return f"{value[:REPORTED_CHARS]}… ({len(value)} characters)"
+    return value
 
 
 class Matcher:
@@ -428,12 +442,14 @@ class Matcher:
             if existing is not None:
                 existing.fixtures.append(fixture)
                 return existing
-        criteria = _compile(fixture.match, recorded=fixture.recorded, where=fixture.source)
+        # Problems name the field as it sits in the file: "...: fixtures[2].match.userMessage".
+        where = f"{fixture.source}.match"
+        criteria = _compile(fixture.match, recorded=fixture.recorded, where=where)
         sequence_index = fixture.match.get("sequenceIndex")
         if sequence_index is not None and (
             isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0
         ):
-            raise MatchSpecError(f"{fixture.source}.sequenceIndex: expected an integer >= 0")
+            raise MatchSpecError(f"{where}.sequenceIndex: expected an integer >= 0")
         if fixture.recorded:
             key = group_key
         elif sequence_index is not None:
@@ -452,6 +468,7 @@ class Matcher:
             fingerprint=fingerprint if isinstance(fingerprint, str) else None,
             content_fingerprint=fixture.content_fingerprint,
             form_criteria=[c for c in criteria if c.key not in _FORM_KEYS],
+            needs_synthesis=not fixture.recorded and fixture.error is None,
         )
         self.candidates.append(candidate)
         self.has_sequence_indices |= sequence_index is not None
@@ -474,11 +491,16 @@ class Matcher:
             return indexed
         return heapq.merge(indexed, self._unindexed)
 
-    def find(self, view: RequestView, counts: Mapping[str, int]) -> Found | None:
+    def find(self, view: RequestView, counts: Mapping[str, int], *, can_synthesize: bool = True) -> Found | None:
         """The first candidate whose every criterion holds; failing that, a
-        recording of the same conversation in the other wire form."""
+        recording of the same conversation in the other wire form. With
+        ``can_synthesize`` false (the request's family has no wire format to
+        render an answer in), hand-written text, tool-call and embedding
+        fixtures are passed over: they could only fail."""
         for index in self._in_order(self._by_fingerprint.get(view.fingerprint, [])):
             candidate = self.candidates[index]
+            if not can_synthesize and candidate.needs_synthesis:
+                continue
             if candidate.admits(view, counts):
                 return Found(candidate, candidate.pick(counts.get(candidate.key, 0)))
         for index in self._by_content.get(view.content_fingerprint, ()):
@@ -488,11 +510,17 @@ class Matcher:
         return None
 
     def near_misses(
-        self, view: RequestView, counts: Mapping[str, int], limit: int = 3
+        self, view: RequestView, counts: Mapping[str, int], limit: int = 3, *, can_synthesize: bool = True
     ) -> list[NearMiss]:
         """The ``limit`` candidates with the fewest differing keys (same family
-        first), each with what differed. Only called on a miss."""
-        scored: list[tuple[int, float, int, int, NearMiss]] = []
+        first), each with what differed. Only called on a miss.
+
+        Every candidate is scored roughly (texts compared by their common
+        beginning and end, which is cheap at any length); only a short list
+        of the best is scored with difflib. So a miss against 10k recordings
+        or with a megabyte prompt stays a matter of milliseconds on the
+        proxy's event loop."""
+        rough: list[tuple[tuple[int, float, int], int, Candidate, list[Difference]]] = []
         for candidate in self.candidates:
             differences = [
                 Difference(c.key, c.expected, c.actual(view)) for c in candidate.criteria if not c.test(view)
@@ -501,15 +529,72 @@ class Matcher:
                 used = counts.get(candidate.key, 0)
                 if used != candidate.sequence_index:
                     differences.append(Difference("sequenceIndex", candidate.sequence_index, used))
+            if not can_synthesize and candidate.needs_synthesis:
+                differences.append(Difference("family", SYNTHESIZED_FAMILIES, view.family))
             if not differences:
                 continue
-            scored.append((*_closeness(differences), candidate.order,
-                           NearMiss(candidate.source, candidate.match, tuple(differences))))
+            rough.append((_closeness(differences, _rough_similarity), candidate.order, candidate, differences))
+        shortlist = heapq.nsmallest(limit * _SHORTLIST_FACTOR, rough, key=lambda item: (item[0], item[1]))
+        scored = [
+            (*_closeness(differences, _similarity), order, NearMiss(candidate.source, candidate.match, tuple(differences)))
+            for _, order, candidate, differences in shortlist
+        ]
         scored.sort(key=lambda item: item[:4])
         return [item[4] for item in scored[:limit]]
 
 
-def _closeness(differences: list[Difference]) -> tuple[int, float, int]:
+# What a hand-written text / tool-call / embedding fixture needs: an API
+# family whose wire format an answer can be synthesized in (not ``generic``).
+SYNTHESIZED_FAMILIES = "any LLM API family"
+# How many roughly-closest candidates get the exact (difflib) score.
+_SHORTLIST_FACTOR = 16
+# difflib is quadratic at worst and linear in the longer text at best, so
+# long texts are compared by their beginning and end only.
+_COMPARED_CHARS = 256
+
+
+def _clip(text: str, chars: int) -> str:
+    return text if len(text) <= 2 * chars else text[:chars] + text[-chars:]
+
+
+def _similarity(a: str, b: str) -> float:
+    """0..1, how alike two texts are (difflib's ratio on at most
+    ``2 * _COMPARED_CHARS`` characters of each)."""
+    a, b = _clip(a, _COMPARED_CHARS), _clip(b, _COMPARED_CHARS)
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _rough_similarity(a: str, b: str) -> float:
+    """0..1, cheap at any length: the share of the longer text covered by the
+    beginning and end both texts have in common (a typo scores high, another
+    text low)."""
+    a, b = _clip(a, 4096), _clip(b, 4096)
+    longest = max(len(a), len(b))
+    if not longest:
+        return 1.0
+    shortest = min(len(a), len(b))
+    head = _common_length(a, b, shortest, from_end=False)
+    tail = _common_length(a, b, shortest - head, from_end=True)
+    return (head + tail) / longest
+
+
+def _common_length(a: str, b: str, most: int, *, from_end: bool) -> int:
+    """How many characters ``a`` and ``b`` share at their start (or end), up
+    to ``most``: a binary search over slice comparisons, which run in C."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        same = a[len(a) - mid :] == b[len(b) - mid :] if from_end else a[:mid] == b[:mid]
+        if same:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _closeness(
+    differences: list[Difference], similarity: Callable[[str, str], float] = _similarity
+) -> tuple[int, float, int]:
     """Sort key, smaller is closer: another family last; then how much
     differs, each differing text counting by how unlike it is (a typo is
     close) and any other value as 1; then the number of differing keys. The
@@ -526,7 +611,7 @@ def _closeness(differences: list[Difference]) -> tuple[int, float, int]:
             # Every content criterion matched; only the use count is past it.
             unlike += 0.1
         elif isinstance(d.expected, str) and isinstance(d.actual, str):
-            unlike += 1.0 - difflib.SequenceMatcher(None, d.expected, d.actual).ratio()
+            unlike += 1.0 - similarity(d.expected, d.actual)
         else:
             unlike += 1.0
     return other_family, unlike, len(named)

@@ -19,7 +19,7 @@ from .canonical import CanonicalRequest, Summary
 from .cassette import Interaction, Payload, Request, Response
 from .fixtures import Fixture, FixtureOptions, fixture_from_interaction, load_sources
 from .matcher import Candidate, Matcher, NearMiss, RequestView
-from .providers import identify
+from .providers import GENERIC, identify
 from .yamlio import gc_paused
 from .providers.base import Provider, RenderOptions, request_json, split_url
 
@@ -170,10 +170,13 @@ class ReplaySession:
             self.misses += 1
             return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}")
         view = RequestView(canonical, request.method, split_url(request.url)[1])
-        found = self.matcher.find(view, self.counts)
+        # The generic family has no wire format to render a hand-written answer in.
+        can_synthesize = provider.family != GENERIC.family
+        found = self.matcher.find(view, self.counts, can_synthesize=can_synthesize)
         if found is None:
             self.misses += 1
-            return Miss(provider, request, view, self.matcher.near_misses(view, self.counts))
+            near = self.matcher.near_misses(view, self.counts, can_synthesize=can_synthesize)
+            return Miss(provider, request, view, near)
         known = (provider, view, request, found.candidate, found.other_form)
         if key is not None:
             if len(self._known) >= KNOWN_REQUESTS:

@@ -304,7 +304,7 @@ def test_a_used_up_sequence_is_the_closest_near_miss() -> None:
 def test_unknown_match_key_in_a_cassette_is_an_error_naming_it() -> None:
     fixture = recording(chat("hello"), "Hi!")
     fixture.match["userMesage"] = "typo"
-    with pytest.raises(MatchSpecError, match=r"mem.yaml: interactions\[0\]\.userMesage: unknown match key"):
+    with pytest.raises(MatchSpecError, match=r"mem.yaml: interactions\[0\]\.match\.userMesage: unknown match key"):
         Matcher([fixture])
 
 
@@ -312,11 +312,11 @@ def test_unknown_match_key_in_a_fixture_file_is_ignored_with_a_warning(caplog: p
     # llmock ignores match keys it does not know, so its files keep loading.
     matcher = Matcher(fixtures({"match": {"userMessage": "hi", "predicate": "x"}, "response": {"content": "x"}}))
     assert matcher.find(view(chat("hi")), {}) is not None
-    assert "mem.json: fixtures[0].predicate: unknown match key ignored" in caplog.text
+    assert "mem.json: fixtures[0].match.predicate: unknown match key ignored" in caplog.text
 
 
 def test_bad_regex_is_an_error() -> None:
-    with pytest.raises(MatchSpecError, match=r"fixtures\[0\]\.userMessage: bad regex"):
+    with pytest.raises(MatchSpecError, match=r"mem.json: fixtures\[0\]\.match\.userMessage: bad regex"):
         Matcher(fixtures({"match": {"userMessage": "/(unclosed/"}, "response": {"content": "x"}}))
 
 
@@ -368,3 +368,36 @@ def test_a_new_recording_is_found_by_requests_seen_before() -> None:
     session.add(recording(chat("hello", stream=True), "from SSE", index=1))
     second = session.resolve_raw(*raw(chat("hello", stream=True)))
     assert isinstance(second, Hit) and not second.synthesized and text_of(second) == "from SSE"
+
+
+def test_a_miss_with_a_huge_prompt_among_many_recordings_stays_small_and_finds_the_typo() -> None:
+    # Near misses are scored on the proxy's event loop: a megabyte prompt
+    # against hundreds of recordings must neither stall it nor be echoed back.
+    texts = [f"question number {i} about topic {i * 7}" for i in range(300)]
+    session = ReplaySession([recording(chat(t), "answer", index=i) for i, t in enumerate(texts)])
+    typo = session.resolve(chat("question numbr 250 about topic 1750"))
+    assert isinstance(typo, Miss)
+    assert typo.near_misses[0].source == "mem.yaml: interactions[250]"
+
+    huge = "x" * 1_000_000
+    miss = session.resolve(chat(huge))
+    assert isinstance(miss, Miss) and len(miss.near_misses) == 3
+    body = miss.response().body.to_bytes()
+    assert len(body) < 20_000, len(body)
+    (difference,) = [d for d in miss.response().json["llmock"]["nearMisses"][0]["differences"] if d["key"] == "userMessage"]
+    assert difference["actual"].endswith("… (1000000 characters)")
+
+
+def test_a_catch_all_fixture_never_answers_the_generic_family() -> None:
+    # A hand-written answer has no wire format for an unknown API: such a
+    # request is a miss (never an exception that would let it through).
+    session = ReplaySession(fixtures({"match": {}, "response": {"content": "catch-all"}}))
+    generic = Request("POST", "https://example.com/some/api", {"content-type": "application/json"}, Payload.json({"a": 1}))
+    miss = session.resolve(generic)
+    assert isinstance(miss, Miss)
+    assert "family: expected 'any LLM API family', got 'generic'" in miss.message
+    assert miss.response().status == 421
+    assert text_of(session.resolve(chat("anything"))) == "catch-all"
+    errors = ReplaySession(fixtures({"match": {}, "response": {"error": {"message": "down"}, "status": 503}}))
+    answer = errors.resolve(generic)
+    assert isinstance(answer, Hit) and answer.response.status == 503
