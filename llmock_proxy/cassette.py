@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import yamlio
+from .parse_cache import ParseCache
 
 FORMAT_VERSION = 1
 
@@ -196,13 +197,11 @@ class SSEEvent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SSEEvent:
+        # Positional and inlined: streams hold most of a cassette's objects.
+        get = data.get
         return cls(
-            data=data.get("data"),
-            event=data.get("event"),
-            id=data.get("id"),
-            retry=data.get("retry"),
-            comment=data.get("comment"),
-            t=_t(data.get("t")),
+            get("data"), get("event"), get("id"), get("retry"), get("comment"),
+            round(float(get("t") or 0.0), 1),
         )
 
     @property
@@ -225,7 +224,7 @@ class NDJSONLine:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NDJSONLine:
-        return cls(data=data.get("data"), t=_t(data.get("t")))
+        return cls(data.get("data"), round(float(data.get("t") or 0.0), 1))
 
 
 @dataclass
@@ -510,33 +509,72 @@ class Cassette:
         return save(self, path)
 
 
-def parse(text: str | bytes, path: str | Path | None = None) -> Cassette:
+class _FromEnvironment:
+    """``parse``/``load`` default: the parse cache the environment configures."""
+
+
+FROM_ENVIRONMENT = _FromEnvironment()
+
+
+def parse(
+    text: str | bytes,
+    path: str | Path | None = None,
+    *,
+    cache: ParseCache | None | _FromEnvironment = FROM_ENVIRONMENT,
+) -> Cassette:
     """Parse and validate cassette YAML. Raises :class:`CassetteError` naming
-    the file, the interaction index and the field of every problem."""
+    the file, the interaction index and the field of every problem.
+
+    ``cache`` is a :class:`~llmock_proxy.parse_cache.ParseCache` (None: no
+    cache; default: the one the environment configures). A cache hit skips
+    only the YAML parse: validation and the model build run on every load.
+    """
     from .schemas import validate_cassette  # local: schemas imports this module's error
 
     where = str(path) if path is not None else "<cassette>"
+    if isinstance(cache, _FromEnvironment):
+        cache = ParseCache.from_environment()
+    raw = _cache_input(text) if cache is not None else None
     # The three passes build or walk one large tree of fresh objects: the
     # cyclic GC has nothing to free there and would rescan it again and again.
     with yamlio.gc_paused():
-        try:
-            data = yamlio.loads(text)
-        except Exception as exc:  # yaml.YAMLError and decoding errors
-            raise CassetteError(f"{where}: not valid YAML: {exc}", path=where) from None
+        data = cache.get(raw) if raw is not None else None
+        parsed_now = data is None
+        if parsed_now:
+            try:
+                data = yamlio.loads(text)
+            except Exception as exc:  # yaml.YAMLError and decoding errors
+                raise CassetteError(f"{where}: not valid YAML: {exc}", path=where) from None
         validate_cassette(data, where)
         try:
-            return Cassette.from_dict(data, Path(path) if path is not None else None)
+            cassette = Cassette.from_dict(data, Path(path) if path is not None else None)
         except CassetteError as exc:
             raise CassetteError(str(exc), path=where) from None
+        if parsed_now and cache is not None and raw is not None:
+            # Only data that validated and built: a broken file is not worth keeping.
+            cache.put(raw, data)
+        return cassette
 
 
-def load(path: str | Path) -> Cassette:
+def _cache_input(text: str | bytes) -> bytes | None:
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: not a file's bytes anyway
+        return None
+
+
+def load(
+    path: str | Path, *, cache: ParseCache | None | _FromEnvironment = FROM_ENVIRONMENT
+) -> Cassette:
+    """Read, parse and validate one cassette file (see :func:`parse`)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise CassetteError(f"{p}: cannot read: {exc.strerror}", path=str(p)) from None
-    return parse(raw, p)
+    return parse(raw, p, cache=cache)
 
 
 def save(cassette: Cassette, path: str | Path | None = None, *, redactor: Any = None) -> Path:

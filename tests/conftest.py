@@ -28,6 +28,19 @@ from tests.fakes import (
 from tests.harness import InProcessProxy, MitmdumpProcess, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
 
+# -- parse cache --------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def parse_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Cassette loads keep parsed YAML in a cache (llmock_proxy/parse_cache.py): each test gets
+    its own, so no test writes into the real home directory or sees another test's entries.
+    The environment variable also reaches mitmdump and CLI subprocesses."""
+    directory = tmp_path_factory.mktemp("parse-cache")
+    monkeypatch.setenv("LLMOCK_PROXY_CACHE_DIR", str(directory))
+    return directory
+
+
 # -- fakes --------------------------------------------------------------------------------------
 
 
