@@ -47,6 +47,8 @@ CANARY_ENV = {
     "ANTHROPIC_API_KEY": "sk-test-canary-anthropic-0002",
     "GEMINI_API_KEY": "sk-test-canary-gemini-0003",
     "COHERE_API_KEY": "sk-test-canary-cohere-0004",
+    # Not key-shaped on purpose: a hosted Ollama's token can be anything.
+    "OLLAMA_API_KEY": "llmock-canary-ollama-token-0008",
     "AWS_ACCESS_KEY_ID": sdk.TEST_AWS_ACCESS_KEY,
     "AWS_SECRET_ACCESS_KEY": sdk.TEST_AWS_SECRET,
 }

@@ -313,6 +313,28 @@ def test_credentials_come_from_the_environment_and_never_leave_in_output(
         assert "sk-test" not in text
 
 
+
+def test_update_never_writes_a_credential_the_live_answer_echoes(fresh: DriftWorld, tmp_path: Path, capsys):
+    """A key with no well-known shape (an Ollama server's bearer token) that
+    the live answer carries back is still kept out of the refreshed cassette
+    and the reports: the canary redacts the values it sent, not just the
+    key-shaped ones. (Not an ``sk-test-`` key on purpose: those are caught
+    by shape.)"""
+    token = "llmock-canary-ollama-token-0008"
+    fresh.fakes["ollama"].script = Script(mutate=lambda line: {**line, "served_for": f"Bearer-less {token}"})
+    copy = tmp_path / "ollama.yaml"
+    copy.write_bytes(fresh.cassettes["ollama.chat.ndjson"].read_bytes())
+    code = main(["drift", str(copy), *fresh.upstream_args(), "--update",
+                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert code == 0
+    sent = fresh.fakes["ollama"].requests
+    assert sent[0].header("authorization") == f"Bearer {CANARY_ENV['OLLAMA_API_KEY']}"
+    refreshed = cassette_module.load(copy).interactions[0].response
+    assert "served_for" in refreshed.lines[0].data  # the live answer was written back
+    for text in (copy.read_text(), (tmp_path / "r.json").read_text(), (tmp_path / "r.md").read_text(),
+                 *capsys.readouterr()):
+        assert token not in text
+
 def test_update_refreshes_the_response_and_keeps_request_and_match(fresh: DriftWorld, tmp_path: Path):
     shape = "openai.chat.body"
     copy = tmp_path / "chat.yaml"

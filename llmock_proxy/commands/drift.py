@@ -163,7 +163,7 @@ def run_live(args: argparse.Namespace) -> int:
 
     if args.update:
         try:
-            outcome = apply_updates(canary.answers)
+            outcome = apply_updates(canary.answers, redactor=canary.secrets.redactor(canary.redactor))
         except (OSError, ValueError) as exc:  # unwritable file, or the redaction scan refused it
             print(f"llmock-proxy drift: --update: {canary.secrets.scrub(str(exc))}", file=sys.stderr)
             return 2

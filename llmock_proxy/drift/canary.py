@@ -197,8 +197,16 @@ class Secrets:
 
     def scrub(self, text: str) -> str:
         for value in sorted(self.values, key=len, reverse=True):
-            text = text.replace(value, "<redacted>")
+            text = text.replace(value, PLACEHOLDER)
         return text
+
+    def redactor(self, base: Redactor) -> Redactor:
+        """``base`` plus these exact values, wherever they appear: a live
+        answer may echo a credential that has no well-known shape."""
+        if not self.values:
+            return base
+        literals = [re.escape(v) for v in sorted(self.values, key=len, reverse=True)]
+        return Redactor(base.rules.extended({"patterns": literals}, "the canary's credentials"))
 
 
 # -- where requests go -----------------------------------------------------------
