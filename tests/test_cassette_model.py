@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +277,52 @@ def test_a_value_shared_between_interactions_is_written_out_twice_without_anchor
     text = cassette.dumps()
     assert "&id" not in text and "*id" not in text
     assert text.count("text: same") == 2
+
+
+# -- the garbage collector while loading ---------------------------------------------------------
+
+
+def _in_oldest_generation(obj: object) -> bool:
+    return any(o is obj for o in gc.get_objects(generation=2))
+
+
+def test_what_a_large_pause_built_goes_straight_to_the_oldest_generation() -> None:
+    assert gc.isenabled()
+    with yamlio.gc_paused():
+        assert not gc.isenabled()
+        built = [[] for _ in range(2 * yamlio._PROMOTE_AFTER)]
+    assert gc.isenabled()
+    assert _in_oldest_generation(built[-1])
+
+
+def test_a_small_pause_promotes_nothing() -> None:
+    with yamlio.gc_paused():
+        built = [[] for _ in range(100)]
+    assert gc.isenabled()
+    assert not _in_oldest_generation(built[-1])
+
+
+def test_only_the_outermost_pause_turns_the_collector_back_on() -> None:
+    with yamlio.gc_paused():
+        with yamlio.gc_paused():
+            built = [[] for _ in range(2 * yamlio._PROMOTE_AFTER)]
+        assert not gc.isenabled()
+        assert not _in_oldest_generation(built[-1])
+    assert gc.isenabled()
+    assert _in_oldest_generation(built[-1])
+
+
+def test_objects_frozen_by_someone_else_stay_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with yamlio.gc_paused():
+            built = [[] for _ in range(2 * yamlio._PROMOTE_AFTER)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen
+        assert not _in_oldest_generation(built[-1])
+    finally:
+        gc.unfreeze()
 
 
 # -- safe loading -----------------------------------------------------------------------------

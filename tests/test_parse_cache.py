@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from llmock_proxy import cassette as cm
 from llmock_proxy import cli, yamlio
@@ -29,6 +30,8 @@ from llmock_proxy.parse_cache import (
     json_exact,
 )
 from llmock_proxy.session import ReplaySession
+
+from .test_cassette_model import cassettes
 
 
 def streamed_chat(i: int) -> Interaction:
@@ -135,6 +138,16 @@ def test_the_replay_session_and_the_validate_command_load_through_the_cache(
     assert entries(cache.directory) == [cache.entry_path(raw)]
     assert cli.main(["cassette", "validate", str(tmp_path / "cassettes")]) == 0
     assert "all valid" in capsys.readouterr().out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cassette=cassettes)
+def test_a_cached_load_builds_the_same_cassette(tmp_path_factory: pytest.TempPathFactory, cassette: Cassette) -> None:
+    every_size = ParseCache(tmp_path_factory.mktemp("cache"), min_bytes=0)
+    text = cassette.dumps()
+    fresh = cm.parse(text, cache=every_size)
+    assert entries(every_size.directory) == [every_size.entry_path(text.encode())]
+    assert cm.parse(text, cache=every_size) == fresh == cm.parse(text, cache=None)
 
 
 # -- validation still runs on a hit --------------------------------------------------------------
