@@ -41,6 +41,8 @@ from aiohttp import web
 from . import wire
 from .cassette import Payload, Request, Response
 from .fixtures import FixtureOptions
+from .providers import identify
+from .providers.base import split_url
 from .session import Hit, Miss, ReplaySession
 from .ws_engine import serve_websocket
 from .ws_replay import is_websocket_upgrade
@@ -243,6 +245,30 @@ def json_plan(status: int, data: Any) -> Plan:
     return Plan(status, [("content-type", "application/json")], body=json.dumps(data).encode())
 
 
+# An answer llmock-proxy failed to build (a bug, or input nothing foresaw):
+# marked, and not retried by the SDKs (openai and anthropic read x-should-retry).
+INTERNAL_ERROR_STATUS = 500
+INTERNAL_ERROR_HEADERS = (("x-llmock-error", "1"), ("x-should-retry", "false"))
+
+
+def internal_error_plan(method: str, url: str, headers: dict[str, str], exc: BaseException) -> Plan:
+    """The answer to a request whose replay failed with ``exc``: status 500
+    in the provider's error envelope when the provider can say it, never a
+    forwarded request."""
+    message = f"llmock-proxy failed to replay {method} {split_url(url)[1]}: {type(exc).__name__}: {exc}"
+    try:
+        response = identify(method, url, headers).error(INTERNAL_ERROR_STATUS, message, type="api_error")
+        plan = Plan(response.status, response_headers(response), body=_body_bytes(response.body))
+    except Exception:  # the provider itself is what failed
+        plan = json_plan(INTERNAL_ERROR_STATUS, {"error": {"message": message, "type": "api_error"}})
+    plan.headers.extend(INTERNAL_ERROR_HEADERS)
+    return plan
+
+
+def log_internal_error(method: str, url: str, exc: BaseException) -> None:
+    log.error("llmock-proxy failed to replay %s %s (answered 500)", method, url, exc_info=exc)
+
+
 def log_miss(miss: Miss, mode: str) -> None:
     """The one line a miss gets."""
     if mode == "replay":
@@ -358,9 +384,15 @@ class ReplayEngine:
         if is_websocket_upgrade(headers):
             upgrade = Request(request.method, url, headers, _payload(body, headers))
             return await serve_websocket(request, upgrade, self.session, self.timing.factor)
-        outcome = self.session.resolve_raw(request.method, url, headers, body)
-        if isinstance(outcome, Hit):
-            return await self.serve(request, self.planner.plan(outcome, arrival))
+        try:
+            outcome = self.session.resolve_raw(request.method, url, headers, body)
+            plan = self.planner.plan(outcome, arrival) if isinstance(outcome, Hit) else None
+        except Exception as exc:
+            log_internal_error(request.method, url, exc)
+            return _aiohttp_response(internal_error_plan(request.method, url, headers, exc))
+        if plan is not None:
+            return await self.serve(request, plan)
+        assert isinstance(outcome, Miss)
         if self.miss_handler is not None and self.mode != "replay":
             log_miss(outcome, self.mode)
             return await self.miss_handler(request, outcome.request, outcome, arrival)
@@ -383,17 +415,24 @@ class ReplayEngine:
             await _sleep_until(loop, ready_at)
             return _aiohttp_response(plan)
         response = web.StreamResponse(status=plan.status, headers=plan.headers)
-        await response.prepare(request)
-        for sent, chunk in enumerate(plan.chunks):
-            deadline = plan.arrival + chunk.at_ms / 1000.0
-            if disconnect_at is not None and disconnect_at <= deadline:
-                await _sleep_until(loop, disconnect_at)
-                return _drop(request, response)
-            await _sleep_until(loop, deadline)
-            await response.write(chunk.data)
-            if plan.truncate_after_chunks is not None and sent + 1 >= plan.truncate_after_chunks:
-                return _drop(request, response)
-        await response.write_eof()
+        sent = 0
+        try:
+            await response.prepare(request)
+            for chunk in plan.chunks:
+                deadline = plan.arrival + chunk.at_ms / 1000.0
+                if disconnect_at is not None and disconnect_at <= deadline:
+                    await _sleep_until(loop, disconnect_at)
+                    return _drop(request, response)
+                await _sleep_until(loop, deadline)
+                await response.write(chunk.data)
+                sent += 1
+                if plan.truncate_after_chunks is not None and sent >= plan.truncate_after_chunks:
+                    return _drop(request, response)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client hung up mid-stream (an SDK closing at [DONE], a
+            # cancelled test): its business, not an error of the replay.
+            log.info("client left %s %s after %d of %d chunks", request.method, request.path, sent, len(plan.chunks))
         return response
 
     async def serve_websocket(self, request: web.Request, plan: Plan) -> web.StreamResponse:

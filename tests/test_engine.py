@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from typing import Any
 
@@ -330,3 +332,58 @@ def test_two_engines_in_one_process_keep_separate_sequence_state() -> None:
         assert [roll(first), roll(first), roll(second), roll(first), roll(second)] == ["one", "two", "one", "two", "two"]
         http.post(f"{first.url}/__llmock/reset")
         assert [roll(first), roll(second)] == ["one", "two"]
+
+
+# -- what must never take the engine down -----------------------------------------------------------
+
+
+class _Signal(logging.Handler):
+    """Sets an event when a log message containing ``text`` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+def test_a_client_leaving_mid_stream_is_one_log_line_and_the_engine_serves_on(caplog: pytest.LogCaptureFixture) -> None:
+    request = json_request(CHAT, chat_body("long", stream=True))
+    session = ReplaySession([recorded(request, sse_recording([0.0] + [30.0] * 20))])
+    left = _Signal("client left")
+    logging.getLogger("llmock_proxy.replay").addHandler(left)
+    try:
+        with caplog.at_level(logging.INFO), EngineThread(session, timing="recorded") as engine:
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                with client.stream("POST", f"{engine.url}/v1/chat/completions", json=chat_body("long", stream=True)) as response:
+                    next(response.iter_raw())  # the first event, then hang up
+            assert left.seen.wait(10), "the engine did not notice the client leaving"
+            again = httpx.post(f"{engine.url}/v1/chat/completions", json=chat_body("long", stream=True), timeout=10)
+            assert again.status_code == 200 and again.text.endswith("data: [DONE]\n\n")
+    finally:
+        logging.getLogger("llmock_proxy.replay").removeHandler(left)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+class _FailingSession(ReplaySession):
+    """A session whose lookup fails, standing in for any bug or unforeseen input."""
+
+    def resolve_raw(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Any:
+        raise RuntimeError("the lookup broke")
+
+
+def test_a_failing_lookup_is_a_provider_shaped_500_the_sdk_does_not_retry(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR), EngineThread(_FailingSession()) as engine:
+        client = openai_client(base_url=f"{engine.url}/v1", max_retries=3)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+        assert caught.value.response.headers["x-llmock-error"] == "1"
+        assert "RuntimeError: the lookup broke" in caught.value.body["message"]  # type: ignore[index]
+        health = httpx.get(f"{engine.url}/__llmock/health").json()
+        assert health["status"] == "ok"
+    failures = [r for r in caplog.records if "failed to replay POST" in r.getMessage()]
+    assert len(failures) == 1  # one request: x-should-retry kept the SDK from retrying

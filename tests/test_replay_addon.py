@@ -325,3 +325,61 @@ def test_the_make_run_demo_gets_a_replayed_stream(tmp_path: Path, stopping: list
     )
     assert text and events[-1].data == "[DONE]"
     assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
+
+
+# -- failing closed ---------------------------------------------------------------------------------
+
+
+def test_a_catch_all_fixture_and_an_unknown_api_is_a_miss_never_forwarded(
+    tmp_path: Path, test_pki: TestPKI, stopping: list[InProcessProxy]
+) -> None:
+    fixtures = tmp_path / "catch-all.json"
+    fixtures.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "catch-all"}}]}))
+    fake = FakeServer(OpenAIFake(), pki=test_pki).start()
+    try:
+        proxy, _, router = start_replay(tmp_path, {"llmock_fixtures": [str(fixtures)]}, fakes=(fake,), pki=test_pki)
+        stopping.append(proxy)
+        with sdk.raw_client(proxy) as client:
+            other = client.post("https://api.openai.com/v1/some/other/api", json={"a": 1})
+            chat = client.post("https://api.openai.com/v1/chat/completions",
+                               json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        assert other.status_code == 421, other.text
+        assert "family: expected 'any LLM API family', got 'generic'" in other.text
+        assert chat.json()["choices"][0]["message"]["content"] == "catch-all"
+        assert fake.requests == [] and router.attempts == []
+        assert not proxy.errors(), proxy.errors()
+    finally:
+        fake.stop()
+
+
+class _FailingSession:
+    """Stands in for a replay session whose lookup hits a bug."""
+
+    name = "failing"
+    hits = misses = 0
+    matcher: list[Any] = []
+
+    def __len__(self) -> int:
+        return 0
+
+    def resolve_raw(self, *args: Any) -> Any:
+        raise RuntimeError("the lookup broke")
+
+
+def test_a_failing_lookup_is_answered_500_and_never_forwarded(
+    tmp_path: Path, test_pki: TestPKI, stopping: list[InProcessProxy]
+) -> None:
+    fake = FakeServer(OpenAIFake(), pki=test_pki).start()
+    try:
+        proxy, replay, router = start_replay(tmp_path, {}, fakes=(fake,), pki=test_pki)
+        stopping.append(proxy)
+        replay.session = replay.engine.session = _FailingSession()  # type: ignore[assignment]
+        client = sdk.openai_client(proxy, max_retries=2)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert "RuntimeError: the lookup broke" in caught.value.body["message"]  # type: ignore[index]
+        assert caught.value.response.headers["x-llmock-error"] == "1"
+        assert fake.requests == [] and router.attempts == []
+        assert len([line for line in proxy.log_lines() if "failed to replay POST" in line]) == 1
+    finally:
+        fake.stop()

@@ -47,6 +47,8 @@ from ..engine import (
     Timing,
     TimingError,
     control_plan,
+    internal_error_plan,
+    log_internal_error,
     log_miss,
     miss_plan,
 )
@@ -193,6 +195,19 @@ class Replay:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return  # answered by another addon
+        try:
+            await self._answer(flow)
+        except Exception as exc:
+            # mitmproxy would log the addon error and send the request on
+            # upstream: a replay must fail closed, with an answer saying why.
+            req = flow.request
+            self._restore(flow)
+            self._misses.discard(flow.id)
+            log_internal_error(req.method, req.url, exc)
+            headers = _header_dict(req.headers)
+            flow.response = _mitm_response(internal_error_plan(req.method, req.url, headers, exc))
+
+    async def _answer(self, flow: http.HTTPFlow) -> None:
         loop = asyncio.get_running_loop()
         arrival = loop.time()
         req = flow.request
