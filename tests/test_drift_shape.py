@@ -91,6 +91,25 @@ def test_payload_mutations_are_graded(stream_doc, events, expected):
     assert kinds(check_response(stream_doc, sse(events))) == expected
 
 
+
+@pytest.mark.parametrize(
+    "events, expected",
+    [
+        # stop_sequence was null in every recording: a stop sequence that hit fills it in.
+        (mutate(6, lambda d: d["delta"].update(stop_sequence="END")),
+         [("warning", "null-changed", "events.message_delta.delta.stop_sequence")]),
+        (mutate(0, lambda d: d["message"].update(model=None)),
+         [("warning", "null-changed", "events.message_start.message.model")]),
+        (mutate(0, lambda d: d["message"].update(model=["claude-x"])),
+         [("critical", "type-changed", "events.message_start.message.model")]),
+    ],
+    ids=["value-where-null-was-recorded", "null-where-a-value-was-recorded", "array-where-a-string-was"],
+)
+def test_null_is_a_warning_not_a_type_change(stream_doc, events, expected):
+    """A nullable field shows one of its two types in a recording: the other
+    one live is worth a look, not a failed canary."""
+    assert kinds(check_response(stream_doc, sse(events))) == expected
+
 def test_event_grammar_mutations_are_graded(stream_doc):
     renamed = [("message_end" if n == "message_stop" else n, d) for n, d in ANTHROPIC_STREAM]
     assert kinds(check_response(stream_doc, sse(renamed))) == [

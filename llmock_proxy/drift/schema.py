@@ -201,10 +201,16 @@ def _error_findings(
             for name in added
         ]
     if kind == "type":
+        recorded, live = error.validator_value, json_type(error.instance)
+        if live == "null" or recorded == "null":
+            # A nullable field showed only one of its two types in the
+            # recordings (stop_sequence null until a stop sequence hits).
+            return [Finding("warning", family, form, "null-changed", where or "$",
+                            f"{'null' if live == 'null' else 'a value'} at {where or '$'}: recorded {recorded}, "
+                            f"live {live}", recorded, live, source)]
         return [Finding("critical", family, form, "type-changed", where or "$",
-                        f"type changed at {where or '$'}: recorded {error.validator_value}, "
-                        f"live {json_type(error.instance)}",
-                        error.validator_value, json_type(error.instance), source)]
+                        f"type changed at {where or '$'}: recorded {recorded}, live {live}",
+                        recorded, live, source)]
     if kind == "enum":
         return [Finding("warning", family, form, "enum-added", where or "$",
                         f"new value {error.instance!r} at {where or '$'} "
