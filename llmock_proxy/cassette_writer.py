@@ -37,7 +37,7 @@ from pathlib import Path
 from . import cassette as cassette_module
 from . import yamlio
 from .cassette import Cassette, Interaction
-from .redact import Redactor
+from .redact import Redactor, SecretFound
 
 try:
     import fcntl
@@ -236,11 +236,23 @@ class BackgroundWriter:
     def _write(self, path: Path, interactions: list[Interaction]) -> None:
         try:
             written = self.writer.append(path, interactions)
+        except SecretFound as exc:
+            if len(interactions) > 1:
+                # One leaking interaction must not cost the others that
+                # happened to queue up with it: write them one by one.
+                for interaction in interactions:
+                    self._write(path, [interaction])
+                return
+            self._failed(path, interactions, exc)
+            return
         except Exception as exc:
-            if self._on_failed is not None:
-                self._on_failed(path, interactions, exc)
-            else:
-                log.error("cannot write %d interaction(s) to %s: %s", len(interactions), path, exc)
+            self._failed(path, interactions, exc)
             return
         if self._on_written is not None:
             self._on_written(written, interactions)
+
+    def _failed(self, path: Path, interactions: list[Interaction], exc: Exception) -> None:
+        if self._on_failed is not None:
+            self._on_failed(path, interactions, exc)
+        else:
+            log.error("cannot write %d interaction(s) to %s: %s", len(interactions), path, exc)

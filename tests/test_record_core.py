@@ -7,6 +7,7 @@ from separate processes, and killed with SIGKILL while writing.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import multiprocessing
@@ -417,3 +418,26 @@ def test_redaction_rules_file_is_applied(tmp_path: Path) -> None:
     interaction = recording.finish(b"ok")
     assert interaction.request.headers["x-internal-token"] != "abc123"
     assert interaction.response.body.value == "ok"
+
+
+def test_one_leaking_interaction_does_not_cost_the_others_queued_with_it(tmp_path: Path) -> None:
+    written: list[int] = []
+    failed: list[int] = []
+    background = BackgroundWriter(
+        CassetteWriter(),
+        on_written=lambda path, items: written.extend(i.request.json["n"] for i in items),
+        on_failed=lambda path, items, exc: failed.extend(i.request.json["n"] for i in items),
+    )
+    path = tmp_path / "shared.yaml"
+    leaking = make_interaction(20)
+    leaking.response = Response(200, {}, Payload.json({TEST_KEY: "a key used as a mapping key"}))
+    # Hold the cassette's lock so everything below queues up as one batch.
+    with open(lock_path_for(path), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for n in range(40):
+            background.submit(path, leaking if n == 20 else make_interaction(n))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert background.close(30)
+    assert failed == [20]
+    assert sorted(written) == [n for n in range(40) if n != 20]
+    assert numbers(path) == [n for n in range(40) if n != 20]
