@@ -560,3 +560,55 @@ def test_clients_that_vanish_mid_session_do_not_disturb_the_others(tmp_path: Pat
     assert [e["type"] for e in seen].count("response.done") == 2
     assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line or "Error" in line], \
         server.lines
+
+
+# -- the environment alone (docs/websocket.md) ---------------------------------------------------------
+
+
+ENV_ONLY_CLIENT = '''
+import asyncio, openai
+from google import genai
+from google.genai import types
+
+async def main():
+    client = openai.AsyncOpenAI(api_key="sk-test-env-openai-0001")  # no base URL, no connection options
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "hello"}]})
+        await conn.response.create()
+        async for event in conn:
+            if event.type == "response.done":
+                print("realtime:", event.response.output[0].content[0].text)
+                break
+    gemini = genai.Client(api_key="sk-test-env-gemini-0002")  # no http options
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    async with gemini.aio.live.connect(model="gemini-live-2.5-flash-preview", config=config) as session:
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="hello")]), turn_complete=True)
+        text = ""
+        async for message in session.receive():
+            text += message.text or ""
+        print("live:", text)
+
+asyncio.run(main())
+'''
+
+
+def test_the_sdks_reach_the_proxy_with_the_environment_alone(fixture_file: Path, replaying: Any,
+                                                              tmp_path: Path) -> None:
+    """HTTPS_PROXY and SSL_CERT_FILE are all openai-python's Realtime client and
+    google-genai's Live client need in regular mode, as docs/websocket.md says."""
+    import os
+    import subprocess
+    import sys
+
+    proxy, _, router = replaying({"llmock_fixtures": [str(fixture_file)]})
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and "API_KEY" not in k}
+    env.update(HTTPS_PROXY=proxy.url, SSL_CERT_FILE=str(proxy.ca_cert_path))
+    ran = subprocess.run([sys.executable, "-c", ENV_ONLY_CLIENT], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    answer = "Hi! This answer comes from a fixture."
+    assert ran.stdout.splitlines() == [f"realtime: {answer}", f"live: {answer}"]
+    assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
