@@ -12,17 +12,23 @@ A provider module tells one API family's story top to bottom:
 Providers know no mitmproxy, no sockets and no YAML: they work on the
 cassette models (:mod:`llmock_proxy.cassette`), whose stream elements are
 already decoded by :mod:`llmock_proxy.wire`.
+
+The helpers below are the decisions several families share (how a path is
+recognised, how a tool call in the function form reads, how text is cut into
+deltas, how a stable id is derived); what differs per API stays in its module.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..canonical import CanonicalRequest, Summary
-from ..cassette import Request, Response
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
+from ..cassette import Request, Response, compact_json
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,14 @@ class Provider:
     # Wire form of this family's streaming responses: "sse", "ndjson",
     # "eventstream" or "websocket".
     stream_form: str = "sse"
+    # The default ``detect``: this method, and a path ending in one of these.
+    http_method: str = "POST"
+    path_endings: tuple[str, ...] = ()
 
     def detect(self, method: str, host: str, path: str) -> bool:
-        raise NotImplementedError
+        # The end of the path decides, so a base URL in front (a gateway, a
+        # local server's prefix) does not matter.
+        return method == self.http_method and path.rstrip("/").endswith(self.path_endings)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         raise NotImplementedError
@@ -69,7 +80,7 @@ class Provider:
         return self.canonical(request).stream
 
 
-# -- helpers shared by provider modules ----------------------------------------
+# -- reading requests ------------------------------------------------------------
 
 
 def split_url(url: str) -> tuple[str, str, dict[str, str]]:
@@ -116,3 +127,149 @@ def text_of(content: Any) -> str:
             if key in content and isinstance(content[key], (str, list)):
                 return text_of(content[key])
     return ""
+
+
+def function_tools(entries: Any) -> list[Tool]:
+    """Tools in the function form ``[{type: function, function: {name,
+    description, parameters}}]``; entries without a name are left out."""
+    tools = []
+    for entry in entries or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            tools.append(
+                Tool(
+                    name=str(function["name"]),
+                    description=function.get("description"),
+                    parameters=function.get("parameters"),
+                )
+            )
+    return tools
+
+
+def function_tool_calls(entries: Any) -> list[ToolCall]:
+    """Calls in the function form ``[{id?, function: {name, arguments}}]``
+    (arguments a JSON string or an object); entries without a name are left out."""
+    calls = []
+    for entry in entries or []:
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            calls.append(
+                ToolCall(
+                    name=str(function["name"]),
+                    arguments=parse_arguments(function.get("arguments")),
+                    id=entry.get("id"),
+                )
+            )
+    return calls
+
+
+def turn_messages(role: str, text: str, calls: list[ToolCall], results: list[ToolResult]) -> list[Message]:
+    """One turn of an API whose tool results travel inside a user turn, as
+    canonical messages.
+
+    Tool results answer the previous assistant turn: like the families with a
+    ``tool`` role they form a ``tool`` message, and any text beside them
+    follows as the user's.
+    """
+    if results:
+        messages = [Message(role="tool", tool_results=results)]
+        if text:
+            messages.append(Message(role="user", text=text))
+        return messages
+    return [Message(role=role, text=text, tool_calls=calls)]
+
+
+# -- reading responses -------------------------------------------------------------
+
+
+class StreamedToolCalls:
+    """Tool calls whose arguments stream in as pieces of JSON text, keyed by
+    the index of the block that carries them."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, ToolCall] = {}
+        self._pieces: dict[int, list[str]] = {}
+
+    def start(self, index: int, call: ToolCall, first_piece: str = "") -> None:
+        self._calls[index] = call
+        self._pieces[index] = [first_piece]
+
+    def add(self, index: int, piece: str) -> None:
+        self._pieces.setdefault(index, []).append(piece)
+
+    def finish(self) -> list[ToolCall]:
+        """The calls in index order, each with its pieces joined and parsed."""
+        calls = []
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            call.arguments = parse_arguments("".join(self._pieces.get(index, [])))
+            calls.append(call)
+        return calls
+
+
+def token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
+    """(input tokens, output tokens) of a usage mapping in any family's spelling."""
+    if not isinstance(usage, dict):
+        return 0, 0
+
+    def first(*keys: str) -> int:
+        for key in keys:
+            value = usage.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return int(value)
+        return 0
+
+    prompt = first("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count", "inputTokens")
+    completion = first(
+        "completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count", "outputTokens"
+    )
+    return prompt, completion
+
+
+def plain_token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
+    """(input tokens, output tokens) of a usage in the plain spelling alone:
+    ``input_tokens`` / ``output_tokens``, else ``prompt_tokens`` /
+    ``completion_tokens``.
+
+    What Cohere, Ollama and Bedrock render their counts from. Unlike
+    :func:`token_counts` it reads no other spelling, so a usage kept in
+    Gemini's (``promptTokenCount`` ...) counts zero here.
+    """
+    usage = usage or {}
+    return (
+        int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
+        int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
+    )
+
+
+# -- rendering answers ---------------------------------------------------------------
+
+
+def chunk_text(text: str, size: int, default: int) -> list[str]:
+    """``text`` cut into the pieces a stream sends it in, ``size`` characters
+    each; a size of 0 (the fixture does not say) means the family's ``default``."""
+    size = size if size > 0 else default
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def arguments_json(arguments: Any, *, spaced: bool = False) -> str:
+    """Tool-call arguments as the JSON string the wire carries them in: a
+    string is sent as it is, no arguments as ``{}``. OpenAI spells the JSON
+    compactly; ``spaced`` is ``json.dumps``' default spelling, as Cohere and
+    Bedrock send it."""
+    if isinstance(arguments, str):
+        return arguments
+    value = {} if arguments is None else arguments
+    return json.dumps(value, ensure_ascii=False) if spaced else compact_json(value)
+
+
+def json_digest(value: Any, length: int = 16) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``value``'s canonical
+    JSON: a short name for content, the same on every run."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+def json_uuid(*parts: Any) -> str:
+    """A UUID derived from ``parts``, for ids the API spells as UUIDs: the same
+    answer gets the same id, so every replay of it is identical."""
+    return str(uuid.UUID(hex=json_digest(list(parts), 32)))
