@@ -15,14 +15,23 @@ and synthesis answers in SSE, which the SDKs parse). Errors are
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
+from ..canonical import CanonicalRequest, Message, Summary, ToolCall, ToolResult, canonical_json
 from ..cassette import Payload, Request, Response, SSEEvent
-from .base import Provider, RenderOptions, parse_arguments, request_json, text_of
+from .base import (
+    Provider,
+    RenderOptions,
+    StreamedToolCalls,
+    arguments_json,
+    chunk_text,
+    function_tool_calls,
+    function_tools,
+    json_uuid,
+    plain_token_counts,
+    request_json,
+    text_of,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 SSE_CONTENT_TYPE = "text/event-stream"
@@ -57,21 +66,6 @@ def content_text(content: Any) -> str:
     return text_of(content)
 
 
-def tool_calls_of(value: Any) -> list[ToolCall]:
-    calls = []
-    for entry in value or []:
-        function = entry.get("function") if isinstance(entry, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            calls.append(
-                ToolCall(
-                    name=str(function["name"]),
-                    arguments=parse_arguments(function.get("arguments")),
-                    id=entry.get("id"),
-                )
-            )
-    return calls
-
-
 def tool_result_content(content: Any) -> Any:
     """A tool message's content: a string, or a list of text/document parts."""
     if isinstance(content, list) and all(isinstance(part, dict) and _is_text(part) for part in content):
@@ -97,25 +91,10 @@ def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message]]:
                 Message(
                     role=role,
                     text=content_text(raw.get("content")),
-                    tool_calls=tool_calls_of(raw.get("tool_calls")),
+                    tool_calls=function_tool_calls(raw.get("tool_calls")),
                 )
             )
     return ("\n".join(system) if system else None), messages
-
-
-def tools_of(body: dict[str, Any]) -> list[Tool]:
-    tools = []
-    for entry in body.get("tools") or []:
-        function = entry.get("function") if isinstance(entry, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            tools.append(
-                Tool(
-                    name=str(function["name"]),
-                    description=function.get("description"),
-                    parameters=function.get("parameters"),
-                )
-            )
-    return tools
 
 
 def response_format(value: Any) -> Any:
@@ -144,11 +123,8 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
 
 
 def wire_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
-    usage = usage or {}
-    counts = {
-        "input_tokens": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
-        "output_tokens": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
-    }
+    input_tokens, output_tokens = plain_token_counts(usage)
+    counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return {"billed_units": dict(counts), "tokens": dict(counts)}
 
 
@@ -158,24 +134,6 @@ def finish_reason(summary: Summary) -> str:
     if summary.finish_reason in _FOREIGN_FINISH_REASONS:
         return _FOREIGN_FINISH_REASONS[summary.finish_reason]
     return "TOOL_CALL" if summary.tool_calls else "COMPLETE"
-
-
-def arguments_text(arguments: Any) -> str:
-    """Cohere sends arguments as a JSON string."""
-    if isinstance(arguments, str):
-        return arguments
-    return json.dumps({} if arguments is None else arguments, ensure_ascii=False)
-
-
-def stable_id(*parts: Any) -> str:
-    """A uuid derived from the answer, so every replay of it is identical."""
-    digest = hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:32]
-    return str(uuid.UUID(hex=digest))
-
-
-def chunks(text: str, size: int) -> list[str]:
-    size = size if size > 0 else DEFAULT_CHUNK_SIZE
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _append(current: str | None, piece: Any) -> str | None:
@@ -191,8 +149,7 @@ class _StreamCollector:
     def __init__(self, status: int) -> None:
         self.summary = Summary()
         self.status = status
-        self._arguments: dict[int, list[str]] = {}
-        self._calls: dict[int, ToolCall] = {}
+        self._calls = StreamedToolCalls()
 
     def take(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -208,12 +165,12 @@ class _StreamCollector:
         elif kind == "tool-call-start":
             call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
             function = call.get("function") if isinstance(call.get("function"), dict) else {}
-            self._calls[index] = ToolCall(name=str(function.get("name") or ""), id=call.get("id"))
-            self._arguments[index] = [function.get("arguments") or ""]
+            started = ToolCall(name=str(function.get("name") or ""), id=call.get("id"))
+            self._calls.start(index, started, function.get("arguments") or "")
         elif kind == "tool-call-delta":
             call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
             function = call.get("function") if isinstance(call.get("function"), dict) else {}
-            self._arguments.setdefault(index, []).append(function.get("arguments") or "")
+            self._calls.add(index, function.get("arguments") or "")
         elif kind == "message-end":
             self.summary.finish_reason = delta.get("finish_reason")
             self.summary.usage = usage_of(delta.get("usage"))
@@ -221,20 +178,14 @@ class _StreamCollector:
                 self.summary.error = {"status": self.status, "message": str(delta["error"])}
 
     def result(self) -> Summary:
-        for index in sorted(self._calls):
-            call = self._calls[index]
-            call.arguments = parse_arguments("".join(self._arguments.get(index, [])))
-            self.summary.tool_calls.append(call)
+        self.summary.tool_calls.extend(self._calls.finish())
         return self.summary
 
 
 class CohereChat(Provider):
     family = "cohere.chat"
     stream_form = "sse"
-    path = "/v2/chat"
-
-    def detect(self, method: str, host: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith(self.path)
+    path_endings = ("/v2/chat",)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
@@ -247,7 +198,7 @@ class CohereChat(Provider):
             model=body.get("model"),
             system=system,
             messages=messages,
-            tools=tools_of(body),
+            tools=function_tools(body.get("tools")),
             response_format=response_format(body.get("response_format")),
             stream=body.get("stream") is True,
             extra=extra,
@@ -273,7 +224,7 @@ class CohereChat(Provider):
         message = data["message"] if isinstance(data["message"], dict) else {}
         summary = Summary(
             text=content_text([p for p in message.get("content") or [] if isinstance(p, dict)]),
-            tool_calls=tool_calls_of(message.get("tool_calls")),
+            tool_calls=function_tool_calls(message.get("tool_calls")),
             finish_reason=data.get("finish_reason"),
             usage=usage_of(data.get("usage")),
         )
@@ -304,7 +255,7 @@ class CohereChat(Provider):
             headers={"content-type": JSON_CONTENT_TYPE},
             body=Payload.json(
                 {
-                    "id": stable_id(summary.to_dict()),
+                    "id": json_uuid(summary.to_dict()),
                     "message": self._message(summary),
                     "finish_reason": finish_reason(summary),
                     "usage": wire_usage(summary.usage),
@@ -333,15 +284,15 @@ class CohereChat(Provider):
     def _wire_call(call: ToolCall, index: int) -> dict[str, Any]:
         """Cohere's call ids look like ``get_weather_1byjy32y4hvq``."""
         return {
-            "id": call.id or f"{call.name}_{stable_id(index, call.name, call.arguments)[-12:]}",
+            "id": call.id or f"{call.name}_{json_uuid(index, call.name, call.arguments)[-12:]}",
             "type": "function",
-            "function": {"name": call.name, "arguments": arguments_text(call.arguments)},
+            "function": {"name": call.name, "arguments": arguments_json(call.arguments, spaced=True)},
         }
 
     def _render_stream(self, summary: Summary, chunk_size: int) -> Response:
         empty = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
         events: list[dict[str, Any]] = [
-            {"id": stable_id(summary.to_dict()), "type": "message-start", "delta": {"message": empty}}
+            {"id": json_uuid(summary.to_dict()), "type": "message-start", "delta": {"message": empty}}
         ]
         index = 0
         if summary.reasoning and not summary.tool_calls:
@@ -352,7 +303,7 @@ class CohereChat(Provider):
         if summary.tool_calls and summary.reasoning:
             events += [
                 {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": piece}}}
-                for piece in chunks(summary.reasoning, chunk_size)
+                for piece in chunk_text(summary.reasoning, chunk_size, DEFAULT_CHUNK_SIZE)
             ]
         for call_index, call in enumerate(summary.tool_calls):
             wire = self._wire_call(call, call_index)
@@ -377,7 +328,7 @@ class CohereChat(Provider):
                     "index": call_index,
                     "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}},
                 }
-                for piece in chunks(wire["function"]["arguments"], chunk_size)
+                for piece in chunk_text(wire["function"]["arguments"], chunk_size, DEFAULT_CHUNK_SIZE)
             ]
             events.append({"type": "tool-call-end", "index": call_index})
         events.append(
@@ -399,7 +350,7 @@ class CohereChat(Provider):
             {"type": "content-start", "index": index, "delta": {"message": opening}},
             *(
                 {"type": "content-delta", "index": index, "delta": {"message": {"content": {kind: piece}}}}
-                for piece in chunks(text, chunk_size)
+                for piece in chunk_text(text, chunk_size, DEFAULT_CHUNK_SIZE)
             ),
             {"type": "content-end", "index": index},
         ]
