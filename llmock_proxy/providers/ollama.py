@@ -12,13 +12,23 @@ line of its own once it has.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
+from ..canonical import CanonicalRequest, Message, Summary, ToolCall, ToolResult, canonical_json
 from ..cassette import NDJSONLine, Payload, Request, Response
-from .base import Provider, RenderOptions, parse_arguments, request_json, split_url, text_of
+from .base import (
+    Provider,
+    RenderOptions,
+    chunk_text,
+    function_tool_calls,
+    function_tools,
+    json_digest,
+    plain_token_counts,
+    request_json,
+    split_url,
+    text_of,
+)
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
@@ -51,41 +61,6 @@ def response_format(value: Any) -> Any:
     return None
 
 
-def tools_of(body: dict[str, Any]) -> list[Tool]:
-    tools = []
-    for entry in body.get("tools") or []:
-        function = entry.get("function") if isinstance(entry, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            tools.append(
-                Tool(
-                    name=str(function["name"]),
-                    description=function.get("description"),
-                    parameters=function.get("parameters"),
-                )
-            )
-    return tools
-
-
-def tool_calls_of(value: Any) -> list[ToolCall]:
-    """``[{id?, function: {name, arguments}}]``; ids exist only in newer releases."""
-    calls = []
-    for entry in value or []:
-        function = entry.get("function") if isinstance(entry, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            calls.append(
-                ToolCall(
-                    name=str(function["name"]),
-                    arguments=parse_arguments(function.get("arguments")),
-                    id=entry.get("id"),
-                )
-            )
-    return calls
-
-
-def _digest(data: Any) -> str:
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
-
-
 def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message], list[Any]]:
     """(system prompt, messages, image digests) of a /api/chat body.
 
@@ -102,7 +77,7 @@ def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message], list[
         role = str(raw.get("role") or "user")
         text = text_of(raw.get("content"))
         if raw.get("images"):
-            images.append([index, _digest(raw["images"])])
+            images.append([index, json_digest(raw["images"])])
         if role == "system":
             system.append(text)
         elif role == "tool":
@@ -113,7 +88,9 @@ def conversation(body: dict[str, Any]) -> tuple[str | None, list[Message], list[
             )
             messages.append(Message(role="tool", tool_results=[result]))
         else:
-            messages.append(Message(role=role, text=text, tool_calls=tool_calls_of(raw.get("tool_calls"))))
+            # Tool calls carry ids only in newer releases.
+            calls = function_tool_calls(raw.get("tool_calls"))
+            messages.append(Message(role=role, text=text, tool_calls=calls))
     return ("\n".join(system) if system else None), messages, images
 
 
@@ -141,11 +118,8 @@ def usage_of(data: dict[str, Any]) -> dict[str, Any] | None:
 
 def metrics(usage: dict[str, Any] | None) -> dict[str, int]:
     """The final object's counts; durations are not recorded, so they are zero."""
-    usage = usage or {}
-    counts = {
-        "prompt_eval_count": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
-        "eval_count": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
-    }
+    input_tokens, output_tokens = plain_token_counts(usage)
+    counts = {"prompt_eval_count": input_tokens, "eval_count": output_tokens}
     return {key: counts.get(key, 0) for key in _METRIC_FIELDS}
 
 
@@ -155,11 +129,6 @@ def done_reason(summary: Summary) -> str:
     if summary.finish_reason in _LENGTH_REASONS:
         return "length"
     return "stop"
-
-
-def chunks(text: str, size: int) -> list[str]:
-    size = size if size > 0 else DEFAULT_CHUNK_SIZE
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def error_summary(status: int, data: Any) -> Summary | None:
@@ -179,22 +148,29 @@ def response_data(response: Response) -> Any:
     return response.body.value
 
 
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(status=status, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
+
+
+def ndjson_response(objects: list[dict[str, Any]], status: int = 200) -> Response:
+    lines = [NDJSONLine(data=data) for data in objects]
+    return Response(status=status, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+
+
+def stamped(model: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """An object as Ollama writes every one: the model and the time first."""
+    return {"model": model, "created_at": created_at(), **fields}
+
+
 class _OllamaProvider(Provider):
-    """What the three Ollama endpoints share: paths, stream default, errors."""
+    """What the three Ollama endpoints share: errors, how a recorded answer
+    is read, and (chat and generate) how one is written: deltas, then a last
+    object with ``done: true``, the reason and the counts."""
 
     stream_form = "ndjson"
-    paths: tuple[str, ...] = ()
-
-    def detect(self, method: str, host: str, path: str) -> bool:
-        # Match the end of the path so a prefix (a base URL) does not matter.
-        return method == "POST" and path.rstrip("/").endswith(self.paths)
 
     def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return Response(
-            status=status,
-            headers={"content-type": JSON_CONTENT_TYPE},
-            body=Payload.json({"error": message}),
-        )
+        return json_response({"error": message}, status)
 
     def _error_response(self, summary: Summary, stream: bool, deltas: list[dict[str, Any]]) -> Response:
         """An error before the stream (HTTP status) or inside it (a last line)."""
@@ -202,9 +178,10 @@ class _OllamaProvider(Provider):
         status = int(error.get("status") or 500)
         message = str(error.get("message") or "")
         if status < 400 and stream:
-            lines = [NDJSONLine(data=d) for d in deltas] + [NDJSONLine(data={"error": message})]
-            return Response(status=status, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+            return ndjson_response([*deltas, {"error": message}], status)
         return self.error(status if status >= 400 else 500, message)
+
+    # -- collapse ------------------------------------------------------------------
 
     def summarize(self, request: Request, response: Response) -> Summary:
         """Chat and generate: one JSON object, or lines folded in order."""
@@ -237,6 +214,47 @@ class _OllamaProvider(Provider):
         return summary
 
     def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
+        if summary.model is None and data.get("model"):
+            summary.model = data["model"]
+        self._take_content(data, summary)
+
+    def _take_content(self, data: dict[str, Any], summary: Summary) -> None:
+        raise NotImplementedError
+
+    # -- synthesis -----------------------------------------------------------------
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        model = summary.model or request.model or ""
+        deltas = []
+        if stream:
+            deltas = [
+                stamped(model, {**fields, "done": False})
+                for fields in self._delta_fields(summary, options.chunk_size)
+            ]
+        if summary.error:
+            return self._error_response(summary, stream, deltas)
+        if not stream:
+            return json_response({**stamped(model, self._answer_fields(summary)), **self._final_fields(summary)})
+        final = {**stamped(model, self._closing_fields()), **self._final_fields(summary)}
+        return ndjson_response([*deltas, final])
+
+    def _delta_fields(self, summary: Summary, chunk_size: int) -> list[dict[str, Any]]:
+        """What each streamed delta says, in order."""
+        raise NotImplementedError
+
+    def _answer_fields(self, summary: Summary) -> dict[str, Any]:
+        """What the one object of a non-stream answer says."""
+        raise NotImplementedError
+
+    def _closing_fields(self) -> dict[str, Any]:
+        """The (empty) content of a stream's last object."""
         raise NotImplementedError
 
     def _final_fields(self, summary: Summary) -> dict[str, Any]:
@@ -248,7 +266,7 @@ class _OllamaProvider(Provider):
 
 class OllamaChat(_OllamaProvider):
     family = "ollama.chat"
-    paths = ("/api/chat",)
+    path_endings = ("/api/chat",)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
@@ -263,58 +281,36 @@ class OllamaChat(_OllamaProvider):
             model=body.get("model"),
             system=system,
             messages=messages,
-            tools=tools_of(body),
+            tools=function_tools(body.get("tools")),
             response_format=response_format(body.get("format")),
             stream=wants_stream(body),
             extra=extra,
         )
 
-    def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
-        if summary.model is None and data.get("model"):
-            summary.model = data["model"]
+    def _take_content(self, data: dict[str, Any], summary: Summary) -> None:
         message = data.get("message")
         if not isinstance(message, dict):
             return
         summary.text += message.get("content") or ""
         if message.get("thinking"):
             summary.reasoning = (summary.reasoning or "") + message["thinking"]
-        summary.tool_calls.extend(tool_calls_of(message.get("tool_calls")))
+        summary.tool_calls.extend(function_tool_calls(message.get("tool_calls")))
 
-    def render(
-        self,
-        summary: Summary,
-        request: CanonicalRequest,
-        *,
-        stream: bool,
-        options: RenderOptions = RenderOptions(),
-    ) -> Response:
-        model = summary.model or request.model or ""
-        deltas = self._deltas(summary, model, options.chunk_size) if stream else []
-        if summary.error:
-            return self._error_response(summary, stream, deltas)
-        if not stream:
-            message = self._message(summary.text, summary.reasoning, summary.tool_calls)
-            body = {"model": model, "created_at": created_at(), "message": message}
-            body.update(self._final_fields(summary))
-            return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
-        final = {
-            "model": model,
-            "created_at": created_at(),
-            "message": {"role": "assistant", "content": ""},
-            **self._final_fields(summary),
-        }
-        lines = [NDJSONLine(data=d) for d in [*deltas, final]]
-        return Response(status=200, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
-
-    def _deltas(self, summary: Summary, model: str, chunk_size: int) -> list[dict[str, Any]]:
+    def _delta_fields(self, summary: Summary, chunk_size: int) -> list[dict[str, Any]]:
         """Thinking first, then text, then the tool calls in one object, as Ollama does."""
-        messages = [self._message("", piece, []) for piece in chunks(summary.reasoning or "", chunk_size)]
-        messages += [self._message(piece, None, []) for piece in chunks(summary.text, chunk_size)]
+        thinking = chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
+        messages = [self._message("", piece, []) for piece in thinking]
+        text = chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)
+        messages += [self._message(piece, None, []) for piece in text]
         if summary.tool_calls:
             messages.append(self._message("", None, summary.tool_calls))
-        return [
-            {"model": model, "created_at": created_at(), "message": m, "done": False} for m in messages
-        ]
+        return [{"message": m} for m in messages]
+
+    def _answer_fields(self, summary: Summary) -> dict[str, Any]:
+        return {"message": self._message(summary.text, summary.reasoning, summary.tool_calls)}
+
+    def _closing_fields(self) -> dict[str, Any]:
+        return {"message": {"role": "assistant", "content": ""}}
 
     @staticmethod
     def _message(text: str, thinking: str | None, calls: list[ToolCall]) -> dict[str, Any]:
@@ -337,7 +333,7 @@ class OllamaChat(_OllamaProvider):
 
 class OllamaGenerate(_OllamaProvider):
     family = "ollama.generate"
-    paths = ("/api/generate",)
+    path_endings = ("/api/generate",)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
@@ -347,10 +343,10 @@ class OllamaGenerate(_OllamaProvider):
             if body.get(key) is not None:
                 extra[key] = body[key]
         if body.get("images"):
-            extra["images"] = _digest(body["images"])
+            extra["images"] = json_digest(body["images"])
         if body.get("context"):
             # The token state of an earlier exchange: it decides the answer.
-            extra["context"] = _digest(body["context"])
+            extra["context"] = json_digest(body["context"])
         return CanonicalRequest(
             family=self.family,
             model=body.get("model"),
@@ -361,46 +357,25 @@ class OllamaGenerate(_OllamaProvider):
             extra=extra,
         )
 
-    def _take_delta(self, data: dict[str, Any], summary: Summary) -> None:
-        if summary.model is None and data.get("model"):
-            summary.model = data["model"]
+    def _take_content(self, data: dict[str, Any], summary: Summary) -> None:
         summary.text += data.get("response") or ""
         if data.get("thinking"):
             summary.reasoning = (summary.reasoning or "") + data["thinking"]
 
-    def render(
-        self,
-        summary: Summary,
-        request: CanonicalRequest,
-        *,
-        stream: bool,
-        options: RenderOptions = RenderOptions(),
-    ) -> Response:
-        model = summary.model or request.model or ""
-        deltas = self._deltas(summary, model, options.chunk_size) if stream else []
-        if summary.error:
-            return self._error_response(summary, stream, deltas)
-        if not stream:
-            body: dict[str, Any] = {"model": model, "created_at": created_at(), "response": summary.text}
-            if summary.reasoning:
-                body["thinking"] = summary.reasoning
-            body.update(self._final_fields(summary))
-            return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
-        final = {"model": model, "created_at": created_at(), "response": "", **self._final_fields(summary)}
-        lines = [NDJSONLine(data=d) for d in [*deltas, final]]
-        return Response(status=200, headers={"content-type": NDJSON_CONTENT_TYPE}, lines=lines)
+    def _delta_fields(self, summary: Summary, chunk_size: int) -> list[dict[str, Any]]:
+        thinking = chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
+        fields: list[dict[str, Any]] = [{"response": "", "thinking": piece} for piece in thinking]
+        fields += [{"response": piece} for piece in chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)]
+        return fields
 
-    @staticmethod
-    def _deltas(summary: Summary, model: str, chunk_size: int) -> list[dict[str, Any]]:
-        deltas = [
-            {"model": model, "created_at": created_at(), "response": "", "thinking": piece, "done": False}
-            for piece in chunks(summary.reasoning or "", chunk_size)
-        ]
-        deltas += [
-            {"model": model, "created_at": created_at(), "response": piece, "done": False}
-            for piece in chunks(summary.text, chunk_size)
-        ]
-        return deltas
+    def _answer_fields(self, summary: Summary) -> dict[str, Any]:
+        fields: dict[str, Any] = {"response": summary.text}
+        if summary.reasoning:
+            fields["thinking"] = summary.reasoning
+        return fields
+
+    def _closing_fields(self) -> dict[str, Any]:
+        return {"response": ""}
 
 
 # -- /api/embed and /api/embeddings -------------------------------------------------
@@ -412,7 +387,7 @@ class OllamaEmbed(_OllamaProvider):
     answers one ``embedding``. Neither streams."""
 
     family = "ollama.embed"
-    paths = ("/api/embed", "/api/embeddings")
+    path_endings = ("/api/embed", "/api/embeddings")
     LEGACY_PATH = "/api/embeddings"
 
     def canonical(self, request: Request) -> CanonicalRequest:
@@ -479,4 +454,4 @@ class OllamaEmbed(_OllamaProvider):
                     "prompt_eval_count": counts["prompt_eval_count"],
                 }
             )
-        return Response(status=200, headers={"content-type": JSON_CONTENT_TYPE}, body=Payload.json(body))
+        return json_response(body)
