@@ -27,17 +27,28 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import json
 import re
-import uuid
 from typing import Any
 from urllib.parse import unquote
 
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
-from ..cassette import EventStreamFrame, Payload, Request, Response, SSEEvent
+from ..cassette import EventStreamFrame, Payload, Request, Response, SSEEvent, compact_json
 from .anthropic_messages import AnthropicMessages
-from .base import Provider, RenderOptions, parse_arguments, request_json, split_url
+from .base import (
+    Provider,
+    RenderOptions,
+    StreamedToolCalls,
+    arguments_json,
+    chunk_text,
+    json_digest,
+    json_uuid,
+    parse_arguments,
+    plain_token_counts,
+    request_json,
+    split_url,
+    turn_messages,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -107,18 +118,9 @@ def route(path: str) -> tuple[str, str] | None:
     return unquote(found["model"]), found["operation"]
 
 
-def _digest(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
-
-
-def chunks(text: str, size: int) -> list[str]:
-    size = size if size > 0 else DEFAULT_CHUNK_SIZE
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
 def request_id(*parts: Any) -> str:
     """An ``x-amzn-requestid``: the same for the same answer, so replays are identical."""
-    return str(uuid.UUID(hex=_digest(list(parts), 32)))
+    return json_uuid(*parts)
 
 
 # -- EventStream frames -------------------------------------------------------------
@@ -256,7 +258,7 @@ def tool_result_content(blocks: Any) -> Any:
             return only["json"]
     if all(isinstance(b, dict) and set(b) == {"text"} for b in blocks):
         return "".join(b["text"] for b in blocks)
-    return [b.get("json", b.get("text", {"digest": _digest(b)})) for b in blocks if isinstance(b, dict)]
+    return [b.get("json", b.get("text", {"digest": json_digest(b)})) for b in blocks if isinstance(b, dict)]
 
 
 def converse_conversation(body: dict[str, Any]) -> tuple[str | None, list[Message], list[Any]]:
@@ -304,14 +306,9 @@ def converse_conversation(body: dict[str, Any]) -> tuple[str | None, list[Messag
                     )
                 )
             elif any(key in block for key in ("image", "document", "video", "audio")):
-                attachments.append([index, _digest(block)])
+                attachments.append([index, json_digest(block)])
             # reasoningContent, cachePoint, guardContent: not what decides the answer.
-        if results:
-            messages.append(Message(role="tool", tool_results=results))
-            if text:
-                messages.append(Message(role="user", text="".join(text)))
-            continue
-        messages.append(Message(role=role, text="".join(text), tool_calls=calls))
+        messages += turn_messages(role, "".join(text), calls, results)
     return (system or None), messages, attachments
 
 
@@ -364,11 +361,9 @@ def converse_usage(usage: Any) -> dict[str, Any] | None:
 
 
 def wire_usage(usage: dict[str, Any] | None) -> dict[str, int]:
+    input_tokens, output_tokens = plain_token_counts(usage)
+    counts = {"inputTokens": input_tokens, "outputTokens": output_tokens}
     usage = usage or {}
-    counts = {
-        "inputTokens": int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
-        "outputTokens": int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
-    }
     for ours, theirs in _CACHE_COUNTS:
         if isinstance(usage.get(ours), int):
             counts[theirs] = usage[ours]
@@ -405,7 +400,7 @@ def summarize_converse(data: dict[str, Any]) -> Summary:
 
 def _tool_use_id(call: ToolCall, index: int) -> str:
     """The call's own id, or one derived from it: the same on every replay."""
-    return call.id or "tooluse_" + _digest([index, call.name, call.arguments], 22)
+    return call.id or "tooluse_" + json_digest([index, call.name, call.arguments], 22)
 
 
 def converse_content(summary: Summary) -> list[dict[str, Any]]:
@@ -441,25 +436,24 @@ def converse_events(summary: Summary, chunk_size: int) -> list[tuple[str, dict[s
     if summary.reasoning:
         events += [
             ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"reasoningContent": {"text": text}}})
-            for text in chunks(summary.reasoning, chunk_size)
+            for text in chunk_text(summary.reasoning, chunk_size, DEFAULT_CHUNK_SIZE)
         ]
         events.append(("contentBlockStop", {"contentBlockIndex": index}))
         index += 1
     if summary.text:
         events += [
             ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
-            for piece in chunks(summary.text, chunk_size)
+            for piece in chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)
         ]
         events.append(("contentBlockStop", {"contentBlockIndex": index}))
         index += 1
     for call_number, call in enumerate(summary.tool_calls):
         start = {"toolUse": {"toolUseId": _tool_use_id(call, call_number), "name": call.name}}
         events.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
-        arguments = call.arguments if call.arguments is not None else {}
-        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        text = arguments_json(call.arguments, spaced=True)
         events += [
             ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
-            for piece in chunks(text, chunk_size)
+            for piece in chunk_text(text, chunk_size, DEFAULT_CHUNK_SIZE)
         ]
         events.append(("contentBlockStop", {"contentBlockIndex": index}))
         index += 1
@@ -473,8 +467,7 @@ class ConverseCollector:
 
     def __init__(self) -> None:
         self.summary = Summary()
-        self._calls: dict[int, ToolCall] = {}
-        self._inputs: dict[int, list[str]] = {}
+        self._calls = StreamedToolCalls()
 
     def take(self, event_type: str | None, data: Any) -> None:
         if not isinstance(data, dict):
@@ -484,14 +477,13 @@ class ConverseCollector:
             start = data.get("start") if isinstance(data.get("start"), dict) else {}
             use = start.get("toolUse")
             if isinstance(use, dict):
-                self._calls[index] = ToolCall(name=str(use.get("name") or ""), id=use.get("toolUseId"))
-                self._inputs[index] = []
+                self._calls.start(index, ToolCall(name=str(use.get("name") or ""), id=use.get("toolUseId")))
         elif event_type == "contentBlockDelta":
             delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
             if isinstance(delta.get("text"), str):
                 self.summary.text += delta["text"]
             elif isinstance(delta.get("toolUse"), dict):
-                self._inputs.setdefault(index, []).append(str(delta["toolUse"].get("input") or ""))
+                self._calls.add(index, str(delta["toolUse"].get("input") or ""))
             elif isinstance(delta.get("reasoningContent"), dict):
                 piece = delta["reasoningContent"].get("text")
                 if isinstance(piece, str) and piece:
@@ -502,10 +494,7 @@ class ConverseCollector:
             self.summary.usage = converse_usage(data.get("usage"))
 
     def result(self) -> Summary:
-        for index in sorted(self._calls):
-            call = self._calls[index]
-            call.arguments = parse_arguments("".join(self._inputs.get(index, [])))
-            self.summary.tool_calls.append(call)
+        self.summary.tool_calls.extend(self._calls.finish())
         return self.summary
 
 
@@ -714,7 +703,7 @@ def _invocation_metrics(usage: dict[str, Any] | None) -> dict[str, int]:
 
 def chunk_frame(event: dict[str, Any]) -> EventStreamFrame:
     """One ``chunk`` of InvokeModelWithResponseStream: the vendor event, base64."""
-    raw = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = compact_json(event).encode()
     return event_frame("chunk", {"bytes": base64.b64encode(raw).decode("ascii")})
 
 
@@ -770,7 +759,7 @@ class BedrockInvoke(_BedrockProvider):
         """Other vendors: the whole body decides (as a digest); a prompt or
         an input text is lifted out so fixtures can match on it."""
         raw = body if body else (request.body.to_bytes().decode("utf-8", "replace") if request.body else "")
-        extra = {"dialect": GENERIC, "body": _digest(raw)}
+        extra = {"dialect": GENERIC, "body": json_digest(raw)}
         embedding_input: list[str] | None = None
         messages: list[Message] = []
         if isinstance(body.get("texts"), list):
@@ -946,7 +935,7 @@ class BedrockInvoke(_BedrockProvider):
             return events
         vendor = _vendor_model(request.model)
         if kind == GENERIC:
-            pieces = chunks(summary.text, options.chunk_size) or [""]
+            pieces = chunk_text(summary.text, options.chunk_size, DEFAULT_CHUNK_SIZE) or [""]
             body = self._generic_body(summary, vendor)
             events = [self._generic_chunk(vendor, piece, None) for piece in pieces]
             events[-1] = self._generic_chunk(vendor, pieces[-1], body)
