@@ -22,20 +22,20 @@ The story of one exchange:
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from ..canonical import (
-    CanonicalRequest,
-    Message,
-    Summary,
-    Tool,
-    ToolCall,
-    ToolResult,
-    canonical_json,
-)
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
 from ..cassette import Payload, Request, Response, SSEEvent, compact_json
-from .base import Provider, RenderOptions, parse_arguments, request_json
+from .base import (
+    Provider,
+    RenderOptions,
+    chunk_text,
+    json_digest,
+    parse_arguments,
+    request_json,
+    token_counts,
+    turn_messages,
+)
 
 DEFAULT_CHUNK_SIZE = 20
 
@@ -87,10 +87,9 @@ class AnthropicMessages(Provider):
     family = "anthropic.messages"
     stream_form = "sse"
 
-    # -- 1. which requests are ours -------------------------------------------
+    # -- 1. which requests are ours: POST .../v1/messages ---------------------
 
-    def detect(self, method: str, host: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/v1/messages")
+    path_endings = ("/v1/messages",)
 
     # -- 2. the request, canonical --------------------------------------------
 
@@ -143,8 +142,8 @@ class AnthropicMessages(Provider):
         if not stream:
             message["content"] = blocks
             return Response(status=200, headers=dict(_JSON_HEADERS), body=Payload.json(message))
-        chunk = options.chunk_size if options.chunk_size > 0 else DEFAULT_CHUNK_SIZE
-        return Response(status=200, headers=dict(_SSE_HEADERS), events=_stream_events(message, blocks, chunk))
+        events = _stream_events(message, blocks, options.chunk_size)
+        return Response(status=200, headers=dict(_SSE_HEADERS), events=events)
 
     # -- 5. errors, in Anthropic's envelope -----------------------------------
 
@@ -224,15 +223,7 @@ def _messages(raw: Any) -> list[Message]:
             # image, document, thinking, redacted_thinking, server tool blocks:
             # they do not decide which recording answers, and carry volatile
             # signatures or large payloads.
-        text = _block_texts(content)
-        if results:
-            # Tool results answer the previous assistant turn; like the other
-            # families they form a "tool" message, any text follows as the user's.
-            messages.append(Message(role="tool", tool_results=results))
-            if text:
-                messages.append(Message(role="user", text=text))
-            continue
-        messages.append(Message(role=role, text=text, tool_calls=calls))
+        messages += turn_messages(role, _block_texts(content), calls, results)
     return messages
 
 
@@ -412,25 +403,13 @@ def usage_for(usage: dict[str, Any] | None) -> dict[str, Any]:
     if "input_tokens" in usage and "output_tokens" in usage and "total_tokens" not in usage:
         return dict(usage)
 
-    def first(*keys: str) -> int:
-        for key in keys:
-            value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        return 0
-
-    return {
-        "input_tokens": first("input_tokens", "prompt_tokens", "promptTokenCount", "prompt_eval_count",
-                              "inputTokens"),
-        "output_tokens": first("output_tokens", "completion_tokens", "candidatesTokenCount", "eval_count",
-                               "outputTokens"),
-    }
+    input_tokens, output_tokens = token_counts(usage)
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens}
 
 
 def _stable_id(prefix: str, *parts: Any) -> str:
     """Ids that are the same on every replay of the same summary."""
-    digest = hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:24]
-    return f"{prefix}{digest}"
+    return prefix + json_digest(list(parts), 24)
 
 
 def _message_envelope(summary: Summary, request: CanonicalRequest) -> dict[str, Any]:
@@ -466,25 +445,26 @@ def _content_blocks(summary: Summary) -> list[dict[str, Any]]:
 
 
 def _pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    """At least one piece: a block's delta is sent even for empty text."""
+    return chunk_text(text, size, DEFAULT_CHUNK_SIZE) or [""]
 
 
 def _event(name: str, data: dict[str, Any]) -> SSEEvent:
     return SSEEvent(event=name, data={"type": name, **data})
 
 
-def _block_events(index: int, block: dict[str, Any], chunk: int) -> list[SSEEvent]:
+def _block_events(index: int, block: dict[str, Any], chunk_size: int) -> list[SSEEvent]:
     """``content_block_start``, the block's deltas and ``content_block_stop``."""
     kind = block["type"]
     if kind == "text":
         opening: dict[str, Any] = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], chunk)]
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], chunk_size)]
     elif kind == "thinking":
         opening = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], chunk)]
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], chunk_size)]
     else:  # tool_use: like the API, an empty first piece, then the input JSON in pieces
         opening = {**block, "input": {}}
-        pieces = ["", *_pieces(compact_json(block["input"]), chunk)]
+        pieces = ["", *_pieces(compact_json(block["input"]), chunk_size)]
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
     return [
         _event("content_block_start", {"index": index, "content_block": opening}),
@@ -493,13 +473,13 @@ def _block_events(index: int, block: dict[str, Any], chunk: int) -> list[SSEEven
     ]
 
 
-def _stream_events(message: dict[str, Any], blocks: list[dict[str, Any]], chunk: int) -> list[SSEEvent]:
+def _stream_events(message: dict[str, Any], blocks: list[dict[str, Any]], chunk_size: int) -> list[SSEEvent]:
     usage = dict(message["usage"])
     # message_start: the envelope with no content and no stop reason yet.
     start_message = {**message, "stop_reason": None, "usage": {**usage, "output_tokens": 0}}
     events = [_event("message_start", {"message": start_message}), _event("ping", {})]
     for index, block in enumerate(blocks):
-        events += _block_events(index, block, chunk)
+        events += _block_events(index, block, chunk_size)
     # message_delta carries the cumulative usage, as the API's does.
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
     events.append(_event("message_delta", {"delta": delta, "usage": usage}))
