@@ -37,23 +37,24 @@ on Vertex ``:predict`` for embedding models (``{instances: [{content}]}`` ->
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..canonical import (
-    CanonicalRequest,
-    Message,
-    Summary,
-    Tool,
-    ToolCall,
-    ToolResult,
-    canonical_json,
-)
+from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
 from ..cassette import Payload, Request, Response, SSEEvent
-from .base import Provider, RenderOptions, parse_arguments, request_json, split_url
+from .base import (
+    Provider,
+    RenderOptions,
+    chunk_text,
+    json_digest,
+    parse_arguments,
+    request_json,
+    split_url,
+    token_counts,
+    turn_messages,
+)
 
 DEFAULT_CHUNK_SIZE = 20
 
@@ -157,21 +158,47 @@ def _error_summary(body: Any, status: int) -> dict[str, Any] | None:
     return {"status": code, "type": str(name), "message": str(err.get("message", ""))}
 
 
-class GeminiGenerate(Provider):
-    family = "gemini.generate"
-    stream_form = "sse"
+class _GeminiREST(Provider):
+    """What the REST methods share: the model and method in the path, and
+    errors in Google's envelope."""
 
-    # -- 1. which requests are ours -------------------------------------------
+    stream_form = "sse"
 
     def detect(self, method: str, host: str, path: str) -> bool:
         parsed = GeminiPath.parse(path)
-        return method == "POST" and parsed is not None and parsed.method in GENERATE_METHODS
+        return method == "POST" and parsed is not None and self._serves(parsed)
+
+    def _serves(self, parsed: GeminiPath) -> bool:
+        raise NotImplementedError
+
+    @staticmethod
+    def _path(request: Request) -> GeminiPath | None:
+        return GeminiPath.parse(split_url(request.url)[1])
+
+    def _render_error(self, error: dict[str, Any]) -> Response:
+        """The error a summary recorded, in Google's envelope."""
+        return self.error(
+            int(error.get("status") or 500),
+            str(error.get("message") or ""),
+            type=str(error.get("type") or ""),
+        )
+
+    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+        return google_error(status, message, type)
+
+
+class GeminiGenerate(_GeminiREST):
+    family = "gemini.generate"
+
+    # -- 1. which requests are ours -------------------------------------------
+
+    def _serves(self, parsed: GeminiPath) -> bool:
+        return parsed.method in GENERATE_METHODS
 
     # -- 2. the request, canonical --------------------------------------------
 
     def canonical(self, request: Request) -> CanonicalRequest:
-        _, path, _ = split_url(request.url)
-        parsed = GeminiPath.parse(path)
+        parsed = self._path(request)
         body = request_json(request)
         config = body.get("generationConfig")
         return CanonicalRequest(
@@ -222,40 +249,31 @@ class GeminiGenerate(Provider):
         options: RenderOptions = RenderOptions(),
     ) -> Response:
         if summary.error:
-            return self.error(
-                int(summary.error.get("status") or 500),
-                str(summary.error.get("message") or ""),
-                type=str(summary.error.get("type") or ""),
-            )
-        chunk = options.chunk_size if options.chunk_size > 0 else DEFAULT_CHUNK_SIZE
-        base = {"modelVersion": summary.model or request.model or "", "responseId": _stable_id(summary)}
+            return self._render_error(summary.error)
+        # A responseId that is the same on every replay of the same summary.
+        response_id = json_digest(summary.to_dict(), 22)
+        base = {"modelVersion": summary.model or request.model or "", "responseId": response_id}
         if not stream:
             body = _response_chunk(_parts(summary), summary, last=True, base=base)
             return Response(status=200, headers=dict(_JSON_HEADERS), body=Payload.json(body))
-        groups = _streamed_parts(summary, chunk)
+        groups = _streamed_parts(summary, options.chunk_size)
         events = [
             SSEEvent(data=_response_chunk(parts, summary, last=i == len(groups) - 1, base=base))
             for i, parts in enumerate(groups)
         ]
         return Response(status=200, headers=dict(_SSE_HEADERS), events=events)
 
-    # -- 5. errors, in Google's envelope --------------------------------------
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return google_error(status, message, type)
+class GeminiEmbed(_GeminiREST):
+    """The embedding methods; they never stream."""
 
-
-class GeminiEmbed(Provider):
     family = "gemini.embed"
-    stream_form = "sse"  # never streams
 
-    def detect(self, method: str, host: str, path: str) -> bool:
-        parsed = GeminiPath.parse(path)
-        return method == "POST" and parsed is not None and _is_embed(parsed)
+    def _serves(self, parsed: GeminiPath) -> bool:
+        return _is_embed(parsed)
 
     def canonical(self, request: Request) -> CanonicalRequest:
-        _, path, _ = split_url(request.url)
-        parsed = GeminiPath.parse(path)
+        parsed = self._path(request)
         body = request_json(request)
         method = parsed.method if parsed else "embedContent"
         if method == "batchEmbedContents":
@@ -314,11 +332,7 @@ class GeminiEmbed(Provider):
         options: RenderOptions = RenderOptions(),
     ) -> Response:
         if summary.error:
-            return self.error(
-                int(summary.error.get("status") or 500),
-                str(summary.error.get("message") or ""),
-                type=str(summary.error.get("type") or ""),
-            )
+            return self._render_error(summary.error)
         vectors = summary.embeddings or []
         method = request.extra.get("method", "embedContent")
         body: dict[str, Any]
@@ -331,9 +345,6 @@ class GeminiEmbed(Provider):
             if summary.usage:
                 body["usageMetadata"] = summary.usage
         return Response(status=200, headers=dict(_JSON_HEADERS), body=Payload.json(body))
-
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return google_error(status, message, type)
 
 
 # -- request helpers -------------------------------------------------------------
@@ -385,16 +396,8 @@ def _messages(contents: Any) -> list[Message]:
             ToolResult(content=fr.get("response"), tool_call_id=fr.get("id"), name=fr.get("name"))
             for fr in (p["functionResponse"] for p in parts if isinstance(p.get("functionResponse"), dict))
         ]
-        text = _part_texts(parts)
         # inlineData, fileData, executableCode...: not part of the match.
-        if results:
-            # Function responses answer the previous model turn: a "tool"
-            # message, as in the other families; any text follows as the user's.
-            messages.append(Message(role="tool", tool_results=results))
-            if text:
-                messages.append(Message(role="user", text=text))
-            continue
-        messages.append(Message(role=role, text=text, tool_calls=calls))
+        messages += turn_messages(role, _part_texts(parts), calls, results)
     return messages
 
 
@@ -500,21 +503,8 @@ def usage_metadata_for(usage: dict[str, Any] | None) -> dict[str, Any]:
     if "promptTokenCount" in usage or "totalTokenCount" in usage:
         return dict(usage)
 
-    def first(*keys: str) -> int:
-        for key in keys:
-            value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        return 0
-
-    prompt = first("input_tokens", "prompt_tokens", "prompt_eval_count", "inputTokens")
-    output = first("output_tokens", "completion_tokens", "eval_count", "outputTokens")
+    prompt, output = token_counts(usage)
     return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
-
-
-def _stable_id(summary: Summary) -> str:
-    """A responseId that is the same on every replay of the same summary."""
-    return hashlib.sha256(canonical_json(summary.to_dict()).encode()).hexdigest()[:22]
 
 
 def _call_part(call: ToolCall) -> dict[str, Any]:
@@ -534,17 +524,12 @@ def _parts(summary: Summary) -> list[dict[str, Any]]:
     return parts or [{"text": ""}]
 
 
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _streamed_parts(summary: Summary, size: int) -> list[list[dict[str, Any]]]:
+def _streamed_parts(summary: Summary, chunk_size: int) -> list[list[dict[str, Any]]]:
     """The parts of each streamed chunk: thoughts and text in pieces, the
     function calls whole (Gemini never splits a call) in the last chunk."""
-    groups: list[list[dict[str, Any]]] = [
-        [{"text": piece, "thought": True}] for piece in _pieces(summary.reasoning or "", size)
-    ]
-    groups += [[{"text": piece}] for piece in _pieces(summary.text, size)]
+    thoughts = chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
+    groups: list[list[dict[str, Any]]] = [[{"text": piece, "thought": True}] for piece in thoughts]
+    groups += [[{"text": piece}] for piece in chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)]
     calls = [_call_part(call) for call in summary.tool_calls]
     if calls:
         groups.append(calls)
