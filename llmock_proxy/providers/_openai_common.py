@@ -1,5 +1,6 @@
 """What the OpenAI API families share: the error envelope, content parts,
-usage and finish-reason vocabulary, and deterministic ids for synthesis.
+the finish-reason vocabulary, stream chunking and deterministic ids for
+synthesis.
 
 Rendered responses carry ids and timestamps derived from the request's
 fingerprint and the summary, so replaying one fixture twice sends the same
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Response, SSEEvent, compact_json
+from ..cassette import Payload, Response, SSEEvent
+from .base import Provider, chunk_text
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
@@ -39,6 +41,22 @@ _TYPE_FOR_STATUS = {
     502: "server_error",
     503: "server_error",
 }
+
+
+class OpenAIProvider(Provider):
+    """Base of the OpenAI families: recognised by the end of the path
+    (``path_endings``: OpenAI, Azure's deployment paths and the compatible
+    servers' prefixes alike), errors in OpenAI's envelope."""
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> Response:
+        return error_response(status, message, type=type, code=code)
 
 
 # -- errors --------------------------------------------------------------------
@@ -205,38 +223,9 @@ def chat_finish_reason(summary: Summary) -> str:
     return "tool_calls" if summary.tool_calls else "stop"
 
 
-def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
-    """(input tokens, output tokens) from a usage mapping in any family's shape."""
-    if not isinstance(usage, dict):
-        return 0, 0
-
-    def first(*keys: str) -> int:
-        for key in keys:
-            value = usage.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return int(value)
-        return 0
-
-    prompt = first("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count", "inputTokens")
-    completion = first(
-        "completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count", "outputTokens"
-    )
-    return prompt, completion
-
-
 def chunks(text: str, size: int) -> list[str]:
     """``text`` cut into pieces of ``size`` characters (the family default when 0)."""
-    size = size if size > 0 else DEFAULT_CHUNK_SIZE
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def arguments_json(arguments: Any) -> str:
-    """Tool-call arguments as the JSON string OpenAI sends."""
-    if isinstance(arguments, str):
-        return arguments
-    if arguments is None:
-        return "{}"
-    return compact_json(arguments)
+    return chunk_text(text, size, DEFAULT_CHUNK_SIZE)
 
 
 # -- deterministic ids -----------------------------------------------------------

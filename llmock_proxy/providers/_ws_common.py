@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Request, Response, WSClose, WSMessage, compact_json
-from .base import Provider
+from ..cassette import Payload, Request, Response, WebSocketSession, WSClose, WSMessage, compact_json
+from .base import Provider, RenderOptions
 
 # RFC 6455 close codes the families use.
 CLOSE_NORMAL = 1000
@@ -204,6 +204,26 @@ class WebSocketProvider(Provider):
         """A fixture-driven session for the upgrade ``request``; None when the
         family cannot answer from fixtures."""
         return None
+
+    def render(
+        self,
+        summary: Summary,
+        request: CanonicalRequest,
+        *,
+        stream: bool = True,
+        options: RenderOptions = RenderOptions(),
+    ) -> Response:
+        """One answer as the server messages of one turn: a 101 whose
+        transcript holds them (and the close, when the answer ends the session)."""
+        step = self.render_conversation(request).respond(
+            TurnAnswer(summary=summary, chunk_size=options.chunk_size)
+        )
+        return Response(status=101, websocket=WebSocketSession(messages=step.send, close=step.close))
+
+    def render_conversation(self, request: CanonicalRequest) -> WSConversation:
+        """A session whose next :meth:`~WSConversation.respond` answers
+        ``request``'s turn (what :meth:`render` renders with)."""
+        raise NotImplementedError
 
     def summarize(self, request: Request, response: Response) -> Summary:
         if response.websocket is None:

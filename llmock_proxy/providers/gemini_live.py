@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall
-from ..cassette import Request, Response, WebSocketSession, WSClose, WSMessage
+from ..cassette import Request, Response, WSClose, WSMessage
 from ._ws_common import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -53,11 +53,11 @@ from ._ws_common import (
     json_values,
     message_json,
 )
-from .base import RenderOptions
+from .base import chunk_text
+from .gemini import DEFAULT_CHUNK_SIZE, google_error, usage_metadata_for
 from .gemini import _messages as gemini_messages
 from .gemini import _system_text as gemini_system_text
 from .gemini import _tools as gemini_tools
-from .gemini import google_error, usage_metadata_for
 
 _LIVE_PATH = re.compile(
     r"/ws/(?:"
@@ -66,7 +66,6 @@ _LIVE_PATH = re.compile(
     r")$"
 )
 
-DEFAULT_CHUNK_SIZE = 20
 # Function call ids are made by the server and echoed by the client;
 # resumption handles change on every run.
 _VOLATILE = frozenset({"id", "handle"})
@@ -131,18 +130,9 @@ class GeminiLive(WebSocketProvider):
     def conversation(self, request: Request) -> LiveConversation:
         return LiveConversation(self.canonical(request))
 
-    def render(
-        self,
-        summary: Summary,
-        request: CanonicalRequest,
-        *,
-        stream: bool = True,
-        options: RenderOptions = RenderOptions(),
-    ) -> Response:
-        """One model turn as Live server messages."""
-        conversation = LiveConversation(request, setup={"model": request.model or ""})
-        step = conversation.respond(TurnAnswer(summary=summary, chunk_size=options.chunk_size))
-        return Response(status=101, websocket=WebSocketSession(messages=step.send, close=step.close))
+    def render_conversation(self, request: CanonicalRequest) -> LiveConversation:
+        """A session already set up, so one model turn renders as Live server messages."""
+        return LiveConversation(request, setup={"model": request.model or ""})
 
     def summarize_messages(self, server: list[WSMessage], client: list[WSMessage]) -> Summary:
         summary = _summarize_live(json_values(server))
@@ -237,10 +227,9 @@ class LiveConversation:
         if answer.error is not None:
             return self._refuse(close_code_for_status(answer.error.status), answer.error.message)
         summary = answer.summary or Summary()
-        size = answer.chunk_size or DEFAULT_CHUNK_SIZE
         out: list[WSMessage] = []
         text = summary.text
-        for piece in [text[i : i + size] for i in range(0, len(text), size)]:
+        for piece in chunk_text(text, answer.chunk_size, DEFAULT_CHUNK_SIZE):
             if self._audio:
                 content = {"modelTurn": {"parts": [{"inlineData": {"mimeType": _AUDIO_MIME, "data": _SILENCE}}]},
                            "outputTranscription": {"text": piece}}

@@ -25,19 +25,15 @@ from typing import Any
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
 from ..cassette import Request, Response, SSEEvent
 from . import _openai_common as common
-from .base import Provider, RenderOptions, parse_arguments, request_json, split_url
+from .base import RenderOptions, arguments_json, parse_arguments, request_json, split_url, token_counts
 
 FAMILY = "openai.chat"
 
 
-class OpenAIChat(Provider):
+class OpenAIChat(common.OpenAIProvider):
     family = FAMILY
     stream_form = "sse"
-
-    # -- detect ------------------------------------------------------------------
-
-    def detect(self, method: str, host: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/chat/completions")
+    path_endings = ("/chat/completions",)
 
     # -- canonical request -----------------------------------------------------
 
@@ -128,7 +124,7 @@ class OpenAIChat(Provider):
             {
                 "id": call.id or "call_" + ids.alnum(f"call{i}", 24),
                 "type": "function",
-                "function": {"name": call.name, "arguments": common.arguments_json(call.arguments)},
+                "function": {"name": call.name, "arguments": arguments_json(call.arguments)},
             }
             for i, call in enumerate(summary.tool_calls)
         ]
@@ -136,7 +132,7 @@ class OpenAIChat(Provider):
         if stream:
             events = _stream_events(header, summary, calls, finish_reason, options)
             return common.sse_response(events, request_id=ids.request_id())
-        prompt_tokens, completion_tokens = common.usage_counts(summary.usage)
+        prompt_tokens, completion_tokens = token_counts(summary.usage)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": summary.text if summary.text or not calls else None,
@@ -153,16 +149,6 @@ class OpenAIChat(Provider):
             "usage": _chat_usage(prompt_tokens, completion_tokens),
         }
         return common.json_response(body, request_id=ids.request_id())
-
-    def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-    ) -> Response:
-        return common.error_response(status, message, type=type, code=code)
 
 
 # -- request pieces --------------------------------------------------------------
@@ -293,7 +279,7 @@ def _stream_events(
         events.extend(_argument_chunks(header, index, call, options))
     events.append(header.chunk({}, finish_reason))
     if summary.usage is not None:
-        prompt_tokens, completion_tokens = common.usage_counts(summary.usage)
+        prompt_tokens, completion_tokens = token_counts(summary.usage)
         events.append(
             SSEEvent(
                 data={

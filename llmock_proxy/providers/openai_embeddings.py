@@ -25,7 +25,7 @@ from typing import Any
 from ..canonical import CanonicalRequest, Summary
 from ..cassette import Request, Response, compact_json
 from . import _openai_common as common
-from .base import Provider, RenderOptions, request_json, split_url
+from .base import RenderOptions, request_json, split_url, token_counts
 
 FAMILY = "openai.embeddings"
 
@@ -34,15 +34,16 @@ FAMILY = "openai.embeddings"
 DEFAULT_DIMENSIONS = 1536
 
 
-class OpenAIEmbeddings(Provider):
+class OpenAIEmbeddings(common.OpenAIProvider):
     family = FAMILY
     stream_form = "sse"  # never used: embeddings are not streamed
+    path_endings = ("/embeddings",)
 
     # -- detect ------------------------------------------------------------------
 
     def detect(self, method: str, host: str, path: str) -> bool:
-        path = path.rstrip("/")
-        return method == "POST" and path.endswith("/embeddings") and path != "/api/embeddings"
+        # Ollama's own /api/embeddings is another API.
+        return super().detect(method, host, path) and path.rstrip("/") != "/api/embeddings"
 
     # -- canonical request -----------------------------------------------------
 
@@ -105,7 +106,7 @@ class OpenAIEmbeddings(Provider):
             dimensions = int(request.extra.get("dimensions") or DEFAULT_DIMENSIONS)
             vectors = [deterministic_vector(text, dimensions) for text in inputs]
         encode = encode_base64 if options.encoding_format == "base64" else list
-        prompt_tokens, _ = common.usage_counts(summary.usage)
+        prompt_tokens, _ = token_counts(summary.usage)
         if summary.usage is None:
             prompt_tokens = sum(len(text.split()) for text in inputs)
         body = {
@@ -119,16 +120,6 @@ class OpenAIEmbeddings(Provider):
         }
         ids = common.DerivedIds.for_render(request, summary)
         return common.json_response(body, request_id=ids.request_id())
-
-    def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-    ) -> Response:
-        return common.error_response(status, message, type=type, code=code)
 
 
 # -- request pieces --------------------------------------------------------------

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
-from ..cassette import Payload, Request, Response, SSEEvent, WebSocketSession, WSMessage
+from ..cassette import Payload, Request, Response, SSEEvent, WSMessage
 from . import _openai_common as common
 from ._ws_common import (
     ErrorAnswer,
@@ -51,7 +51,7 @@ from ._ws_common import (
     json_values,
     message_json,
 )
-from .base import RenderOptions, parse_arguments, split_url
+from .base import RenderOptions, arguments_json, parse_arguments, split_url, token_counts
 from .openai_responses import OpenAIResponses
 
 # Ids that change on every run: the client echoes the server's, or makes its own.
@@ -63,14 +63,13 @@ _BETA_HEADER = "realtime=v1"
 _SILENCE = base64.b64encode(bytes(4800)).decode("ascii")
 
 
-class _OpenAIWebSocket(WebSocketProvider):
-    """Shared by both WebSocket families: detection by path suffix, model from the query."""
+class _OpenAIWebSocket(common.OpenAIProvider, WebSocketProvider):
+    """Shared by both WebSocket families: an upgrade (GET) recognised by the
+    end of its path, the model from the query; a refused upgrade is a plain
+    HTTP answer in OpenAI's envelope."""
 
-    path_suffix: str = ""
+    http_method = "GET"
     volatile_keys = _VOLATILE
-
-    def detect(self, method: str, host: str, path: str) -> bool:
-        return method == "GET" and path.rstrip("/").endswith(self.path_suffix)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         _, _, query = split_url(request.url)
@@ -80,24 +79,13 @@ class _OpenAIWebSocket(WebSocketProvider):
             stream=True,
         )
 
-    def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-    ) -> Response:
-        # Refused before the upgrade: a plain HTTP answer in OpenAI's envelope.
-        return common.error_response(status, message, type=type, code=code)
-
 
 # -- Realtime ------------------------------------------------------------------------
 
 
 class OpenAIRealtime(_OpenAIWebSocket):
     family = "openai.realtime"
-    path_suffix = "/realtime"
+    path_endings = ("/realtime",)
 
     def sent_on_connect(self, message: WSMessage) -> bool:
         value = message_json(message)
@@ -116,15 +104,10 @@ class OpenAIRealtime(_OpenAIWebSocket):
         beta = _BETA_HEADER in request.headers.get("openai-beta", "").replace(" ", "")
         return RealtimeConversation(self.canonical(request), beta=beta)
 
-    def render(
-        self,
-        summary: Summary,
-        request: CanonicalRequest,
-        *,
-        stream: bool = True,
-        options: RenderOptions = RenderOptions(),
-    ) -> Response:
-        return _render_turn(RealtimeConversation(request), summary, options)
+    def render_conversation(self, request: CanonicalRequest) -> RealtimeConversation:
+        conversation = RealtimeConversation(request)
+        conversation.receive(WSMessage(True, Payload.json({"type": "response.create"})))
+        return conversation
 
     def summarize_messages(self, server: list[WSMessage], client: list[WSMessage]) -> Summary:
         return _summarize_realtime(json_values(server))
@@ -551,7 +534,7 @@ class _RealtimeWriter:
         index = len(self.items)
         item_id = conv._id("item_")
         call_id = call.id or conv._id("call_")
-        arguments = common.arguments_json(call.arguments)
+        arguments = arguments_json(call.arguments)
         item = {"id": item_id, "object": "realtime.item", "type": "function_call", "status": "in_progress",
                 "name": call.name, "call_id": call_id, "arguments": ""}
         self._added(index, item)
@@ -563,7 +546,7 @@ class _RealtimeWriter:
 
 
 def _usage(summary: Summary) -> dict[str, Any]:
-    input_tokens, output_tokens = common.usage_counts(summary.usage)
+    input_tokens, output_tokens = token_counts(summary.usage)
     if not output_tokens:
         output_tokens = len(summary.text.split()) + len(summary.tool_calls)
     return {
@@ -575,14 +558,6 @@ def _usage(summary: Summary) -> dict[str, Any]:
                                 "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0}},
         "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0},
     }
-
-
-def _render_turn(conversation: RealtimeConversation, summary: Summary, options: RenderOptions) -> Response:
-    """One answer as the server messages of one turn (a 101 whose transcript
-    holds only server messages)."""
-    conversation.receive(WSMessage(True, Payload.json({"type": "response.create"})))
-    step = conversation.respond(TurnAnswer(summary=summary, chunk_size=options.chunk_size))
-    return Response(status=101, websocket=WebSocketSession(messages=step.send))
 
 
 # -- reading items and transcripts ------------------------------------------------------------
@@ -692,7 +667,7 @@ _RESPONSES_HTTP = OpenAIResponses()
 
 class OpenAIResponsesWebSocket(_OpenAIWebSocket):
     family = "openai.responses_ws"
-    path_suffix = "/responses"
+    path_endings = ("/responses",)
 
     def protocol_error(self, text: str, *, client_message: WSMessage | None = None) -> TurnStep:
         return TurnStep(send=[json_server_message(responses_error_event(text, code="llmock_unexpected_event"))],
@@ -701,18 +676,10 @@ class OpenAIResponsesWebSocket(_OpenAIWebSocket):
     def conversation(self, request: Request) -> ResponsesWSConversation:
         return ResponsesWSConversation(self.canonical(request), url=request.url)
 
-    def render(
-        self,
-        summary: Summary,
-        request: CanonicalRequest,
-        *,
-        stream: bool = True,
-        options: RenderOptions = RenderOptions(),
-    ) -> Response:
+    def render_conversation(self, request: CanonicalRequest) -> ResponsesWSConversation:
         conversation = ResponsesWSConversation(request)
         conversation._pending = request
-        step = conversation.respond(TurnAnswer(summary=summary, chunk_size=options.chunk_size))
-        return Response(status=101, websocket=WebSocketSession(messages=step.send))
+        return conversation
 
     def summarize_messages(self, server: list[WSMessage], client: list[WSMessage]) -> Summary:
         """Every response of the session summarized as the HTTP Responses API

@@ -31,7 +31,7 @@ from typing import Any
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
 from ..cassette import Request, Response, SSEEvent
 from . import _openai_common as common
-from .base import Provider, RenderOptions, parse_arguments, request_json
+from .base import RenderOptions, arguments_json, parse_arguments, request_json, token_counts
 
 FAMILY = "openai.responses"
 
@@ -57,14 +57,10 @@ _BUILT_IN_TOOLS = frozenset(
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
-class OpenAIResponses(Provider):
+class OpenAIResponses(common.OpenAIProvider):
     family = FAMILY
     stream_form = "sse"
-
-    # -- detect ------------------------------------------------------------------
-
-    def detect(self, method: str, host: str, path: str) -> bool:
-        return method == "POST" and path.rstrip("/").endswith("/responses")
+    path_endings = ("/responses",)
 
     # -- canonical request -----------------------------------------------------
 
@@ -122,16 +118,6 @@ class OpenAIResponses(Provider):
         if not stream:
             return common.json_response(plan.response_object(final=True), request_id=ids.request_id())
         return common.sse_response(_StreamWriter(plan, options).events(), request_id=ids.request_id())
-
-    def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-    ) -> Response:
-        return common.error_response(status, message, type=type, code=code)
 
 
 # -- request pieces --------------------------------------------------------------
@@ -399,14 +385,14 @@ class _ResponsePlan:
                 _OutputItem(
                     "function_call",
                     "fc_" + ids.hex(f"item{i}", 48),
-                    text=common.arguments_json(call.arguments),
+                    text=arguments_json(call.arguments),
                     name=call.name,
                     call_id=call.id or "call_" + ids.alnum(f"call{i}", 24),
                 )
             )
         finish = common.chat_finish_reason(summary)
         incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish)
-        input_tokens, output_tokens = common.usage_counts(summary.usage)
+        input_tokens, output_tokens = token_counts(summary.usage)
         return cls(
             id="resp_" + ids.hex("response", 48),
             created_at=ids.timestamp(),
