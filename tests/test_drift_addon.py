@@ -9,6 +9,7 @@ import json
 import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions
@@ -164,3 +165,32 @@ def test_websocket_sessions_are_graded_when_they_end(test_pki: TestPKI, proxy, t
     (result,) = data["results"]
     assert (result["family"], result["form"]) == ("openai.realtime", "websocket")
     assert [(f["severity"], f["path"]) for f in result["findings"]] == [("warning", "events.rate_limits.updated")]
+
+
+def test_the_documented_mitmdump_command_watches_and_reports(fresh, mitmdump, tmp_path):
+    """``mitmdump -s addons/record.py -s addons/drift.py --set ...`` as docs/drift.md
+    shows it: repeated ``--set llmock_drift_report=`` for several reports,
+    written when mitmdump stops (SIGTERM)."""
+    root = Path(__file__).resolve().parent.parent
+    fresh.fakes["openai"].script = Script(mutate=lambda d: {k: v for k, v in d.items() if k != "system_fingerprint"})
+    reports = [tmp_path / "drift" / "watch.json", tmp_path / "drift" / "watch.md"]
+    process = mitmdump(
+        scripts=[root / "addons" / "record.py", root / "addons" / "drift.py"],
+        options={
+            "llmock_cassette_dir": str(tmp_path / "recorded"),
+            "llmock_drift_cassettes": [str(fresh.cassette_dir)],
+            "llmock_drift_report": [str(p) for p in reports],
+        },
+        fakes=fresh.fakes.values(),
+    )
+    with sdk.openai_client(process) as client:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert reply.choices[0].message.content == "Hello from the fake upstream."
+    assert process.terminate() == 0
+    assert "llmock drift: CRITICAL openai.chat body system_fingerprint" in process.output
+    data = json.loads(reports[0].read_text())
+    (result,) = data["results"]
+    assert [(f["severity"], f["path"]) for f in result["findings"]] == [("critical", "system_fingerprint")]
+    assert "| critical | openai.chat body | `system_fingerprint` |" in reports[1].read_text()
+    recorded = list((tmp_path / "recorded").glob("*.yaml"))
+    assert len(recorded) == 1 and "sk-test" not in recorded[0].read_text()
