@@ -196,10 +196,11 @@ def parse_fixture_entries(data: dict[str, Any], where: str) -> list[Fixture]:
     entries = data.get("fixtures")
     if not isinstance(entries, list):
         raise CassetteError(f"{where}: fixtures: expected a list of fixtures", path=where)
-    return [_fixture_from_entry(entry, f"{where}: fixtures[{i}]") for i, entry in enumerate(entries)]
+    return [fixture_from_entry(entry, f"{where}: fixtures[{i}]") for i, entry in enumerate(entries)]
 
 
-def _fixture_from_entry(entry: dict[str, Any], source: str) -> Fixture:
+def fixture_from_entry(entry: dict[str, Any], source: str) -> Fixture:
+    """One entry of an llmock fixture file (``source`` names it in errors)."""
     if not isinstance(entry, dict):
         raise CassetteError(f"{source}: expected an object with match and response")
     match = entry.get("match") or {}

@@ -151,3 +151,38 @@ def test_the_console_script_exit_codes(tree: Path) -> None:
     assert f"{tree / 'bad.yml'}: interactions[0].request: missing required field 'url'" in bad.stdout
     usage = subprocess.run([*command, "cassette", "validate", str(tree / "nope")], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_what_replay_would_refuse_is_a_problem_too(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Schema-valid, but `llmock-proxy serve` / the replay addon would not load them.
+    (tmp_path / "f.json").write_text(json.dumps({"fixtures": [
+        {"match": {"userMessage": "/[unclosed/"}, "response": {"content": "x"}},
+        {"match": {"userMessage": "fine"}, "response": {"content": "y"}},
+    ]}))
+    data = valid_cassette()
+    data["interactions"][0]["match"]["userMesage"] = "a typo that would loosen the match"
+    (tmp_path / "c.yaml").write_text(yamlio.dumps(data))
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 1
+    assert out[0].startswith(f"{tmp_path / 'c.yaml'}: interactions[0].match.userMesage: unknown match key")
+    assert out[1].startswith(f"{tmp_path / 'f.json'}: fixtures[0].match.userMessage: bad regex '/[unclosed/'")
+    assert out[2] == "checked 1 cassette and 1 fixture file: 2 problems in 2 files"
+
+
+def test_a_key_shaped_value_is_a_problem_naming_its_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The recorder refuses to write these; a hand edit must not slip one in.
+    key = "sk-proj-" + "A1b2C3d4" * 4
+    Cassette([Interaction(
+        Request("POST", "https://api.openai.com/v1/chat/completions", {"authorization": "Bearer <redacted>"},
+                body=Payload.json({"model": "m"})),
+        Response(200, {"content-type": "application/json"}, Payload.json({"ok": True})),
+    )]).save(tmp_path / "c.yaml")
+    edited = (tmp_path / "c.yaml").read_text().replace("Bearer <redacted>", f"Bearer {key}")
+    (tmp_path / "c.yaml").write_text(edited)
+    (tmp_path / "f.json").write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": f"use {key}"}}]}))
+    code, out, _ = run(capsys, str(tmp_path))
+    assert code == 1
+    assert out[0].startswith(f"{tmp_path / 'c.yaml'}: interactions[0].request.headers.authorization: holds a key-shaped value (sk- API key 'sk-pr…'")
+    assert out[1].startswith(f"{tmp_path / 'f.json'}: fixtures[0].response.content: holds a key-shaped value (sk- API key")
+    assert key not in "\n".join(out)  # masked
+    assert out[2] == "checked 1 cassette and 1 fixture file: 2 problems in 2 files"

@@ -2,9 +2,13 @@
 
 Files or directories (searched recursively, hidden entries skipped):
 ``*.yaml``/``*.yml`` are cassettes, ``*.json`` are llmock fixture files.
-Every problem is printed with its file, interaction (or fixture) index and
-field, then one summary line. Exit codes: 0 all valid, 1 problems found,
-2 usage errors (no paths, a path that does not exist or is neither kind).
+A file passes when replay would load it: the JSON Schema, then what replay
+checks beyond it (match keys and regexes, fixture options, request bodies
+the provider must read), and it holds nothing key-shaped (the recorder's
+refuse-to-write scan, for files edited by hand). Every problem is printed
+with its file, interaction (or fixture) index and field, then one summary
+line. Exit codes: 0 all valid, 1 problems found, 2 usage errors (no paths,
+a path that does not exist or is neither kind).
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import cassette as cassette_model
-from ..cassette import CassetteError
+from ..cassette import Cassette, CassetteError
+from ..fixtures import Fixture, fixture_from_entry, fixture_from_interaction
+from ..matcher import Matcher, MatchSpecError
+from ..redact import Redactor
 from ..schemas import validate_fixture_file
 
 CASSETTE_SUFFIXES = (".yaml", ".yml")
@@ -48,9 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "validate",
         help="check cassettes and fixture files against their schemas",
         description=(
-            "Check cassettes (*.yaml, *.yml) and llmock fixture files (*.json) against "
-            "their JSON Schemas. Directories are searched recursively. Exit 0 when all "
-            "are valid, 1 when any has problems, 2 on usage errors."
+            "Check cassettes (*.yaml, *.yml) and llmock fixture files (*.json): their JSON "
+            "Schemas, what replay checks when it loads them (match keys, regexes, fixture "
+            "options), and that they hold nothing key-shaped (API keys, tokens). Directories "
+            "are searched recursively. Exit 0 when all are valid, 1 when any has problems, "
+            "2 on usage errors."
         ),
     )
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")
@@ -131,7 +140,13 @@ def _validate_cassette(path: Path) -> FileReport:
         loaded = cassette_model.load(path)
     except CassetteError as exc:
         return FileReport(path, "cassette", list(exc.problems), 0)
-    return FileReport(path, "cassette", [], len(loaded.interactions))
+    problems = _replay_problems(
+        (f"{path}: interactions[{i}]", interaction)
+        for i, interaction in enumerate(loaded.interactions)
+        if interaction.response is not None  # replay skips recorded transport errors
+    )
+    problems += _secrets(loaded, path)
+    return FileReport(path, "cassette", problems, len(loaded.interactions))
 
 
 def _validate_fixture_file(path: Path) -> FileReport:
@@ -145,7 +160,38 @@ def _validate_fixture_file(path: Path) -> FileReport:
         validate_fixture_file(data, str(path))
     except CassetteError as exc:
         return FileReport(path, "fixtures", list(exc.problems), 0)
-    return FileReport(path, "fixtures", [], len(data["fixtures"]))
+    problems = _replay_problems((f"{path}: fixtures[{i}]", entry) for i, entry in enumerate(data["fixtures"]))
+    problems += _secrets(data, path)
+    return FileReport(path, "fixtures", problems, len(data["fixtures"]))
+
+
+def _replay_problems(items: Iterable[tuple[str, Any]]) -> list[str]:
+    """What loading the items into a replay session would refuse, one
+    message per item (the schema cannot say: a regex that does not compile,
+    an unknown match key in a cassette, a body its provider cannot read)."""
+    matcher = Matcher()
+    problems: list[str] = []
+    for source, item in items:
+        try:
+            fixture: Fixture = (
+                fixture_from_entry(item, source) if isinstance(item, dict) else fixture_from_interaction(item, source)
+            )
+            matcher.add(fixture)
+        except (CassetteError, MatchSpecError) as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _secrets(data: Cassette | dict[str, Any], path: Path) -> list[str]:
+    """Key-shaped values (the recorder's refuse-to-write scan): a hand edit
+    or a copied fixture must not bring a credential into the repository."""
+    by_field: dict[str, list[str]] = {}
+    for finding in Redactor.default().scan(data):
+        by_field.setdefault(finding.where, []).append(f"{finding.rule} {finding.masked!r}")
+    return [
+        f"{path}: {where}: holds a key-shaped value ({', '.join(dict.fromkeys(kinds))}); replace it with <redacted>"
+        for where, kinds in by_field.items()
+    ]
 
 
 def summary(reports: list[FileReport]) -> str:
