@@ -18,10 +18,11 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from .cassette import Payload, Request, WSMessage
+from .cassette import Payload, Request, WSClose, WSMessage
+from .providers._ws_common import CLOSE_INTERNAL_ERROR, close_reason
 from .providers.base import split_url
 from .session import Miss, ReplaySession
-from .ws_replay import Outgoing, WSReplay, open_replay
+from .ws_replay import Outgoing, Reply, WSReplay, open_replay
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -137,21 +138,38 @@ async def run_session(request: web.Request, replay: WSReplay) -> web.WebSocketRe
     await ws.prepare(request)
     where = f"{upgrade_path(replay.request)} ({replay.provider.family})"
     sender = _Sender(ws, request)
-    opening = replay.opening()
+    failed = False
+    try:
+        opening = replay.opening()
+    except Exception as exc:
+        opening = _internal_error(where, exc)
+        failed = True
     _log_problem(where, opening.problem)
     sender.push(loop.time(), opening.actions)
     try:
         async for message in ws:
             client = _client_message(message)
-            if client is None:
-                continue
+            if client is None or failed:
+                continue  # after an internal error, only the close handshake is left
             arrival = loop.time()
-            reply = replay.receive(client)
+            try:
+                reply = replay.receive(client)
+            except Exception as exc:
+                reply = _internal_error(where, exc)
+                failed = True
             _log_problem(where, reply.problem)
             sender.push(arrival, reply.actions)
     finally:
         await sender.stop()
     return ws
+
+
+def _internal_error(where: str, exc: Exception) -> Reply:
+    """A bug in replay ends this session alone, with 1011 and a reason the
+    client can read (the log has the traceback), instead of a dropped socket."""
+    log.error("websocket replay %s: internal error", where, exc_info=exc)
+    reason = close_reason(f"llmock-proxy internal error: {type(exc).__name__}: {exc}")
+    return Reply([Outgoing(0.0, close=WSClose(CLOSE_INTERNAL_ERROR, reason, "server"))])
 
 
 def upgrade_path(request: Request) -> str:

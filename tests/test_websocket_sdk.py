@@ -612,3 +612,52 @@ def test_the_sdks_reach_the_proxy_with_the_environment_alone(fixture_file: Path,
     answer = "Hi! This answer comes from a fixture."
     assert ran.stdout.splitlines() == [f"realtime: {answer}", f"live: {answer}"]
     assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)
+
+
+# -- a bug in replay ----------------------------------------------------------------------------------------
+
+
+class BrokenFollower:
+    """Stands in for a provider conversation that fails on a client message
+    (no real input is known to make one fail: this checks what the engine
+    does if one ever does)."""
+
+    def opening(self) -> Any:
+        from llmock_proxy.ws_replay import Reply
+
+        return Reply()
+
+    def receive(self, message: Any) -> Any:
+        raise KeyError("a bug in a provider conversation")
+
+
+async def test_an_internal_error_closes_that_session_with_1011_and_others_go_on(caplog) -> None:
+    from llmock_proxy.cassette import Request
+    from llmock_proxy.ws_engine import run_session
+    from llmock_proxy.ws_replay import WSReplay, websocket_provider
+
+    upgrade = Request("GET", "wss://api.openai.com/v1/realtime?model=gpt-realtime", {"upgrade": "websocket"})
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await run_session(request, WSReplay(websocket_provider(upgrade), upgrade, BrokenFollower()))
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/realtime?model=gpt-realtime"
+    try:
+        for _ in range(2):  # the server lives on for the next client
+            async with websockets.connect(url, proxy=None) as ws:
+                await ws.send(json.dumps({"type": "response.create"}))
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+            assert closed.value.rcvd.reason == "llmock-proxy internal error: KeyError: 'a bug in a provider conversation'"
+    finally:
+        await runner.cleanup()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "internal error" in r.getMessage()]
+    assert len(errors) == 2 and errors[0].exc_info is not None
+    assert "/v1/realtime (openai.realtime)" in errors[0].getMessage()
