@@ -40,6 +40,7 @@ class Serve:
             cwd=cwd,
         )
         self.lines: list[str] = []
+        self._new_line = threading.Condition()
         self._banner_done = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._banner_done.wait(30) or not hasattr(self, "url"):
@@ -50,13 +51,22 @@ class Serve:
     def _drain(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:  # ends when the process exits
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
             found = _LISTENING.search(line)
             if found:
                 self.url = found.group(1)
             if line.startswith("Control:"):  # the banner's last line
                 self._banner_done.set()
         self._banner_done.set()
+
+    def wait_for_line(self, text: str, timeout: float = 30) -> str:
+        """The first output line containing ``text``, once it was printed."""
+        with self._new_line:
+            found = self._new_line.wait_for(lambda: [line for line in self.lines if text in line], timeout)
+        assert found, f"no line with {text!r} in:\n" + "".join(self.lines)
+        return found[0]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -145,3 +155,32 @@ def test_misses_go_upstream_in_passthrough_and_auto(serve, tmp_path: Path, mode:
         recorded = cassette_model.load(tmp_path / "new.yaml")
         assert len(recorded.interactions) == 1
         assert recorded.interactions[0].request.headers["authorization"] != f"Bearer {sdk.TEST_OPENAI_KEY}"
+
+
+def test_auto_mode_applies_a_redaction_rules_file(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("request_headers: [x-tenant-secret]\n")
+    fake = FakeServer(OpenAIFake(Script(text="The tenant's private answer."))).start()
+    try:
+        server = serve("--mode", "auto", "--upstream", fake.url, "--redact", str(rules),
+                       "--cassette-dir", str(tmp_path), "--cassette", "new.yaml")
+        client = sdk.openai_client(base_url=f"{server.url}/v1", default_headers={"x-tenant-secret": "tenant-1234"})
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "The tenant's private answer."  # the client sees the real answer
+        # One line per recorded interaction, once it is on disk.
+        server.wait_for_line("llmock: recorded openai.chat gpt-4o-mini 200 body -> ")
+    finally:
+        fake.stop()
+    text = (tmp_path / "new.yaml").read_text()
+    assert "tenant-1234" not in text
+    (recorded,) = cassette_model.load(tmp_path / "new.yaml").interactions
+    assert recorded.request.headers["x-tenant-secret"] == "<redacted>"
+
+
+def test_redact_errors(tmp_path: Path) -> None:
+    not_auto = run("--redact", str(tmp_path / "rules.yaml"))
+    assert not_auto.returncode == 2 and "--mode auto" in not_auto.stderr
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("headerz: [x]\n")
+    bad = run("--mode", "auto", "--upstream", "http://127.0.0.1:9", "--redact", str(rules))
+    assert bad.returncode == 1 and "rules.yaml" in bad.stderr and "headerz" in bad.stderr

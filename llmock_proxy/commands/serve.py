@@ -30,6 +30,8 @@ from aiohttp import ClientSession, ClientTimeout, web
 from ..cassette import CassetteError, Interaction, Request
 from ..engine import ReplayEngine, Timing, TimingError, log
 from ..matcher import MatchSpecError
+from ..recorder import describe
+from ..redact import Redactor
 from ..session import Miss, ReplaySession
 
 DEFAULT_PORT = 4010
@@ -94,6 +96,11 @@ def register(subparsers: Any) -> None:
         "--cassette", default="", metavar="NAME",
         help="cassette file name inside --cassette-dir for auto mode (default: a new file per run)",
     )
+    parser.add_argument(
+        "--redact", metavar="FILE",
+        help="auto mode: extra redaction rules (YAML or JSON) on top of the default ones, as the record "
+        "addon's llmock_redact",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.set_defaults(handler=run)
 
@@ -107,6 +114,16 @@ def run(args: argparse.Namespace) -> int:
     if args.mode != "replay" and not args.upstream:
         print(f"llmock-proxy serve: --mode {args.mode} needs --upstream URL", file=sys.stderr)
         return 2
+    if args.redact and args.mode != "auto":
+        print("llmock-proxy serve: --redact applies to what --mode auto records", file=sys.stderr)
+        return 2
+    redactor = Redactor.default()
+    if args.redact:
+        try:
+            redactor = Redactor.from_file(args.redact)
+        except Exception as exc:  # the message names the file and the entry
+            print(f"llmock-proxy serve: --redact: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -120,20 +137,21 @@ def run(args: argparse.Namespace) -> int:
     # the cyclic garbage collector's full passes (fewer latency spikes).
     gc.freeze()
     try:
-        asyncio.run(_serve(args, session, timing))
+        asyncio.run(_serve(args, session, timing, redactor))
     except OSError as exc:
         print(f"llmock-proxy serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timing) -> None:
+async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timing, redactor: Redactor) -> None:
     forwarder = None
     if args.mode != "replay":
         forwarder = Forwarder(
             session,
             upstream=args.upstream,
             record_to=_record_target(args) if args.mode == "auto" else None,
+            redactor=redactor,
         )
     engine = ReplayEngine(
         session, timing=timing, mode=args.mode, miss_handler=forwarder.handle if forwarder else None
@@ -187,6 +205,7 @@ class Forwarder:
     session: ReplaySession
     upstream: str
     record_to: Path | None = None
+    redactor: Redactor = field(default_factory=Redactor.default)
     _client: ClientSession | None = field(default=None, init=False)
     _recorder: Any = field(default=None, init=False)
     _writer: Any = field(default=None, init=False)
@@ -197,8 +216,8 @@ class Forwarder:
             from ..cassette_writer import CassetteWriter
             from ..recorder import Recorder
 
-            self._recorder = Recorder()
-            self._writer = CassetteWriter(redactor=self._recorder.redactor)
+            self._recorder = Recorder(redactor=self.redactor)
+            self._writer = CassetteWriter(redactor=self.redactor)
 
     async def handle(
         self, request: web.Request, recorded: Request, miss: Miss, arrival: float
@@ -251,7 +270,7 @@ class Forwarder:
         except Exception as exc:
             log.error("llmock: NOT recorded %s: cannot write %s: %s", interaction.request.url, target, exc)
             return
-        log.info("llmock: recorded %s %s -> %s", interaction.request.method, interaction.request.url, target)
+        log.info("llmock: recorded %s -> %s", describe(interaction), target)
         if interaction.response is not None:
             try:
                 self.session.add_interaction(interaction, f"{target}: recorded on miss")
