@@ -6,7 +6,8 @@ round trips) are recorded once through the record addon against the fake
 upstreams. Then the fakes are stopped and the same conversations are
 answered by (a) those cassettes and (b) an llmock-format fixture file, through
 the replay addon in regular mode (client trusts mitmproxy's CA) and in
-reverse mode, and through the engine as a base-URL server. A test router
+reverse mode, through the engine as a base-URL server and through the real
+`llmock-proxy serve` process. A test router
 refuses every connection that is not to 127.0.0.1 and keeps a list, so a
 network attempt would both fail and show.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from llmock_proxy.mitm.record import Record
@@ -27,6 +29,7 @@ from tests.fakes import AnthropicFake, FakeServer, GeminiFake, OpenAIFake, TestP
 from tests.harness import InProcessProxy, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
 from tests.replay_support import EXPECTED, SUITE, SUITE_FIXTURES, EngineThread, SuiteClients, run_suite
+from tests.test_serve import Serve
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +150,19 @@ def test_base_url_server(source: str, recorded_dir: Path, fixture_file: Path) ->
         )
         assert run_suite(clients) == EXPECTED
     assert session.misses == 0
+
+
+def test_the_serve_command_answers_from_the_recorded_cassettes(recorded_dir: Path) -> None:
+    """The real ``llmock-proxy serve`` process, streams at their recorded pace."""
+    server = Serve("--cassettes", str(recorded_dir))
+    try:
+        clients = SuiteClients(
+            openai=sdk.openai_client(base_url=f"{server.url}/v1"),
+            anthropic=sdk.anthropic_client(base_url=server.url),
+            genai=sdk.genai_client(base_url=server.url),
+        )
+        assert run_suite(clients) == EXPECTED
+        health = httpx.get(f"{server.url}/__llmock/health", timeout=10).json()
+        assert health["misses"] == 0 and health["hits"] >= len(SUITE)
+    finally:
+        assert server.stop() == 0
