@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from typing import Any
@@ -16,9 +17,9 @@ from botocore.eventstream import EventStreamBuffer
 
 from llmock_proxy.canonical import Summary
 from llmock_proxy.cassette import EventStreamFrame, NDJSONLine, Payload, Response, SSEEvent
-from llmock_proxy.engine import Timing, TimingError
+from llmock_proxy.engine import Planner, Timing, TimingError
 from llmock_proxy.fixtures import parse_fixture_entries
-from llmock_proxy.session import ReplaySession
+from llmock_proxy.session import Hit, ReplaySession
 from llmock_proxy.wire import EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from tests.harness.clients import anthropic_client, openai_client
 from tests.replay_support import EngineThread, json_request, recorded, rendered
@@ -308,6 +309,24 @@ def test_streaming_profile_paces_the_chunks() -> None:
     # delta is event k. Deadlines are absolute, so these bounds never flake.
     for k, at in enumerate(times, start=1):
         assert at >= (120 + 20 * k) / 1000 - 0.001, times
+
+
+def test_streaming_profile_jitter_varies_each_gap_within_its_bound() -> None:
+    profile = {"ttft": 100, "tps": 10, "jitter": 0.5}  # gaps of 100 ms, each varied by up to 50%
+    session = fixture_session(chunkSize=2, streamingProfile=profile)
+    hit = session.resolve(json_request(CHAT, chat_body("tell me", stream=True)))
+    assert isinstance(hit, Hit)
+    offsets = [c.at_ms for c in Planner(Timing(), rng=random.Random(7)).plan(hit, 0.0).chunks]
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    assert len(gaps) >= 10
+    assert all(50 <= gap <= 150 for gap in gaps), gaps
+    assert len({round(gap, 3) for gap in gaps}) > len(gaps) // 2  # varied, not one fixed pace
+    again = [c.at_ms for c in Planner(Timing(), rng=random.Random(7)).plan(hit, 0.0).chunks]
+    assert again == offsets  # a seeded generator makes the jitter reproducible
+    steady = fixture_session(chunkSize=2, streamingProfile={"ttft": 100, "tps": 10})
+    steady_hit = steady.resolve(json_request(CHAT, chat_body("tell me", stream=True)))
+    steady_offsets = [c.at_ms for c in Planner(Timing()).plan(steady_hit, 0.0).chunks]  # type: ignore[arg-type]
+    assert {round(b - a, 6) for a, b in zip(steady_offsets, steady_offsets[1:])} == {100.0}
 
 
 def test_latency_delays_a_body_answer() -> None:
