@@ -329,6 +329,33 @@ def converse_tools(body: dict[str, Any]) -> list[Tool]:
     return tools
 
 
+def converse_request(
+    family: str,
+    model: str | None,
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    response_format: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> CanonicalRequest:
+    """A Converse-style body (Converse itself, Nova through InvokeModel) as a
+    canonical request; attachments are kept as digests in ``extra``."""
+    system, messages, attachments = converse_conversation(body)
+    extra = dict(extra or {})
+    if attachments:
+        extra["attachments"] = attachments
+    return CanonicalRequest(
+        family=family,
+        model=model,
+        system=system,
+        messages=messages,
+        tools=converse_tools(body),
+        response_format=response_format,
+        stream=stream,
+        extra=extra,
+    )
+
+
 def converse_response_format(body: dict[str, Any]) -> Any:
     """``outputConfig.textFormat``: a JSON schema, sent as a string."""
     config = body.get("outputConfig") if isinstance(body.get("outputConfig"), dict) else {}
@@ -525,16 +552,12 @@ class BedrockConverse(_BedrockProvider):
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
         model, operation = self._route(request)
-        system, messages, attachments = converse_conversation(body)
-        return CanonicalRequest(
-            family=self.family,
-            model=model,
-            system=system,
-            messages=messages,
-            tools=converse_tools(body),
-            response_format=converse_response_format(body),
+        return converse_request(
+            self.family,
+            model,
+            body,
             stream=operation == "converse-stream",
-            extra={"attachments": attachments} if attachments else {},
+            response_format=converse_response_format(body),
         )
 
     def summarize(self, request: Request, response: Response) -> Summary:
@@ -738,19 +761,7 @@ class BedrockInvoke(_BedrockProvider):
                 translated, family=self.family, model=model, stream=stream, extra={"dialect": ANTHROPIC}
             )
         if kind == CONVERSE_STYLE:
-            system, messages, attachments = converse_conversation(body)
-            extra: dict[str, Any] = {"dialect": CONVERSE_STYLE}
-            if attachments:
-                extra["attachments"] = attachments
-            return CanonicalRequest(
-                family=self.family,
-                model=model,
-                system=system,
-                messages=messages,
-                tools=converse_tools(body),
-                stream=stream,
-                extra=extra,
-            )
+            return converse_request(self.family, model, body, stream=stream, extra={"dialect": CONVERSE_STYLE})
         return self._generic_canonical(request, body, model, stream)
 
     def _generic_canonical(
