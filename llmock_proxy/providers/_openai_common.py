@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Response, SSEEvent
-from .base import Provider, chunk_text
+from ..cassette import Payload, Request, Response, SSEEvent
+from .base import Provider, chunk_text, split_url
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
@@ -168,6 +168,11 @@ def content_text(content: Any) -> str:
                     texts.append(text)
         return "".join(texts)
     return ""
+
+
+def request_model(request: Request, body: dict[str, Any]) -> str | None:
+    """The model a request names: the body's, or on Azure the deployment in the path."""
+    return body.get("model") or azure_deployment(split_url(request.url)[1])
 
 
 def azure_deployment(path: str) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any
 from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
 from ..cassette import Request, Response, SSEEvent
 from . import _openai_common as common
-from .base import RenderOptions, arguments_json, parse_arguments, request_json, split_url, token_counts
+from .base import RenderOptions, arguments_json, parse_arguments, request_json, token_counts
 
 FAMILY = "openai.chat"
 
@@ -39,7 +39,6 @@ class OpenAIChat(common.OpenAIProvider):
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
-        _, path, _ = split_url(request.url)
         system_parts: list[str] = []
         messages: list[Message] = []
         for raw in body.get("messages") or []:
@@ -56,7 +55,7 @@ class OpenAIChat(common.OpenAIProvider):
                 messages.append(Message(role=role, text=common.content_text(raw.get("content"))))
         return CanonicalRequest(
             family=self.family,
-            model=body.get("model") or common.azure_deployment(path),
+            model=common.request_model(request, body),
             system=common.join_system(system_parts),
             messages=messages,
             tools=_tools(body),

@@ -25,7 +25,7 @@ from typing import Any
 from ..canonical import CanonicalRequest, Summary
 from ..cassette import Request, Response, compact_json
 from . import _openai_common as common
-from .base import RenderOptions, request_json, split_url, token_counts
+from .base import RenderOptions, request_json, token_counts
 
 FAMILY = "openai.embeddings"
 
@@ -49,13 +49,12 @@ class OpenAIEmbeddings(common.OpenAIProvider):
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)
-        _, path, _ = split_url(request.url)
         extra: dict[str, Any] = {}
         if body.get("dimensions") is not None:
             extra["dimensions"] = body["dimensions"]
         return CanonicalRequest(
             family=self.family,
-            model=body.get("model") or common.azure_deployment(path),
+            model=common.request_model(request, body),
             embedding_input=_inputs(body.get("input")),
             extra=extra,
         )
