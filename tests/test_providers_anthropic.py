@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
+from llmock_proxy.cassette import Payload, Request, Response
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages, stop_reason_for, usage_for
 from llmock_proxy.providers.base import RenderOptions
-from llmock_proxy.wire.sse import SSEDecoder, encode_event
+from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
 
 MODEL = "claude-sonnet-4-5"
 PROVIDER = AnthropicMessages()
@@ -39,23 +39,6 @@ WEATHER_TOOL = {
 # -- plumbing: the SDK on one side, cassette models on the other ----------------
 
 
-def to_cassette_request(request: httpx.Request) -> Request:
-    return Request(
-        method=request.method,
-        url=str(request.url),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=Payload.from_bytes(request.content, request.headers.get("content-type")),
-    )
-
-
-def to_httpx_response(response: Response) -> httpx.Response:
-    if response.events is not None:
-        content = b"".join(encode_event(e) for e in response.events)
-    else:
-        content = response.body.to_bytes() if response.body is not None else b""
-    return httpx.Response(response.status, headers=response.headers, content=content)
-
-
 class Upstream:
     """A fake Anthropic endpoint at the SDK's transport: it keeps every
     request it saw and answers with what ``answer`` renders for it."""
@@ -65,9 +48,9 @@ class Upstream:
         self.answer = answer or (lambda req: render_for(req, Summary(text="ok", usage={"input_tokens": 1, "output_tokens": 1})))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        captured = to_cassette_request(request)
+        captured = as_cassette_request(request)
         self.requests.append(captured)
-        return to_httpx_response(self.answer(captured))
+        return as_httpx_response(self.answer(captured))
 
     def client(self) -> anthropic.Anthropic:
         return anthropic.Anthropic(
@@ -490,11 +473,6 @@ data: {"type":"message_stop"}
 """
 
 
-def decode_sse(raw: bytes) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    return decoder.feed(raw) + decoder.close()
-
-
 def recorded_request(stream: bool) -> Request:
     return Request("POST", "https://api.anthropic.com/v1/messages", body=Payload.json(
         {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
@@ -502,7 +480,7 @@ def recorded_request(stream: bool) -> Request:
 
 
 def test_summarize_a_recorded_stream():
-    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_sse(RECORDED_STREAM)))
+    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_stream("sse", RECORDED_STREAM)))
     assert summary.text == "Okay, let's check the weather for San Francisco, CA:"
     assert summary.reasoning == "The user wants the weather in SF."
     assert summary.tool_calls == [ToolCall(
@@ -516,7 +494,7 @@ def test_summarize_a_recorded_stream():
 
 def test_summarize_a_stream_cut_off_mid_block():
     cut = RECORDED_STREAM[: RECORDED_STREAM.index(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}")]
-    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_sse(cut)))
+    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_stream("sse", cut)))
     assert summary.text == "Okay, let's check the weather for San Francisco, CA:"
     assert summary.finish_reason is None
 
@@ -528,7 +506,7 @@ def test_summarize_an_error_event_inside_a_stream():
         b'"usage":{"input_tokens":5,"output_tokens":1}}}\n\n'
         b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n'
     )
-    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_sse(raw)))
+    summary = PROVIDER.summarize(recorded_request(True), Response(200, events=decode_stream("sse", raw)))
     assert summary.error == {"status": 529, "type": "overloaded_error", "message": "Overloaded"}
 
 

@@ -30,7 +30,7 @@ from llmock_proxy.providers import identify
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.bedrock import BedrockConverse, BedrockInvoke
-from llmock_proxy.wire.eventstream import EventStreamDecoder, encode_frame
+from tests.provider_support import decode_stream, wire_bytes
 
 CONVERSE, INVOKE = BedrockConverse(), BedrockInvoke()
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -75,22 +75,11 @@ def to_cassette_request(prepared: AWSPreparedRequest) -> Request:
     )
 
 
-def wire_bytes(response: Response) -> bytes:
-    if response.frames is not None:
-        return b"".join(encode_frame(f) for f in response.frames)
-    return response.body.to_bytes() if response.body is not None else b""
-
-
 def decoded(response: Response) -> Response:
     """The response as the recorder would store it: frames re-read from bytes."""
     if response.frames is None:
         return response
-    decoder = EventStreamDecoder()
-    frames: list[EventStreamFrame] = []
-    raw = wire_bytes(response)
-    for start in range(0, len(raw), 11):
-        frames += decoder.feed(raw[start : start + 11])
-    frames += decoder.close()
+    frames = decode_stream("eventstream", wire_bytes(response), 11)
     return Response(status=response.status, headers=response.headers, frames=frames)
 
 

@@ -16,7 +16,7 @@ from llmock_proxy.cassette import NDJSONLine, Payload, Request, Response, SSEEve
 from llmock_proxy.providers import identify
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.cohere import CohereChat
-from llmock_proxy.wire.sse import SSEDecoder, encode_event
+from tests.provider_support import decode_stream, wire_bytes
 
 URL = "https://api.cohere.com/v2/chat"
 CHAT = CohereChat()
@@ -74,15 +74,11 @@ def tool_conversation(call_id: str = "get_weather_1byjy32y4hvq") -> dict:
 
 def sse_bytes(response: Response) -> bytes:
     assert response.events is not None
-    return b"".join(encode_event(e) for e in response.events)
+    return wire_bytes(response)
 
 
 def decode_events(raw: bytes, piece: int = 7) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    events: list[SSEEvent] = []
-    for start in range(0, len(raw), piece):
-        events += decoder.feed(raw[start : start + piece])
-    return events + decoder.close()
+    return decode_stream("sse", raw, piece)
 
 
 # -- detection and canonical requests -----------------------------------------------

@@ -26,7 +26,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
+from llmock_proxy.cassette import Payload, Request, Response
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.gemini import (
     GeminiEmbed,
@@ -36,7 +36,7 @@ from llmock_proxy.providers.gemini import (
     usage_metadata_for,
 )
 from llmock_proxy.providers.gemini_live import GeminiLive
-from llmock_proxy.wire.sse import SSEDecoder, encode_event
+from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
 
 MODEL = "gemini-2.5-flash"
 GENERATE = GeminiGenerate()
@@ -55,23 +55,6 @@ WEATHER = types.FunctionDeclaration(
 
 
 # -- plumbing: the SDK on one side, cassette models on the other ----------------
-
-
-def to_cassette_request(request: httpx.Request) -> Request:
-    return Request(
-        method=request.method,
-        url=str(request.url),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=Payload.from_bytes(request.content, request.headers.get("content-type")),
-    )
-
-
-def to_httpx_response(response: Response) -> httpx.Response:
-    if response.events is not None:
-        content = b"".join(encode_event(e) for e in response.events)
-    else:
-        content = response.body.to_bytes() if response.body is not None else b""
-    return httpx.Response(response.status, headers=response.headers, content=content)
 
 
 def provider_for(request: Request) -> GeminiGenerate | GeminiEmbed:
@@ -97,9 +80,9 @@ class Upstream:
         self.answer = answer or (lambda req: render_for(req, Summary(text="ok", embeddings=[[0.5]])))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        captured = to_cassette_request(request)
+        captured = as_cassette_request(request)
         self.requests.append(captured)
-        return to_httpx_response(self.answer(captured))
+        return as_httpx_response(self.answer(captured))
 
     def _options(self) -> types.HttpOptions:
         return types.HttpOptions(
@@ -476,18 +459,13 @@ RECORDED_SSE = (
 )
 
 
-def decode_sse(raw: bytes) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    return decoder.feed(raw) + decoder.close()
-
-
 def recorded_request(method: str = "generateContent") -> Request:
     return Request("POST", f"https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:{method}",
                    body=Payload.json({"contents": [{"role": "user", "parts": [{"text": "Why is the sky blue?"}]}]}))
 
 
 def test_summarize_a_recorded_stream():
-    summary = GENERATE.summarize(recorded_request("streamGenerateContent"), Response(200, events=decode_sse(RECORDED_SSE)))
+    summary = GENERATE.summarize(recorded_request("streamGenerateContent"), Response(200, events=decode_stream("sse", RECORDED_SSE)))
     assert summary.text == "The sky is blue because of Rayleigh scattering."
     assert summary.finish_reason == "STOP"
     assert summary.usage["candidatesTokenCount"] == 10 and summary.usage["totalTokenCount"] == 41
@@ -495,7 +473,7 @@ def test_summarize_a_recorded_stream():
 
 
 def test_summarize_a_json_array_stream_and_a_function_call_body():
-    chunks = [event.data for event in decode_sse(RECORDED_SSE)]
+    chunks = [event.data for event in decode_stream("sse", RECORDED_SSE)]
     as_array = GENERATE.summarize(recorded_request("streamGenerateContent"), Response(200, body=Payload.json(chunks)))
     assert as_array.text == "The sky is blue because of Rayleigh scattering."
     body = {
@@ -523,7 +501,7 @@ def test_summarize_recorded_errors():
     summary = GENERATE.summarize(recorded_request(), Response(429, body=Payload.json(body)))
     assert summary.error == {"status": 429, "type": "RESOURCE_EXHAUSTED",
                              "message": "Resource has been exhausted (e.g. check quota)."}
-    in_stream = decode_sse(RECORDED_SSE[:200].rsplit(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" + b'data: {"error": '
+    in_stream = decode_stream("sse", RECORDED_SSE[:200].rsplit(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" + b'data: {"error": '
                            + json.dumps(body["error"]).encode() + b"}\r\n\r\n")
     summary = GENERATE.summarize(recorded_request("streamGenerateContent"), Response(200, events=in_stream))
     assert summary.error["type"] == "RESOURCE_EXHAUSTED"

@@ -16,7 +16,7 @@ from llmock_proxy.cassette import NDJSONLine, Payload, Request, Response
 from llmock_proxy.providers import identify
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.ollama import OllamaChat, OllamaEmbed, OllamaGenerate
-from llmock_proxy.wire.ndjson import NDJSONDecoder, encode_line
+from tests.provider_support import decode_stream, wire_bytes
 
 BASE = "http://localhost:11434"
 CHAT, GENERATE, EMBED = OllamaChat(), OllamaGenerate(), OllamaEmbed()
@@ -67,15 +67,11 @@ def tool_conversation(call_id: str | None = None) -> dict:
 
 def wire_lines(response: Response) -> bytes:
     assert response.lines is not None
-    return b"".join(encode_line(line) for line in response.lines)
+    return wire_bytes(response)
 
 
 def decode_lines(raw: bytes, piece: int = 5) -> list[NDJSONLine]:
-    decoder = NDJSONDecoder()
-    lines: list[NDJSONLine] = []
-    for start in range(0, len(raw), piece):
-        lines += decoder.feed(raw[start : start + piece])
-    return lines + decoder.close()
+    return decode_stream("ndjson", raw, piece)
 
 
 # -- detection and stream default -------------------------------------------------

@@ -17,36 +17,11 @@ from typing import Any
 import httpx
 import openai
 
-from llmock_proxy.cassette import Payload, Request, Response
-from llmock_proxy.wire.sse import encode_event
+from llmock_proxy.cassette import Request, Response
+from tests.provider_support import as_cassette_request, as_httpx_response
 
 API_KEY = "sk-test-openai-provider"
 BASE_URL = "http://127.0.0.1:9/v1"
-
-
-def as_cassette_request(request: httpx.Request) -> Request:
-    """What the recorder would store for this request."""
-    content = request.read()
-    body = Payload.from_bytes(content, request.headers.get("content-type")) if content else None
-    return Request(
-        method=request.method,
-        url=str(request.url),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=body,
-    )
-
-
-def wire_bytes(response: Response) -> bytes:
-    """The bytes a replay sends for ``response``."""
-    if response.events is not None:
-        return b"".join(encode_event(event) for event in response.events)
-    if response.body is not None:
-        return response.body.to_bytes()
-    return b""
-
-
-def as_httpx_response(response: Response) -> httpx.Response:
-    return httpx.Response(response.status, headers=response.headers, content=wire_bytes(response))
 
 
 class SDKTransport:
