@@ -124,30 +124,43 @@ def _pattern(
     return SecretPattern(name, re.compile(regex), group, literals, fold_case)
 
 
-# A secret starts where no other token character precedes it.
-_B = r"(?<![A-Za-z0-9_\-])"
+# A secret starts where no other token character precedes it. The check is a
+# lookbehind placed *after* the pattern's literal start (``sk-(?<!...sk-)``,
+# same meaning as ``(?<!...)sk-``): a pattern that begins with a literal lets
+# the regex engine jump from one occurrence of it to the next, ten to twenty
+# times faster over a long text (a base64 image in a request) than testing a
+# lookbehind at every position.
+_TOKEN = r"[A-Za-z0-9_\-]"
+
+
+def _starts(literal: str, before: str = _TOKEN) -> str:
+    """``literal`` (regex syntax) not preceded by a ``before`` character."""
+    return f"{literal}(?<!{before}{literal})"
+
+
 BUILTIN_PATTERNS: tuple[SecretPattern, ...] = (
     _pattern(
         "sk- API key",
-        _B + r"sk-(?:test-[A-Za-z0-9_\-]+|(?:proj|ant|svcacct|admin|live)-[A-Za-z0-9_\-]{8,}"
+        _starts("sk-") + r"(?:test-[A-Za-z0-9_\-]+|(?:proj|ant|svcacct|admin|live)-[A-Za-z0-9_\-]{8,}"
         r"|[A-Za-z0-9][A-Za-z0-9_\-]{19,})",
         ("sk-",),
     ),
-    _pattern("Google API key", _B + r"AIza[0-9A-Za-z_\-]{20,}", ("AIza",)),
-    _pattern("Google OAuth token", _B + r"ya29\.[0-9A-Za-z_\-]{20,}", ("ya29.",)),
+    _pattern("Google API key", _starts("AIza") + r"[0-9A-Za-z_\-]{20,}", ("AIza",)),
+    _pattern("Google OAuth token", _starts(r"ya29\.") + r"[0-9A-Za-z_\-]{20,}", ("ya29.",)),
     _pattern(
         "AWS access key id",
-        r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+        _starts("A[KS]IA", "[A-Za-z0-9]") + r"[A-Z0-9]{16}(?![A-Za-z0-9])",
         ("AKIA", "ASIA"),
     ),
     _pattern(
         "GitHub token",
-        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+        r"g(?:h[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{30,}"
+        r"|ithub_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{30,})",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
-    _pattern("Slack token", r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}", ("xox",)),
-    _pattern("OpenAI ephemeral key", r"(?<![A-Za-z0-9_])ek_[A-Za-z0-9]{24,}", ("ek_",)),
-    _pattern("JWT", _B + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyJ",)),
+    _pattern("Slack token", _starts("xox", "[A-Za-z0-9]") + r"[abposr]-[A-Za-z0-9\-]{10,}", ("xox",)),
+    _pattern("OpenAI ephemeral key", _starts("ek_", "[A-Za-z0-9_]") + r"[A-Za-z0-9]{24,}", ("ek_",)),
+    _pattern("JWT", _starts("eyJ") + r"[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyJ",)),
     # A bearer token: 16+ token characters with at least one digit, so prose
     # ("Bearer authentication") is left alone.
     _pattern(
@@ -508,6 +521,8 @@ class _Pass:
         if not self.strings or not self.rules.may_match(text):
             return text
         for pattern in self.rules.patterns:
+            if pattern.literals and not _holds_literal(pattern, text):
+                continue  # cannot match: skip a search over the whole text
             if pattern.regex.search(text) is not None:
                 text = _substitute(pattern, text, placeholder)
         return text

@@ -498,3 +498,35 @@ def test_the_rules_file_example_in_docs_loads(tmp_path: Path) -> None:
     assert custom.redact_url("https://a.test/?session_id=1") == "https://a.test/?session_id=REDACTED"
     out = custom.redact_response(Response(200, body=Payload.json({"client_secret": {"value": "ek_x"}})))
     assert out.json == {"client_secret": {"value": PLACEHOLDER}}
+
+
+# The built-in key shapes as first written: the boundary lookbehind in front.
+# The shipped patterns put it after the literal start (much faster over long
+# texts); they must find exactly the same things.
+_T = r"(?<![A-Za-z0-9_\-])"
+REFERENCE_SHAPES = {
+    "sk- API key": _T + r"sk-(?:test-[A-Za-z0-9_\-]+|(?:proj|ant|svcacct|admin|live)-[A-Za-z0-9_\-]{8,}"
+                        r"|[A-Za-z0-9][A-Za-z0-9_\-]{19,})",
+    "Google API key": _T + r"AIza[0-9A-Za-z_\-]{20,}",
+    "Google OAuth token": _T + r"ya29\.[0-9A-Za-z_\-]{20,}",
+    "AWS access key id": r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+    "GitHub token": r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+    "Slack token": r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}",
+    "OpenAI ephemeral key": r"(?<![A-Za-z0-9_])ek_[A-Za-z0-9]{24,}",
+    "JWT": _T + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+    "Bearer token": r"(?<![A-Za-z0-9])(?i:bearer)\s+((?=[A-Za-z0-9._~+/\-]*[0-9])[A-Za-z0-9._~+/\-]{16,}=*)",
+}
+_PIECES = ["sk-", "test-", "proj-", "AIza", "ya29.", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "ek_",
+           "eyJ", ".", "Bearer ", "a", "Z", "7", "_", "-", " ", "\n", "x" * 20, "A1" * 10]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+def test_builtin_key_shapes_find_what_their_reference_form_finds(text: str) -> None:
+    import re
+
+    assert {p.name for p in BUILTIN_PATTERNS} == set(REFERENCE_SHAPES)
+    for pattern in BUILTIN_PATTERNS:
+        reference = re.compile(REFERENCE_SHAPES[pattern.name])
+        shipped = [(m.span(), m.group(pattern.group)) for m in pattern.regex.finditer(text)]
+        assert shipped == [(m.span(), m.group(pattern.group)) for m in reference.finditer(text)], pattern.name
