@@ -169,3 +169,28 @@ def test_update_writes_whole_sessions_that_replay_to_the_sdks(
         assert completed[-1]["response"]["output"][0]["content"][0]["text"] == LONGER
         assert live_text(run(live_tool_conversation(target))) == LONGER
         assert not [line for line in proxy.log_lines() if "websocket replay" in line]
+
+
+def test_a_turn_ends_on_what_marks_its_last_message_out() -> None:
+    from llmock_proxy.cassette import Payload, WSMessage
+    from llmock_proxy.drift.capture import Turn, ends_turn
+
+    def live_frame(value: Any) -> WSMessage:  # Live: pretty JSON in binary frames, kept exactly
+        return WSMessage(False, Payload.from_bytes((json.dumps(value, indent=2) + "\n").encode(), exact=True),
+                         binary=True)
+
+    def realtime(kind: str) -> WSMessage:
+        return WSMessage(False, Payload.json({"type": kind, "event_id": "event_1"}))
+
+    text = live_frame({"serverContent": {"modelTurn": {"parts": [{"text": "Hi"}]}}})
+    # The last chunk of a Live turn may carry text and turnComplete together.
+    last = live_frame({"serverContent": {"modelTurn": {"parts": [{"text": "!"}]}, "turnComplete": True},
+                       "usageMetadata": {"totalTokenCount": 3}})
+    terminator = Turn(None, (text, text, last)).terminator()
+    assert terminator == ("serverContent", frozenset({"turnComplete"}))
+    assert not ends_turn(text, terminator)
+    assert ends_turn(live_frame({"serverContent": {"turnComplete": True}}), terminator)
+    assert Turn(None, (text, text)).terminator() is None  # nothing marks the end: count instead
+    done = Turn(None, (realtime("response.output_text.delta"), realtime("response.output_text.delta"),
+                       realtime("response.done"))).terminator()
+    assert done == ("response.done", frozenset()) and ends_turn(realtime("response.done"), done)

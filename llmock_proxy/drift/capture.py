@@ -131,19 +131,24 @@ class Turn:
         return [message_type(m) for m in self.replies]
 
     def terminator(self) -> Mark | None:
-        """The mark of the turn's last reply when no other reply of the turn
-        has it: the message that ends the turn (``response.done``, Live's
-        ``turnComplete``), however many deltas came before. None when the
-        turn has no such marker."""
-        marks = [message_mark(m) for m in self.replies]
-        if marks and marks.count(marks[-1]) == 1:
-            return marks[-1]
-        return None
+        """What marks the turn's last reply out from the others: its type
+        when no other reply has it (``response.done``), else the keys only it
+        had (Live's ``serverContent`` with ``turnComplete``) — the message that
+        ends the turn however many deltas came before. None when nothing
+        does."""
+        if not self.replies:
+            return None
+        kind, keys = message_mark(self.replies[-1])
+        others = [message_mark(m)[1] for m in self.replies[:-1] if message_type(m) == kind]
+        if not others:
+            return kind, frozenset()
+        distinct = keys - frozenset().union(*others)
+        return (kind, distinct) if distinct else None
 
 
 def ends_turn(message: WSMessage, terminator: Mark) -> bool:
-    """Whether a live message is the turn's terminator (same type, and at
-    least the keys the recorded one had)."""
+    """Whether a live message is the turn's terminator (its type, with the
+    keys that marked the recorded one out)."""
     kind, keys = message_mark(message)
     return kind == terminator[0] and keys >= terminator[1]
 
