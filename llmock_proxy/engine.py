@@ -32,7 +32,7 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from aiohttp import web
 
 from . import wire
 from .cassette import Payload, Request, Response
-from .fixtures import FixtureOptions
+from .fixtures import Chaos, FixtureOptions
 from .providers import identify
 from .providers.base import split_url
 from .session import Hit, Miss, ReplaySession
@@ -121,6 +121,8 @@ class Plan:
     # A WebSocket upgrade (the request as the client sent it): the session is
     # answered turn by turn by :mod:`llmock_proxy.ws_engine`.
     websocket_request: Request | None = None
+    # The chaos action this answer acts out ("drop", "malformed", "disconnect").
+    chaos: str | None = None
 
     @property
     def streaming(self) -> bool:
@@ -173,7 +175,11 @@ class Planner:
         # Jitter only; a seeded generator makes it reproducible.
         self.rng = rng or random.Random()
 
-    def plan(self, hit: Hit, arrival: float) -> Plan:
+    def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
+        """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
+        action = self._chaos(hit.options.chaos, headers)
+        if action is not None:
+            return _chaos_plan(action, hit, arrival)
         response = hit.response
         options = hit.options
         factor = self.timing.factor
@@ -212,6 +218,21 @@ class Planner:
         chunks = [Chunk(at * factor, data) for at, (_, data) in zip(offsets, items)]
         return Plan(response.status, list(headers), chunks=chunks, **common)
 
+    def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> str | None:
+        """llmock's chaos: the fixture's rates, each overridden by its
+        ``x-llmock-chaos-*`` request header; drop, malformed and disconnect
+        are tried in that order, each with its own draw."""
+        rates = [chaos.drop_rate, chaos.malformed_rate, chaos.disconnect_rate] if chaos else [0.0, 0.0, 0.0]
+        if headers:
+            for i, name in enumerate(CHAOS_HEADERS):
+                value = headers.get(name)
+                if value is not None:
+                    rates[i] = _rate(name, value, rates[i])
+        for action, rate in zip(CHAOS_ACTIONS, rates):
+            if rate > 0 and self.rng.random() < rate:
+                return action
+        return None
+
     def _offsets(self, options: FixtureOptions, recorded: list[float]) -> list[float]:
         """Chunk offsets: llmock's streaming physics when the fixture asks for
         them (first chunk after ``ttft``, then one every ``1000/tps`` ms, each
@@ -234,6 +255,34 @@ class Planner:
             now += max(0.0, gap)
             offsets.append(now)
         return offsets
+
+
+CHAOS_ACTIONS = ("drop", "malformed", "disconnect")
+CHAOS_HEADERS = ("x-llmock-chaos-drop", "x-llmock-chaos-malformed", "x-llmock-chaos-disconnect")
+# What llmock answers a "malformed" roll with.
+MALFORMED_BODY = b"{malformed json: <<<chaos>>>"
+
+
+def _rate(name: str, value: str, default: float) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        log.warning("%s: %r is not a number; ignored", name, value)
+        return default
+    if rate != rate:  # NaN
+        log.warning("%s: %r is not a number; ignored", name, value)
+        return default
+    return min(1.0, max(0.0, rate))
+
+
+def _chaos_plan(action: str, hit: Hit, arrival: float) -> Plan:
+    log.info("chaos %s: %s", action, hit.fixture.source)
+    if action == "drop":
+        response = hit.provider.error(500, "Chaos: request dropped", type="server_error")
+        return Plan(500, response_headers(response), body=_body_bytes(response.body), arrival=arrival, chaos=action)
+    if action == "malformed":
+        return Plan(200, [("content-type", "application/json")], body=MALFORMED_BODY, arrival=arrival, chaos=action)
+    return Plan(200, [], disconnect_after_ms=0.0, arrival=arrival, chaos=action)
 
 
 def miss_plan(miss: Miss, arrival: float = 0.0) -> Plan:
@@ -386,7 +435,7 @@ class ReplayEngine:
             return await serve_websocket(request, upgrade, self.session, self.timing.factor)
         try:
             outcome = self.session.resolve_raw(request.method, url, headers, body)
-            plan = self.planner.plan(outcome, arrival) if isinstance(outcome, Hit) else None
+            plan = self.planner.plan(outcome, arrival, headers) if isinstance(outcome, Hit) else None
         except Exception as exc:
             log_internal_error(request.method, url, exc)
             return _aiohttp_response(internal_error_plan(request.method, url, headers, exc))

@@ -50,6 +50,21 @@ class StreamingProfile:
 
 
 @dataclass(frozen=True)
+class Chaos:
+    """llmock's failure injection: each request is dropped (a 500 error),
+    answered with malformed JSON, or disconnected with these probabilities
+    (0..1), tried in that order."""
+
+    drop_rate: float = 0.0
+    malformed_rate: float = 0.0
+    disconnect_rate: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.drop_rate or self.malformed_rate or self.disconnect_rate)
+
+
+@dataclass(frozen=True)
 class FixtureOptions:
     """Per-fixture delivery options (llmock names in the docstrings).
 
@@ -61,7 +76,7 @@ class FixtureOptions:
     truncate_after_chunks: int | None = None  # truncateAfterChunks: drop the connection after N
     disconnect_after_ms: float | None = None  # disconnectAfterMs: drop it after N ms
     streaming_profile: StreamingProfile | None = None  # streamingProfile
-    chaos: dict[str, Any] | None = None  # chaos: accepted for compatibility, not applied
+    chaos: Chaos | None = None  # chaos: {dropRate, malformedRate, disconnectRate}
     # WebSocket sessions: the close a truncateAfterChunks / disconnectAfterMs
     # drop sends (closeCode, closeReason); without a code the connection is cut.
     close_code: int | None = None
@@ -291,7 +306,7 @@ def _options(entry: dict[str, Any], source: str) -> FixtureOptions:
         streaming_profile = StreamingProfile(
             ttft=_number(profile, "ttft", where, minimum=0), tps=tps, jitter=jitter
         )
-    chaos = entry.get("chaos")
+    chaos = _chaos(entry.get("chaos"), f"{source}.chaos")
     close_code = entry.get("closeCode")
     if close_code is not None and (
         isinstance(close_code, bool) or not isinstance(close_code, int) or not 1000 <= close_code <= 4999
@@ -308,10 +323,24 @@ def _options(entry: dict[str, Any], source: str) -> FixtureOptions:
         truncate_after_chunks=int(truncate) if truncate is not None else None,
         disconnect_after_ms=_number(entry, "disconnectAfterMs", source, minimum=0),
         streaming_profile=streaming_profile,
-        chaos=dict(chaos) if isinstance(chaos, dict) else None,
+        chaos=chaos,
         close_code=close_code,
         close_reason=close_reason,
     )
+
+
+def _chaos(value: Any, where: str) -> Chaos | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CassetteError(f"{where}: expected an object with dropRate, malformedRate, disconnectRate")
+    rates = {}
+    for key in ("dropRate", "malformedRate", "disconnectRate"):
+        rate = _number(value, key, where, minimum=0)
+        if rate is not None and rate > 1:
+            raise CassetteError(f"{where}.{key}: must be between 0 and 1, got {rate:g}")
+        rates[key] = rate or 0.0
+    return Chaos(rates["dropRate"], rates["malformedRate"], rates["disconnectRate"])
 
 
 # -- sources -------------------------------------------------------------------

@@ -406,3 +406,37 @@ def test_a_failing_lookup_is_a_provider_shaped_500_the_sdk_does_not_retry(caplog
         assert health["status"] == "ok"
     failures = [r for r in caplog.records if "failed to replay POST" in r.getMessage()]
     assert len(failures) == 1  # one request: x-should-retry kept the SDK from retrying
+
+
+# -- chaos -------------------------------------------------------------------------------------------------
+
+
+def test_chaos_drop_malformed_and_disconnect() -> None:
+    def post(engine: EngineThread, **headers: str) -> httpx.Response:
+        return httpx.post(f"{engine.url}/v1/chat/completions", json=chat_body("tell me"), headers=headers, timeout=10)
+
+    with EngineThread(fixture_session(chaos={"dropRate": 1})) as engine:
+        client = openai_client(base_url=f"{engine.url}/v1")
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "tell me"}])
+        assert caught.value.body["message"] == "Chaos: request dropped"  # type: ignore[index]
+        assert post(engine, **{"x-llmock-chaos-drop": "0"}).json()["choices"][0]["message"]["content"]
+    with EngineThread(fixture_session(chaos={"malformedRate": 1})) as engine:
+        malformed = post(engine)
+        assert malformed.status_code == 200 and malformed.text == "{malformed json: <<<chaos>>>"
+    with EngineThread(fixture_session(chaos={"disconnectRate": 1})) as engine:
+        with pytest.raises(httpx.RemoteProtocolError):
+            post(engine)
+    # No chaos in the fixture: a request header asks for it (llmock's x-llmock-chaos-*).
+    with EngineThread(fixture_session()) as engine:
+        assert post(engine, **{"x-llmock-chaos-malformed": "1"}).text == "{malformed json: <<<chaos>>>"
+        assert post(engine, **{"x-llmock-chaos-drop": "often"}).status_code == 200  # not a number: ignored
+
+
+def test_chaos_rates_are_probabilities() -> None:
+    session = fixture_session(chaos={"dropRate": 0.3})
+    hit = session.resolve(json_request(CHAT, chat_body("tell me")))
+    assert isinstance(hit, Hit)
+    planner = Planner(Timing(), rng=random.Random(3))
+    dropped = sum(planner.plan(hit, 0.0).chaos == "drop" for _ in range(1000))
+    assert 230 <= dropped <= 370, dropped

@@ -12,6 +12,7 @@ from llmock_proxy import yamlio
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette import Cassette, CassetteError, Interaction
 from llmock_proxy.fixtures import (
+    Chaos,
     FixtureError,
     FixtureOptions,
     StreamingProfile,
@@ -66,7 +67,7 @@ def test_llmock_file_loads_unchanged(tmp_path: Path) -> None:
     assert loaded[6].options == FixtureOptions(
         latency=10, chunk_size=3, truncate_after_chunks=2, disconnect_after_ms=500,
         streaming_profile=StreamingProfile(ttft=100, tps=20, jitter=0.1),
-        chaos={"dropRate": 0, "malformedRate": 0, "disconnectRate": 0},
+        chaos=Chaos(0.0, 0.0, 0.0),
     )
     assert loaded[7].match == {} and loaded[7].options.empty
 
@@ -100,6 +101,7 @@ def test_error_fixture_is_rendered_in_the_requested_providers_envelope(tmp_path:
         ({"match": {}, "response": {"content": "x"}, "chunkSize": 0}, "fixtures[0].chunkSize"),
         ({"match": {}, "response": {"toolCalls": [{"name": "f", "arguments": "{oops"}]}}, "fixtures[0].response"),
         ({"match": {"sequenceIndex": -1}, "response": {"content": "x"}}, "fixtures[0].match.sequenceIndex"),
+        ({"match": {}, "response": {"content": "x"}, "chaos": {"dropRate": 1.5}}, "fixtures[0].chaos.dropRate"),
         ({"match": {}, "response": {"nothing": True}}, "fixtures[0].response"),
     ],
 )

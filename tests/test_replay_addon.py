@@ -383,3 +383,23 @@ def test_a_failing_lookup_is_answered_500_and_never_forwarded(
         assert len([line for line in proxy.log_lines() if "failed to replay POST" in line]) == 1
     finally:
         fake.stop()
+
+
+def test_chaos_through_the_addon_never_sticks_to_a_recording(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
+    examples = Path(__file__).resolve().parents[1] / "cassettes" / "examples" / "openai-chat.yaml"
+    proxy, _, router = start_replay(tmp_path, {"llmock_cassettes": [str(examples)]})
+    stopping.append(proxy)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
+    with sdk.raw_client(proxy) as client:
+        def ask(**headers: str) -> httpx.Response:
+            return client.post("https://api.openai.com/v1/chat/completions", json=body, headers=headers)
+
+        assert ask().json()["choices"][0]["message"]["content"] == "Hello! How can I help you today?"
+        dropped = ask(**{"x-llmock-chaos-drop": "1"})
+        assert dropped.status_code == 500 and dropped.json()["error"]["message"] == "Chaos: request dropped"
+        assert ask(**{"x-llmock-chaos-malformed": "1"}).text == "{malformed json: <<<chaos>>>"
+        # The recording's cached answer is untouched by the chaos answers.
+        assert ask().json()["choices"][0]["message"]["content"] == "Hello! How can I help you today?"
+        cut = ask(**{"x-llmock-chaos-disconnect": "1"})
+        assert cut.status_code == 502  # mitmproxy's answer to a dropped upstream connection
+    assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)  # the engine only

@@ -226,7 +226,7 @@ class Replay:
                 return
         outcome = self.session.resolve_raw(req.method, req.url, headers, content)
         if isinstance(outcome, Hit):
-            plan = self.engine.planner.plan(outcome, arrival)
+            plan = self.engine.planner.plan(outcome, arrival, headers)
             if plan.streaming or plan.is_websocket:
                 self._retarget(flow, plan)
                 return
@@ -348,7 +348,7 @@ def _header_dict(headers: http.Headers) -> dict[str, str]:
 def _body_response(hit: Hit, plan: Plan) -> http.Response:
     """The answer for a body plan. A recording served verbatim always gets
     the same bytes, so its mitmproxy response is built once and copied."""
-    if hit.synthesized:
+    if hit.synthesized or plan.chaos is not None:
         return _mitm_response(plan)
     template = hit.fixture.wire_cache.get("mitmproxy")
     if template is None:
