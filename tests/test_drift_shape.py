@@ -110,6 +110,34 @@ def test_null_is_a_warning_not_a_type_change(stream_doc, events, expected):
     one live is worth a look, not a failed canary."""
     assert kinds(check_response(stream_doc, sse(events))) == expected
 
+
+def test_usage_counters_that_come_and_go_are_info():
+    """Token counters are values: proto3 JSON (Gemini) leaves out a zero one,
+    a thinking model adds thoughtsTokenCount, Ollama leaves out
+    prompt_eval_count for a cached prompt. Their type still counts."""
+    recorded = {"candidates": [{"finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6}}
+    body = Response(200, {"content-type": "application/json"}, body=Payload.json(recorded))
+    doc = shape_schema(infer_shapes([(interaction(body, "gemini.generate"), "g#0")])["gemini.generate.body"])
+    live = {"candidates": [{"finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 4, "thoughtsTokenCount": 9, "totalTokenCount": 13}}
+    found = check_response(doc, Response(200, {"content-type": "application/json"}, body=Payload.json(live)))
+    assert kinds(found) == [("info", "field-added", "usageMetadata.thoughtsTokenCount"),
+                            ("info", "field-removed", "usageMetadata.candidatesTokenCount")]
+    live["usageMetadata"]["promptTokenCount"] = "4"
+    found = check_response(doc, Response(200, {"content-type": "application/json"}, body=Payload.json(live)))
+    assert ("critical", "type-changed", "usageMetadata.promptTokenCount") in kinds(found)
+
+    ollama = [NDJSONLine({"model": "m", "done": False, "message": {"role": "assistant", "content": "Hi"}}),
+              NDJSONLine({"model": "m", "done": True, "done_reason": "stop", "prompt_eval_count": 5,
+                          "eval_count": 2, "total_duration": 10})]
+    response = Response(200, {"content-type": "application/x-ndjson"}, lines=ollama)
+    doc = shape_schema(infer_shapes([(interaction(response, "ollama.chat"), "o#0")])["ollama.chat.ndjson"])
+    cached = copy.deepcopy(ollama)
+    del cached[1].data["prompt_eval_count"]
+    found = check_response(doc, Response(200, {"content-type": "application/x-ndjson"}, lines=cached))
+    assert kinds(found) == [("info", "field-removed", "events.done.prompt_eval_count")]
+
 def test_event_grammar_mutations_are_graded(stream_doc):
     renamed = [("message_end" if n == "message_stop" else n, d) for n, d in ANTHROPIC_STREAM]
     assert kinds(check_response(stream_doc, sse(renamed))) == [

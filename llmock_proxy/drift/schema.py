@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from ..cassette import Response
 from .findings import Finding
-from .shape import Node, Shape, first_occurrences, json_type, media_type, typed_events
+from .shape import Node, Shape, first_occurrences, is_usage_path, json_type, media_type, typed_events
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -188,7 +188,7 @@ def _error_findings(
     if kind == "required":
         missing = [name for name in error.validator_value if name not in (error.instance or {})]
         return [
-            Finding("critical", family, form, "field-removed", _join(where, name),
+            Finding(_grade("critical", _join(where, name)), family, form, "field-removed", _join(where, name),
                     f"field {_join(where, name)!r} disappeared", name, None, source)
             for name in missing
         ]
@@ -196,7 +196,7 @@ def _error_findings(
         known = set((error.schema.get("properties") or {}))
         added = [name for name in error.instance if name not in known]
         return [
-            Finding("warning", family, form, "field-added", _join(where, name),
+            Finding(_grade("warning", _join(where, name)), family, form, "field-added", _join(where, name),
                     f"new field {_join(where, name)!r}", None, json_type(error.instance[name]), source)
             for name in added
         ]
@@ -218,6 +218,11 @@ def _error_findings(
                         error.validator_value, error.instance, source)]
     return [Finding("warning", family, form, f"schema-{kind}", where or "$",
                     f"{where or '$'}: {error.message}", None, None, source)]
+
+
+def _grade(severity: str, path: str) -> str:
+    """A token counter coming or going is a value, not a change of shape."""
+    return "info" if is_usage_path(path) else severity
 
 
 def _path(parts: Any) -> str:

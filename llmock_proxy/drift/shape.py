@@ -32,6 +32,24 @@ CATEGORICAL_KEYS = frozenset(
     }
 )
 
+# Token counters are values, and some APIs leave them out when they have
+# nothing to count (proto3 JSON drops a zero; Ollama drops prompt_eval_count
+# for a cached prompt; a thinking model adds thoughtsTokenCount). A counter
+# that appears or disappears inside one of these objects, or one of Ollama's
+# top-level counters, is info; a counter whose type changes is still critical.
+USAGE_OBJECTS = frozenset({"usage", "usageMetadata", "usage_metadata"})
+USAGE_FIELDS = frozenset(
+    {"prompt_eval_count", "eval_count", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration"}
+)
+
+
+def is_usage_path(path: str) -> bool:
+    """Whether a finding's path (``usage.prompt_tokens``,
+    ``events.done.prompt_eval_count``) names a token counter."""
+    parts = [part.removesuffix("[]") for part in path.split(".")]
+    return bool(parts) and (parts[-1] in USAGE_FIELDS or any(part in USAGE_OBJECTS for part in parts[:-1]))
+
+
 # Subtrees whose keys are the caller's data (tool arguments, JSON schemas the
 # caller sent): their inner structure depends on the request, not the API.
 FREE_FORM_KEYS = frozenset(
