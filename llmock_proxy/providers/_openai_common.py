@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,16 @@ def response_error(response: Response) -> dict[str, Any] | None:
     if isinstance(body, dict) and isinstance(body.get("error"), dict) and "choices" not in body:
         return summary_error(response.status, body)
     return None
+
+
+def summarize_object(response: Response, read: Callable[[dict[str, Any]], Summary]) -> Summary:
+    """A non-stream answer: its error when it is one, an empty summary when
+    the body is no JSON object, else what ``read`` makes of the object."""
+    error = response_error(response)
+    if error is not None:
+        return Summary(error=error)
+    body = response_body(response)
+    return read(body) if isinstance(body, dict) else Summary()
 
 
 def response_body(response: Response) -> Any:

@@ -68,37 +68,7 @@ class OpenAIChat(common.OpenAIProvider):
     def summarize(self, request: Request, response: Response) -> Summary:
         if response.events is not None:
             return _summarize_stream(response)
-        error = common.response_error(response)
-        if error is not None:
-            return Summary(error=error)
-        body = common.response_body(response)
-        if not isinstance(body, dict):
-            return Summary()
-        choices = body.get("choices") or [{}]
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        message = choice.get("message") or {}
-        tool_calls = [
-            ToolCall(
-                name=(call.get("function") or {}).get("name", ""),
-                arguments=parse_arguments((call.get("function") or {}).get("arguments")),
-                id=call.get("id"),
-            )
-            for call in message.get("tool_calls") or []
-            if isinstance(call, dict)
-        ]
-        legacy = message.get("function_call")
-        if isinstance(legacy, dict):
-            tool_calls.append(
-                ToolCall(name=legacy.get("name", ""), arguments=parse_arguments(legacy.get("arguments")))
-            )
-        return Summary(
-            text=common.content_text(message.get("content")),
-            reasoning=_reasoning_of(message),
-            tool_calls=tool_calls,
-            finish_reason=choice.get("finish_reason"),
-            usage=body.get("usage"),
-            model=body.get("model"),
-        )
+        return common.summarize_object(response, _summarize_completion)
 
     # -- render a summary as the real API would send it ----------------------------
 
@@ -209,6 +179,36 @@ def _reasoning_of(message: dict[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+# -- summarize a recorded completion ----------------------------------------------
+
+
+def _summarize_completion(body: dict[str, Any]) -> Summary:
+    """A ``chat.completion`` object: choice 0's message."""
+    choices = body.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    tool_calls = [
+        ToolCall(
+            name=(call.get("function") or {}).get("name", ""),
+            arguments=parse_arguments((call.get("function") or {}).get("arguments")),
+            id=call.get("id"),
+        )
+        for call in message.get("tool_calls") or []
+        if isinstance(call, dict)
+    ]
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        tool_calls.append(ToolCall(name=legacy.get("name", ""), arguments=parse_arguments(legacy.get("arguments"))))
+    return Summary(
+        text=common.content_text(message.get("content")),
+        reasoning=_reasoning_of(message),
+        tool_calls=tool_calls,
+        finish_reason=choice.get("finish_reason"),
+        usage=body.get("usage"),
+        model=body.get("model"),
+    )
 
 
 # -- response pieces -------------------------------------------------------------

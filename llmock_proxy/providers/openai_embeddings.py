@@ -71,19 +71,7 @@ class OpenAIEmbeddings(common.OpenAIProvider):
     # -- summarize a recorded response -------------------------------------------
 
     def summarize(self, request: Request, response: Response) -> Summary:
-        error = common.response_error(response)
-        if error is not None:
-            return Summary(error=error)
-        body = common.response_body(response)
-        if not isinstance(body, dict):
-            return Summary()
-        rows = [row for row in body.get("data") or [] if isinstance(row, dict)]
-        rows.sort(key=lambda row: row.get("index", 0))
-        return Summary(
-            embeddings=[decode_vector(row.get("embedding")) for row in rows],
-            usage=body.get("usage"),
-            model=body.get("model"),
-        )
+        return common.summarize_object(response, _summarize_list)
 
     # -- render a summary as the real API would send it ----------------------------
 
@@ -135,6 +123,20 @@ def _inputs(value: Any) -> list[str] | None:
             return [compact_json(value)]  # one token array
         return [v if isinstance(v, str) else compact_json(v) for v in value]
     return [compact_json(value)]
+
+
+# -- summarize ---------------------------------------------------------------------
+
+
+def _summarize_list(body: dict[str, Any]) -> Summary:
+    """A ``list`` of ``embedding`` rows, in index order."""
+    rows = [row for row in body.get("data") or [] if isinstance(row, dict)]
+    rows.sort(key=lambda row: row.get("index", 0))
+    return Summary(
+        embeddings=[decode_vector(row.get("embedding")) for row in rows],
+        usage=body.get("usage"),
+        model=body.get("model"),
+    )
 
 
 # -- vectors -----------------------------------------------------------------------

@@ -93,13 +93,7 @@ class OpenAIResponses(common.OpenAIProvider):
     def summarize(self, request: Request, response: Response) -> Summary:
         if response.events is not None:
             return _summarize_stream(response)
-        error = common.response_error(response)
-        if error is not None:
-            return Summary(error=error)
-        body = common.response_body(response)
-        if not isinstance(body, dict):
-            return Summary()
-        return _summarize_response_object(body, response.status)
+        return common.summarize_object(response, lambda body: _summarize_response_object(body, response.status))
 
     # -- render a summary as the real API would send it ----------------------------
 
