@@ -129,7 +129,11 @@ def _without_gc(work: Callable[[], _T]) -> _T:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse one YAML document into plain data (dict, list, str, int, float, bool, None)."""
+    """Parse one YAML document into plain data (dict, list, str, int, float, bool, None).
+
+    Cassette loads keep this function's results in the parse cache, keyed by
+    the input bytes: a change that makes some input parse differently must
+    bump :data:`llmock_proxy.parse_cache.CACHE_FORMAT`."""
     return _without_gc(lambda: _JsonBuilder(text).build())
 
 
