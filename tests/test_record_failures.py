@@ -8,6 +8,7 @@ allow-list, session file names and option errors.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from pathlib import Path
@@ -212,3 +213,59 @@ def test_options_and_a_bad_rules_file(tmp_path) -> None:
         rules.write_text("headers: [x-internal]\n")
         tctx.configure(record, llmock_redact=str(rules))
         record.done()
+
+
+# -- content-encoding on the wire ----------------------------------------------------------------------
+
+
+async def test_a_gzip_encoded_stream_is_recorded_decoded_and_passed_on_untouched(proxy, tmp_path) -> None:
+    """An upstream that gzips its SSE stream (flushing after every event): the
+    client gets the compressed bytes as they come, the cassette the events."""
+    import zlib
+
+    from aiohttp import web
+
+    chunks = [{"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+              for word in ("Hello", " from", " gzip")]
+    events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+    sent: list[bytes] = []
+
+    async def upstream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "content-encoding": "gzip"})
+        await response.prepare(request)
+        compressor = zlib.compressobj(wbits=31)  # gzip framing
+        for event in events:
+            piece = compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            sent.append(piece)
+            await response.write(piece)
+            await asyncio.sleep(0.01)
+        tail = compressor.flush()
+        sent.append(tail)
+        await response.write(tail)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", upstream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        mitm, record = recording_proxy(proxy, tmp_path, [], mode=f"reverse:http://127.0.0.1:{port}", router=False)
+        async with sdk.async_raw_client() as client:
+            async with client.stream("POST", f"{mitm.url}/v1/chat/completions", json=chat_body("zip"),
+                                     headers={**OPENAI_HEADERS, "accept-encoding": "gzip"}) as response:
+                assert response.headers["content-encoding"] == "gzip"
+                received = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await runner.cleanup()
+    assert received == b"".join(sent)  # passed on as it came, still compressed
+    (interaction,) = (await asyncio.to_thread(recorded, record, tmp_path)).interactions
+    assert [e.data for e in interaction.response.events] == [*chunks, "[DONE]"]
+    assert "content-encoding" not in interaction.response.headers
+    assert interaction.summary["text"] == "Hello from gzip"
+    assert interaction.incomplete is None
