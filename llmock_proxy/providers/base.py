@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -129,38 +130,31 @@ def text_of(content: Any) -> str:
     return ""
 
 
-def function_tools(entries: Any) -> list[Tool]:
-    """Tools in the function form ``[{type: function, function: {name,
-    description, parameters}}]``; entries without a name are left out."""
-    tools = []
+def _named_functions(entries: Any) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(entry, function) of each entry in the function form whose function
+    has a name; anything else is left out."""
     for entry in entries or []:
         function = entry.get("function") if isinstance(entry, dict) else None
         if isinstance(function, dict) and function.get("name"):
-            tools.append(
-                Tool(
-                    name=str(function["name"]),
-                    description=function.get("description"),
-                    parameters=function.get("parameters"),
-                )
-            )
-    return tools
+            yield entry, function
+
+
+def function_tools(entries: Any) -> list[Tool]:
+    """Tools in the function form ``[{type: function, function: {name,
+    description, parameters}}]``."""
+    return [
+        Tool(name=str(function["name"]), description=function.get("description"), parameters=function.get("parameters"))
+        for _, function in _named_functions(entries)
+    ]
 
 
 def function_tool_calls(entries: Any) -> list[ToolCall]:
-    """Calls in the function form ``[{id?, function: {name, arguments}}]``
-    (arguments a JSON string or an object); entries without a name are left out."""
-    calls = []
-    for entry in entries or []:
-        function = entry.get("function") if isinstance(entry, dict) else None
-        if isinstance(function, dict) and function.get("name"):
-            calls.append(
-                ToolCall(
-                    name=str(function["name"]),
-                    arguments=parse_arguments(function.get("arguments")),
-                    id=entry.get("id"),
-                )
-            )
-    return calls
+    """Calls in the function form ``[{id?, function: {name, arguments}}]``,
+    the arguments a JSON string or an object."""
+    return [
+        ToolCall(name=str(function["name"]), arguments=parse_arguments(function.get("arguments")), id=entry.get("id"))
+        for entry, function in _named_functions(entries)
+    ]
 
 
 def turn_messages(role: str, text: str, calls: list[ToolCall], results: list[ToolResult]) -> list[Message]:
