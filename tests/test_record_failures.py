@@ -21,8 +21,9 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from llmock_proxy import cassette
-from llmock_proxy.cassette import Cassette
+from llmock_proxy.cassette import Cassette, EventStreamFrame, Payload
 from llmock_proxy.mitm.record import Record, host_allowed, session_cassette_name
+from llmock_proxy.wire.eventstream import encode_frame
 from tests.fakes import Script
 from tests.harness import clients as sdk
 
@@ -269,3 +270,56 @@ async def test_a_gzip_encoded_stream_is_recorded_decoded_and_passed_on_untouched
     assert "content-encoding" not in interaction.response.headers
     assert interaction.summary["text"] == "Hello from gzip"
     assert interaction.incomplete is None
+
+
+STREAM_KINDS = {
+    # content type, the first item, the rest
+    "sse": ("text/event-stream", b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\ndata: [DONE]\n\n'),
+    "ndjson": ("application/x-ndjson", b'{"n": 1}\n', b'{"n": 2, "done": true}\n'),
+    "eventstream": ("application/vnd.amazon.eventstream",
+                    encode_frame(EventStreamFrame({":event-type": "chunk", ":message-type": "event"}, Payload.json({"n": 1}))),
+                    encode_frame(EventStreamFrame({":event-type": "chunk", ":message-type": "event"}, Payload.json({"n": 2})))),
+}
+
+
+@pytest.mark.parametrize("kind", list(STREAM_KINDS))
+async def test_streams_are_never_buffered(proxy, tmp_path, kind: str) -> None:
+    """The upstream sends its first item and waits until the client has it:
+    a proxy that buffered the body would never let the first item through."""
+    from aiohttp import web
+
+    content_type, first, rest = STREAM_KINDS[kind]
+    client_has_first = asyncio.Event()
+
+    async def upstream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": content_type})
+        await response.prepare(request)
+        await response.write(first)
+        await asyncio.wait_for(client_has_first.wait(), 10)
+        await response.write(rest)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", upstream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        mitm, record = recording_proxy(proxy, tmp_path, [], mode=f"reverse:http://127.0.0.1:{port}", router=False)
+        async with sdk.async_raw_client() as client:
+            async with client.stream("POST", f"{mitm.url}/api/stream", json={"q": 1}) as response:
+                received = b""
+                async for chunk in response.aiter_raw():
+                    received += chunk
+                    if received.startswith(first):
+                        client_has_first.set()
+    finally:
+        await runner.cleanup()
+    assert received == first + rest
+    (interaction,) = (await asyncio.to_thread(recorded, record, tmp_path)).interactions
+    items = interaction.response.events or interaction.response.lines or interaction.response.frames
+    assert len(items) == (3 if kind == "sse" else 2)
+    assert interaction.response.wire_form == kind
