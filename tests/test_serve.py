@@ -61,12 +61,13 @@ class Serve:
                 self._banner_done.set()
         self._banner_done.set()
 
-    def wait_for_line(self, text: str, timeout: float = 30) -> str:
-        """The first output line containing ``text``, once it was printed."""
+    def wait_for_line(self, text: str, timeout: float = 30, *, count: int = 1) -> str:
+        """The ``count``-th output line containing ``text``, once it was printed."""
         with self._new_line:
-            found = self._new_line.wait_for(lambda: [line for line in self.lines if text in line], timeout)
-        assert found, f"no line with {text!r} in:\n" + "".join(self.lines)
-        return found[0]
+            found = self._new_line.wait_for(lambda: len([x for x in self.lines if text in x]) >= count, timeout)
+            lines = [line for line in self.lines if text in line]
+        assert found, f"not {count} line(s) with {text!r} in:\n" + "".join(self.lines)
+        return lines[count - 1]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -184,3 +185,36 @@ def test_redact_errors(tmp_path: Path) -> None:
     rules.write_text("headerz: [x]\n")
     bad = run("--mode", "auto", "--upstream", "http://127.0.0.1:9", "--redact", str(rules))
     assert bad.returncode == 1 and "rules.yaml" in bad.stderr and "headerz" in bad.stderr
+
+
+def test_auto_mode_records_hang_ups_and_broken_upstreams_as_incomplete(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeServer(OpenAIFake()).start()
+    try:
+        server = serve("--mode", "auto", "--upstream", fake.url, "--cassette-dir", str(tmp_path), "--cassette", "c.yaml")
+        url = f"{server.url}/v1/chat/completions"
+        headers = {"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"}
+
+        def body(text: str) -> dict[str, object]:
+            return {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": text}]}
+
+        fake.script = Script(text=" ".join(f"w{i}" for i in range(40)), event_delay=0.03)
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            with client.stream("POST", url, json=body("hang up"), headers=headers) as response:
+                next(response.iter_raw())  # the first event, then leave
+        server.wait_for_line("client left POST /v1/chat/completions")
+        server.wait_for_line("llmock: recorded openai.chat gpt-4o-mini 200")
+
+        fake.script = Script(text="a b c d e f g h", disconnect_after_events=3)
+        with pytest.raises(httpx.HTTPError), httpx.Client(trust_env=False, timeout=10) as client:
+            with client.stream("POST", url, json=body("upstream dies"), headers=headers) as response:
+                response.read()
+        server.wait_for_line("broke off")
+        server.wait_for_line("llmock: recorded openai.chat gpt-4o-mini 200", count=2)
+    finally:
+        fake.stop()
+    output = "".join(server.lines)
+    assert "Traceback" not in output and "Error handling request" not in output, output
+    by_message = {i.match["userMessage"]: i for i in cassette_model.load(tmp_path / "c.yaml").interactions}
+    assert by_message["hang up"].incomplete == "Client disconnected."
+    assert 1 <= len(by_message["hang up"].response.events) < 40
+    assert by_message["upstream dies"].incomplete

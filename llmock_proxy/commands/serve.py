@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
@@ -173,6 +174,15 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
             await forwarder.close()
 
 
+async def _sent(writing: Awaitable[Any]) -> bool:
+    """Whether a write to the client went out (False: the client is gone)."""
+    try:
+        await writing
+    except ConnectionResetError:
+        return False
+    return True
+
+
 def _record_target(args: argparse.Namespace) -> Path:
     name = args.cassette or f"serve-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.yaml"
     return Path(args.cassette_dir) / name
@@ -245,18 +255,29 @@ class Forwarder:
                 if k.lower() not in _NOT_RETURNED:
                     response.headers.add(k, v)
             teeing = recording.response_started(upstream.status, pairs) if recording else False
-            await response.prepare(request)
             whole: list[bytes] = []
+            client_gone = not await _sent(response.prepare(request))
             try:
                 async for chunk in upstream.content.iter_any():
+                    if client_gone:
+                        break
                     if recording is not None:
                         recording.feed(chunk) if teeing else whole.append(chunk)
-                    await response.write(chunk)
-            except Exception as exc:
+                    client_gone = not await _sent(response.write(chunk))
+            except Exception as exc:  # the upstream broke off mid-body
+                log.warning("upstream %s broke off: %s: %s", url, type(exc).__name__, exc)
                 if recording is not None:
                     await self._save(recording.fail(f"{type(exc).__name__}: {exc}"))
-                raise
-            await response.write_eof()
+                if request.transport is not None:
+                    request.transport.close()  # the client sees the body end early, as it did
+                return response
+            client_gone = client_gone or not await _sent(response.write_eof())
+        if client_gone:
+            # What arrived before the client hung up is recorded as incomplete.
+            log.info("client left %s %s while it was forwarded", request.method, request.path)
+            if recording is not None:
+                await self._save(recording.fail("Client disconnected."))
+            return response
         if recording is not None:
             await self._save(recording.finish() if teeing else recording.finish(b"".join(whole)))
         return response
