@@ -28,8 +28,11 @@ from .providers.base import Provider, RenderOptions, request_json, split_url
 MISS_STATUS = 421
 MISS_HEADERS = {"x-llmock-miss": "1", "x-should-retry": "false"}
 UNREADABLE_STATUS = 400
-# How many distinct requests resolve_raw remembers before starting over.
+# How many distinct requests resolve_raw remembers before starting over, and
+# how many body bytes at most (each entry also holds the parsed request, a
+# few times its body's size): a long run of big prompts must not grow memory.
 KNOWN_REQUESTS = 4096
+KNOWN_BODY_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -103,6 +106,7 @@ class ReplaySession:
         self.counts: dict[str, int] = {}
         # Requests seen before -> what they matched (see resolve_raw).
         self._known: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._known_bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -132,13 +136,17 @@ class ReplaySession:
 
     def add(self, fixture: Fixture) -> None:
         self.matcher.add(fixture)
-        self._known.clear()  # a new candidate can change what matches first
+        self._forget_known()  # a new candidate can change what matches first
 
     def add_interaction(self, interaction: Interaction, source: str) -> Fixture:
         """Make a freshly recorded interaction (``auto`` mode) answerable."""
         fixture = fixture_from_interaction(interaction, source)
         self.add(fixture)
         return fixture
+
+    def _forget_known(self) -> None:
+        self._known.clear()
+        self._known_bytes = 0
 
     # -- lookup ------------------------------------------------------------------
 
@@ -178,10 +186,12 @@ class ReplaySession:
             near = self.matcher.near_misses(view, self.counts, can_synthesize=can_synthesize)
             return Miss(provider, request, view, near)
         known = (provider, view, request, found.candidate, found.other_form)
-        if key is not None:
-            if len(self._known) >= KNOWN_REQUESTS:
-                self._known.clear()
+        size = len(key[3]) if key is not None else 0
+        if key is not None and size <= KNOWN_BODY_BYTES // 16:  # one huge body is not worth keeping
+            if len(self._known) >= KNOWN_REQUESTS or self._known_bytes + size > KNOWN_BODY_BYTES:
+                self._forget_known()
             self._known[key] = known
+            self._known_bytes += size
         return self._use(*known)
 
     def _use(

@@ -401,3 +401,23 @@ def test_a_catch_all_fixture_never_answers_the_generic_family() -> None:
     errors = ReplaySession(fixtures({"match": {}, "response": {"error": {"message": "down"}, "status": 503}}))
     answer = errors.resolve(generic)
     assert isinstance(answer, Hit) and answer.response.status == 503
+
+
+def test_requests_seen_before_are_remembered_within_a_memory_bound() -> None:
+    # resolve_raw remembers what a request matched; a long run of distinct
+    # big prompts must not make that memory grow without end.
+    import json
+    import tracemalloc
+
+    session = ReplaySession(fixtures({"match": {"userMessage": "question"}, "response": {"content": "ok"}}))
+    filler = "lorem ipsum dolor sit amet " * 4000  # ~100 KB per request
+    tracemalloc.start()
+    try:
+        for i in range(200):  # ~20 MB of bodies in all
+            body = json.dumps({"model": "m", "messages": [{"role": "user", "content": f"question {i} {filler}"}]})
+            hit = session.resolve_raw("POST", CHAT_URL, {"content-type": "application/json"}, body.encode())
+            assert isinstance(hit, Hit)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 20_000_000, held
