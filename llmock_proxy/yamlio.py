@@ -187,19 +187,33 @@ class _JsonBuilder:
         # One frame per open collection: [container, pending key, anchor, merges].
         stack: list[list[Any]] = []
         top: list[Any] | None = None
+        # Plain scalars repeat a lot (keys, small numbers, true/null): each
+        # distinct spelling is resolved and constructed once. The values are
+        # immutable, so sharing them is safe.
+        plain_values: dict[str, Any] = {}
+        no_key, merge = self._NO_KEY, self._MERGE
+        scalar_event, mapping_start = yaml.ScalarEvent, yaml.MappingStartEvent
         while True:
             event = get_event()
             kind = event.__class__
-            if kind is yaml.ScalarEvent:
-                value = self._scalar(event)
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-                self._check_collection_tag(event, _MAP_TAG if kind is yaml.MappingStartEvent else _SEQ_TAG)
+            if kind is scalar_event:
+                if event.anchor is not None or event.tag is not None:
+                    value = self._scalar(event)
+                elif not event.implicit[0]:
+                    value = event.value  # quoted or block: text
+                else:
+                    value = plain_values.get(event.value, _UNDEFINED)
+                    if value is _UNDEFINED:
+                        value = plain_values[event.value] = self._scalar(event)
+            elif kind is mapping_start or kind is yaml.SequenceStartEvent:
+                if event.tag is not None:
+                    self._check_collection_tag(event, _MAP_TAG if kind is mapping_start else _SEQ_TAG)
                 if len(stack) >= MAX_DEPTH:
                     raise self._error(f"nested deeper than {MAX_DEPTH} levels", event)
                 if event.anchor is not None:
                     self._anchors[event.anchor] = _IN_PROGRESS
-                container: Any = {} if kind is yaml.MappingStartEvent else []
-                top = [container, self._NO_KEY, event.anchor, None]
+                container: Any = {} if kind is mapping_start else []
+                top = [container, no_key, event.anchor, None]
                 stack.append(top)
                 continue
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
@@ -218,23 +232,23 @@ class _JsonBuilder:
                 raise self._error(f"unexpected {kind.__name__}", event)
 
             if top is None:
-                return "<<" if value is self._MERGE else value
+                return "<<" if value is merge else value
             container = top[0]
-            if top[1] is self._NO_KEY and container.__class__ is dict:
+            if top[1] is no_key and container.__class__ is dict:
                 if value.__class__ in (dict, list):
                     raise self._error("a mapping or list cannot be a mapping key", event)
                 top[1] = value
                 continue
-            if value is self._MERGE:  # ``<<`` anywhere but in key position is text
+            if value is merge:  # ``<<`` anywhere but in key position is text
                 value = "<<"
             if container.__class__ is list:
                 container.append(value)
-            elif top[1] is self._MERGE:
+            elif top[1] is merge:
                 top[3] = (top[3] or []) + self._merge_sources(value, event)
-                top[1] = self._NO_KEY
+                top[1] = no_key
             else:
                 container[top[1]] = value
-                top[1] = self._NO_KEY
+                top[1] = no_key
 
     def _scalar(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag

@@ -382,6 +382,24 @@ interactions:
     assert loaded.interactions[0].response.headers == {"content-type": "application/json"}
 
 
+def test_repeated_plain_scalars_read_as_pyyaml_reads_them() -> None:
+    # The loader resolves each plain spelling once per document; a spelling
+    # seen as a key, a value, an anchor, a merge key and in a list must still
+    # come out as PyYAML's safe loader makes it.
+    text = """
+base: &base {1: one, true: yes, null: none, 0x1F: hex, 1.5: x, <<: {extra: 1}}
+again: {1: one-again, true: 7, 0x1F: 0x1F, "1": quoted, <<: *base}
+list: [1, 1, true, true, null, null, 0x1F, 0o17, 017, 1_000, 1.5, .inf, -.inf, "<<", yes, no, on, off, ~]
+anchored: &n 1
+alias: *n
+"""
+    ours = yamlio.loads(text)
+    assert ours == yaml.load(text, Loader=yaml.CSafeLoader)
+    assert [type(v) for v in ours["list"]] == [type(v) for v in yaml.load(text, Loader=yaml.CSafeLoader)["list"]]
+    # PyYAML refuses a bare ``<<`` outside key position; here it is text, also after a merge key.
+    assert yamlio.loads("a: {<<: {b: 1}}\nc: [<<, <<]\n") == {"a": {"b": 1}, "c": ["<<", "<<"]}
+
+
 @pytest.mark.parametrize(
     "text, problem",
     [
