@@ -124,7 +124,7 @@ def test_parse_of_text_uses_the_cache_too(tmp_path: Path, cache: ParseCache) -> 
 
 def test_small_files_are_not_worth_an_entry(tmp_path: Path, cache: ParseCache) -> None:
     path = tmp_path / "small.yaml"
-    Cassette([streamed_chat(0)]).save(path)
+    Cassette([Interaction(Request("GET", "https://example.test/"), Response(204))]).save(path)
     assert len(path.read_bytes()) < DEFAULT_MIN_BYTES
     cm.load(path)
     assert entries(cache.directory) == []
