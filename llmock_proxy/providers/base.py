@@ -220,22 +220,6 @@ def token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
     return prompt, completion
 
 
-def plain_token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
-    """(input tokens, output tokens) of a usage in the plain spelling alone:
-    ``input_tokens`` / ``output_tokens``, else ``prompt_tokens`` /
-    ``completion_tokens``.
-
-    What Cohere, Ollama and Bedrock render their counts from. Unlike
-    :func:`token_counts` it reads no other spelling, so a usage kept in
-    Gemini's (``promptTokenCount`` ...) counts zero here.
-    """
-    usage = usage or {}
-    return (
-        int(usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0),
-        int(usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0),
-    )
-
-
 # -- rendering answers ---------------------------------------------------------------
 
 

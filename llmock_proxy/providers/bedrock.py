@@ -44,7 +44,7 @@ from .base import (
     json_digest,
     json_uuid,
     parse_arguments,
-    plain_token_counts,
+    token_counts,
     request_json,
     split_url,
     turn_messages,
@@ -388,7 +388,7 @@ def converse_usage(usage: Any) -> dict[str, Any] | None:
 
 
 def wire_usage(usage: dict[str, Any] | None) -> dict[str, int]:
-    input_tokens, output_tokens = plain_token_counts(usage)
+    input_tokens, output_tokens = token_counts(usage)
     counts = {"inputTokens": input_tokens, "outputTokens": output_tokens}
     usage = usage or {}
     for ours, theirs in _CACHE_COUNTS:

@@ -28,7 +28,7 @@ from .base import (
     function_tool_calls,
     function_tools,
     json_uuid,
-    plain_token_counts,
+    token_counts,
     request_json,
     text_of,
 )
@@ -123,7 +123,7 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
 
 
 def wire_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
-    input_tokens, output_tokens = plain_token_counts(usage)
+    input_tokens, output_tokens = token_counts(usage)
     counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return {"billed_units": dict(counts), "tokens": dict(counts)}
 

@@ -24,7 +24,7 @@ from .base import (
     function_tool_calls,
     function_tools,
     json_digest,
-    plain_token_counts,
+    token_counts,
     request_json,
     split_url,
     text_of,
@@ -118,7 +118,7 @@ def usage_of(data: dict[str, Any]) -> dict[str, Any] | None:
 
 def metrics(usage: dict[str, Any] | None) -> dict[str, int]:
     """The final object's counts; durations are not recorded, so they are zero."""
-    input_tokens, output_tokens = plain_token_counts(usage)
+    input_tokens, output_tokens = token_counts(usage)
     counts = {"prompt_eval_count": input_tokens, "eval_count": output_tokens}
     return {key: counts.get(key, 0) for key in _METRIC_FIELDS}
 
