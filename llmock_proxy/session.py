@@ -172,6 +172,14 @@ class ReplaySession:
 
     def _resolve(self, request: Request, key: tuple[Any, ...] | None) -> Hit | Miss:
         provider = identify(request.method, request.url, request.headers)
+        body = request.body
+        if body is not None and provider.family != GENERIC.family and not (
+            body.kind == "json" and isinstance(body.value, dict)
+        ):
+            # Every LLM API takes a JSON object; anything else would be read
+            # as an empty conversation and reported as a mere miss.
+            self.misses += 1
+            return Miss(provider, request, None, problem=f"the body is not a JSON object: {_glimpse(body)}")
         try:
             canonical = provider.canonical(request)
         except Exception as exc:  # a body the provider cannot read
@@ -229,6 +237,12 @@ class ReplaySession:
             ),
         )
         return Hit(provider, view, fixture, response, True, use)
+
+
+def _glimpse(body: Payload) -> str:
+    """The start of a body, for an error message."""
+    text = repr(body.value) if body.kind != "base64" else f"{len(body.to_bytes())} bytes of binary data"
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:

@@ -440,3 +440,18 @@ def test_chaos_rates_are_probabilities() -> None:
     planner = Planner(Timing(), rng=random.Random(3))
     dropped = sum(planner.plan(hit, 0.0).chaos == "drop" for _ in range(1000))
     assert 230 <= dropped <= 370, dropped
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400_naming_it() -> None:
+    # Read as an empty conversation, it would be a 421 miss listing every candidate.
+    request = json_request(CHAT, chat_body("hello"))
+    session = ReplaySession([recorded(request, rendered(request, Summary(text="Hi")))])
+    with EngineThread(session) as engine:
+        for body, shown in ((b"{not json", "'{not json'"), (b"[1, 2]", "[1, 2]")):
+            answer = httpx.post(f"{engine.url}/v1/chat/completions", content=body,
+                                headers={"content-type": "application/json"}, timeout=10)
+            assert answer.status_code == 400, answer.text
+            assert answer.headers["x-llmock-miss"] == "1"
+            assert answer.json()["error"]["message"] == (
+                f"llmock-proxy could not read POST /v1/chat/completions: the body is not a JSON object: {shown}"
+            )
