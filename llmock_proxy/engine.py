@@ -43,9 +43,9 @@ from .cassette import Payload, Request, Response
 from .fixtures import Chaos, FixtureOptions
 from .providers import identify
 from .providers.base import split_url
-from .session import Hit, Miss, ReplaySession
+from .session import MISS_HEADERS, Hit, Miss, ReplaySession
 from .ws_engine import serve_websocket
-from .ws_replay import is_websocket_upgrade
+from .ws_replay import can_answer, is_websocket_upgrade
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -294,6 +294,21 @@ def json_plan(status: int, data: Any) -> Plan:
     return Plan(status, [("content-type", "application/json")], body=json.dumps(data).encode())
 
 
+def websocket_not_forwarded_plan(method: str, path: str, mode: str) -> Plan:
+    """The base-URL server replays WebSocket sessions but never forwards them:
+    say so, rather than let a client in passthrough/auto mode read the refusal
+    as a recording that does not fit."""
+    message = (
+        f"llmock-proxy serve: nothing recorded for the WebSocket upgrade {method} {path}, and "
+        f"--mode {mode} does not forward WebSocket sessions; record them through the proxy: "
+        "mitmdump -s addons/replay.py --set llmock_mode=auto (or addons/record.py)"
+    )
+    log.warning("%s", message)
+    plan = json_plan(421, {"error": {"message": message, "type": "websocket_not_forwarded"}})
+    plan.headers.extend(MISS_HEADERS.items())
+    return plan
+
+
 # An answer llmock-proxy failed to build (a bug, or input nothing foresaw):
 # marked, and not retried by the SDKs (openai and anthropic read x-should-retry).
 INTERNAL_ERROR_STATUS = 500
@@ -432,6 +447,8 @@ class ReplayEngine:
         url = f"{request.scheme}://{request.host}{request.path_qs}"
         if is_websocket_upgrade(headers):
             upgrade = Request(request.method, url, headers, _payload(body, headers))
+            if self.mode != "replay" and not can_answer(self.session, upgrade):
+                return _aiohttp_response(websocket_not_forwarded_plan(request.method, request.path, self.mode))
             return await serve_websocket(request, upgrade, self.session, self.timing.factor)
         try:
             outcome = self.session.resolve_raw(request.method, url, headers, body)

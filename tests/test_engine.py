@@ -455,3 +455,27 @@ def test_a_body_that_is_not_a_json_object_is_a_400_naming_it() -> None:
             assert answer.json()["error"]["message"] == (
                 f"llmock-proxy could not read POST /v1/chat/completions: the body is not a JSON object: {shown}"
             )
+
+
+def test_serve_in_auto_mode_refuses_an_unrecorded_websocket_upgrade_saying_why() -> None:
+    import asyncio
+
+    import websockets
+
+    async def miss_handler(*_: Any) -> Any:  # would forward an HTTP miss; never a WebSocket one
+        raise AssertionError("a WebSocket upgrade must not reach the miss handler")
+
+    with EngineThread(ReplaySession([]), mode="auto", miss_handler=miss_handler) as engine:
+        url = engine.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+
+        async def connect() -> Any:
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(url, open_timeout=10):
+                    pass
+            return refused.value.response
+
+        response = asyncio.run(connect())
+    assert response.status_code == 421
+    assert response.headers["x-llmock-miss"] == "1"
+    message = json.loads(response.body)["error"]["message"]
+    assert "does not forward WebSocket sessions" in message and "llmock_mode=auto" in message
