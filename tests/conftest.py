@@ -31,11 +31,20 @@ from tests.harness import clients as sdk
 # -- parse cache --------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def parse_cache_for_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Cassette loads keep parsed YAML in a cache (llmock_proxy/parse_cache.py). Module-scoped
+    fixtures (recording proxies) load cassettes before any test-level fixture runs, so the
+    whole session points the cache at a temp dir; the environment also reaches subprocesses."""
+    directory = tmp_path_factory.mktemp("parse-cache-session")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOCK_PROXY_CACHE_DIR", str(directory))
+        yield directory
+
+
 @pytest.fixture(autouse=True)
 def parse_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Cassette loads keep parsed YAML in a cache (llmock_proxy/parse_cache.py): each test gets
-    its own, so no test writes into the real home directory or sees another test's entries.
-    The environment variable also reaches mitmdump and CLI subprocesses."""
+    """Each test gets its own cache dir: no test sees another test's entries."""
     directory = tmp_path_factory.mktemp("parse-cache")
     monkeypatch.setenv("LLMOCK_PROXY_CACHE_DIR", str(directory))
     return directory
