@@ -36,6 +36,7 @@ from ..drift.watch import Watcher
 from ..recorder import Recorder, Recording, stored_headers
 from ..redact import Redactor
 from ..ws_record import WebSocketTranscript, websocket_interaction
+from .transcripts import TranscriptHooks
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def chain_stream(previous: StreamFn, recording: Recording) -> StreamFn:
     return stream
 
 
-class Drift:
+class Drift(TranscriptHooks):
     """Grades live traffic against recorded shapes."""
 
     OPTIONS = ("llmock_drift_cassettes", "llmock_drift_policy", "llmock_drift_report")
@@ -190,17 +191,6 @@ class Drift:
         self._tees.pop(flow.id, None)
 
     # -- WebSocket hooks -------------------------------------------------------
-
-    def websocket_start(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self._recordings:
-            self._transcripts[flow.id] = WebSocketTranscript(started=flow.request.timestamp_start)
-
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
-        transcript = self._transcripts.get(flow.id)
-        if transcript is None or flow.websocket is None:
-            return
-        message = flow.websocket.messages[-1]
-        transcript.add(message.from_client, message.content, is_text=message.is_text, at=message.timestamp)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         recording = self._recordings.pop(flow.id, None)

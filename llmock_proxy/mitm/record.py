@@ -39,6 +39,7 @@ from ..cassette_writer import BackgroundWriter, CassetteWriter
 from ..recorder import Recorder, Recording, describe, stored_headers
 from ..redact import Redactor
 from ..ws_record import WebSocketTranscript, websocket_interaction
+from .transcripts import TranscriptHooks
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def host_allowed(patterns: Sequence[str], host: str, port: int) -> bool:
     return any(fnmatch.fnmatchcase(c, p.lower()) for p in patterns for c in candidates)
 
 
-class Record:
+class Record(TranscriptHooks):
     """Records every (allowed) HTTP exchange into a cassette file."""
 
     def __init__(self) -> None:
@@ -187,17 +188,6 @@ class Record:
         self._save(recording.fail(reason))
 
     # -- WebSocket hooks -------------------------------------------------------
-
-    def websocket_start(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self._recordings:
-            self._transcripts[flow.id] = WebSocketTranscript(started=flow.request.timestamp_start)
-
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
-        transcript = self._transcripts.get(flow.id)
-        if transcript is None or flow.websocket is None:
-            return
-        message = flow.websocket.messages[-1]
-        transcript.add(message.from_client, message.content, is_text=message.is_text, at=message.timestamp)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         recording = self._take(flow)
