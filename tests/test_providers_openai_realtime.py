@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import Request, Response
+from llmock_proxy.cassette import Request
 from llmock_proxy.providers import identify
 from llmock_proxy.providers.openai_realtime import OpenAIRealtime, OpenAIResponsesWebSocket
 
