@@ -234,6 +234,7 @@ class ReplaySession:
             options=RenderOptions(
                 chunk_size=fixture.options.chunk_size or 0,
                 encoding_format=_encoding_format(request),
+                include_usage=_include_usage(request),
             ),
         )
         return Hit(provider, view, fixture, response, True, use)
@@ -251,6 +252,13 @@ def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:
     if summary.embeddings and len(summary.embeddings) == 1 and len(inputs) > 1:
         return dataclasses.replace(summary, embeddings=summary.embeddings * len(inputs))
     return summary
+
+
+def _include_usage(request: Request) -> bool:
+    """OpenAI chat streams end with a usage chunk only on request; client code
+    that reads ``chunk.choices[0]`` breaks on one it did not ask for."""
+    options = request_json(request).get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _encoding_format(request: Request) -> str:

@@ -421,3 +421,24 @@ def test_requests_seen_before_are_remembered_within_a_memory_bound() -> None:
     finally:
         tracemalloc.stop()
     assert held < 20_000_000, held
+
+
+def test_a_synthesized_chat_stream_ends_with_usage_only_when_the_client_asked() -> None:
+    plain = chat("hello")
+    provider = identify(plain.method, plain.url, plain.headers)
+    canonical = provider.canonical(plain)
+    summary = Summary(text="Hi!", finish_reason="stop", usage={"prompt_tokens": 3, "completion_tokens": 2})
+    response = provider.render(summary, canonical, stream=False)
+    interaction = Interaction(plain, response, match=derive_match(canonical), summary=summary.to_dict())
+    session = ReplaySession([fixture_from_interaction(interaction, "mem.yaml: interactions[0]")])
+
+    def events(req: Request) -> list[Any]:
+        hit = session.resolve(req)
+        assert isinstance(hit, Hit) and hit.response.events is not None
+        return [e.data for e in hit.response.events]
+
+    # Without stream_options every chunk has choices, as the real API sends it.
+    quiet = events(chat("hello", stream=True))
+    assert all(isinstance(d, str) or d["choices"] for d in quiet)
+    asked = events(chat("hello", stream=True, stream_options={"include_usage": True}))
+    assert asked[-2]["choices"] == [] and asked[-2]["usage"]["prompt_tokens"] == 3

@@ -39,6 +39,9 @@ class RenderOptions:
     chunk_size: int = 0  # characters of text per delta; 0 = family default
     # Embedding encoding the client asked for ("float" or "base64").
     encoding_format: str = "float"
+    # Whether a streamed answer ends with a usage chunk: OpenAI chat sends
+    # one (with empty choices) only when stream_options.include_usage is set.
+    include_usage: bool = True
 
 
 class Provider:

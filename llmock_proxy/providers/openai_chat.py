@@ -14,7 +14,7 @@ Response: one ``chat.completion`` JSON object, or with ``stream: true`` SSE
 ``chat.completion.chunk`` events — a role delta first, content deltas,
 tool-call deltas keyed by ``index`` (id and name in the first, argument
 fragments after), a chunk with the ``finish_reason``, a usage chunk with
-empty ``choices`` when usage is known, and ``data: [DONE]``.
+empty ``choices`` when usage is known and the client asked for it, and ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def _stream_events(
         events.append(header.chunk({"tool_calls": [_call_header(index, call)]}))
         events.extend(_argument_chunks(header, index, call, options))
     events.append(header.chunk({}, finish_reason))
-    if summary.usage is not None:
+    if summary.usage is not None and options.include_usage:
         prompt_tokens, completion_tokens = token_counts(summary.usage)
         events.append(
             SSEEvent(
