@@ -23,7 +23,6 @@ from typing import Any
 
 import brotli
 import pytest
-import zstandard
 
 from llmock_proxy import cassette
 from llmock_proxy.cassette import CassetteError, EventStreamFrame, Interaction, Payload, Request, Response
@@ -31,6 +30,11 @@ from llmock_proxy.cassette_writer import BackgroundWriter, CassetteWriter, lock_
 from llmock_proxy.recorder import Recorder, describe, stored_headers
 from llmock_proxy.redact import Redactor, SecretFound
 from llmock_proxy.wire.eventstream import encode_frame
+
+try:
+    from compression import zstd
+except ImportError:
+    from backports import zstd
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-test-recorder-key-0123456789"
@@ -78,7 +82,7 @@ ENCODINGS = {
     "gzip": gzip.compress,
     "deflate": _deflate,
     "br": brotli.compress,
-    "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
+    "zstd": zstd.compress,
 }
 
 

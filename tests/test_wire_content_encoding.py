@@ -8,12 +8,16 @@ import zlib
 
 import brotli
 import pytest
-import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitmproxy_encoding
 
 from llmock_proxy.wire.content_encoding import Decompressor, decompress, encodings
+
+try:
+    from compression import zstd
+except ImportError:
+    from backports import zstd
 
 BODY = b"".join(
     f'data: {{"id":"chatcmpl-1","choices":[{{"index":0,"delta":{{"content":"tok{i} \u00e9\u00e8"}}}}]}}\n\n'.encode()
@@ -28,7 +32,7 @@ def _raw_deflate(data: bytes) -> bytes:
 
 def _zstd_streamed(data: bytes) -> bytes:
     # A streaming compressor writes frames without a content size, as servers do.
-    compressor = zstandard.ZstdCompressor().compressobj()
+    compressor = zstd.ZstdCompressor()
     return compressor.compress(data) + compressor.flush()
 
 
@@ -36,7 +40,7 @@ ENCODERS = {
     "gzip": gzip.compress,
     "deflate": zlib.compress,
     "br": brotli.compress,
-    "zstd": zstandard.ZstdCompressor().compress,
+    "zstd": zstd.compress,
 }
 
 
@@ -67,14 +71,14 @@ class _FlushingEncoder:
         elif name == "br":
             self._br = brotli.Compressor()
         else:
-            self._zstd = zstandard.ZstdCompressor().compressobj()
+            self._zstd = zstd.ZstdCompressor()
 
     def event(self, data: bytes) -> bytes:
         if self.name in ("gzip", "deflate"):
             return self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH)
         if self.name == "br":
             return self._br.process(data) + self._br.flush()
-        return self._zstd.compress(data) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return self._zstd.compress(data, mode=zstd.ZstdCompressor.FLUSH_BLOCK)
 
     def end(self) -> bytes:
         if self.name in ("gzip", "deflate"):
@@ -115,7 +119,6 @@ def test_streamed_zstd_without_content_size():
 def test_concatenated_gzip_members_and_zstd_frames():
     halves = BODY[:1000], BODY[1000:]
     assert feed_in_pieces("gzip", b"".join(gzip.compress(h) for h in halves), 7) == BODY
-    zstd = zstandard.ZstdCompressor()
     assert feed_in_pieces("zstd", b"".join(zstd.compress(h) for h in halves), 7) == BODY
 
 
@@ -123,7 +126,7 @@ def test_encoding_lists_are_undone_in_reverse_order():
     # "gzip, br": gzip applied first, then br.
     compressed = brotli.compress(gzip.compress(BODY))
     assert feed_in_pieces("gzip, br", compressed, 11) == BODY
-    compressed = zstandard.ZstdCompressor().compress(zlib.compress(brotli.compress(BODY)))
+    compressed = zstd.compress(zlib.compress(brotli.compress(BODY)))
     assert feed_in_pieces("br,deflate , zstd", compressed, 2) == BODY
     assert decompress(gzip.compress(BODY), "identity, gzip") == BODY
 

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import brotli
-import zstandard
+
+try:  # Python 3.14+
+    from compression import zstd
+except ImportError:  # the same module, backported (a declared dependency before 3.14)
+    from backports import zstd  # type: ignore[no-redef]
 
 
 class _Stage(Protocol):
@@ -118,8 +122,7 @@ class _Zstd:
     name = "zstd"
 
     def __init__(self) -> None:
-        self._context = zstandard.ZstdDecompressor()
-        self._stream = self._context.decompressobj()
+        self._stream = zstd.ZstdDecompressor()
         self._started = False
 
     def feed(self, data: bytes) -> bytes:
@@ -130,13 +133,13 @@ class _Zstd:
             if not self._stream.eof:
                 break
             data = self._stream.unused_data
-            self._stream = self._context.decompressobj()
+            self._stream = zstd.ZstdDecompressor()
             self._started = False
         return b"".join(out)
 
     def flush(self) -> bytes:
         if self._started and not self._stream.eof:
-            raise zstandard.ZstdError("stream ended before the end of the zstd frame")
+            raise zstd.ZstdError("stream ended before the end of the zstd frame")
         return b""
 
 
@@ -149,7 +152,7 @@ _STAGES: dict[str, type[_Stage]] = {
     "zstd": _Zstd,
 }
 
-_DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error, zstandard.ZstdError)
+_DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error, brotli.error, zstd.ZstdError)
 
 
 def encodings(content_encoding: str | None) -> list[str]:
