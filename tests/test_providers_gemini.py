@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import google.oauth2.credentials
-import httpx
+from tests.harness.http import httpx
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -542,6 +542,8 @@ def test_an_explicit_google_status_is_kept_and_error_summaries_render_as_errors(
 
 def test_live_paths_are_detected():
     for path in (
+        # google-genai 3.x opens v1 by default, 2.x v1beta.
+        "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent",
         "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
         "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContent",
         "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
@@ -551,6 +553,7 @@ def test_live_paths_are_detected():
         assert LIVE.detect("GET", "generativelanguage.googleapis.com", path), path
     assert not LIVE.detect("GET", "x", "/v1beta/models/gemini-2.5-flash:generateContent")
     assert not LIVE.detect("GET", "x", "/v1/realtime")
+    assert not LIVE.detect("GET", "x", "/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent")
 
 
 def test_live_canonical_render_and_summary():

@@ -2,8 +2,9 @@
 
 The google-genai SDK always opens ``wss://`` on one of these paths:
 
-* AI Studio: ``/ws/google.ai.generativelanguage.{v1alpha,v1beta}.GenerativeService.BidiGenerateContent``
-  (``...BidiGenerateContentConstrained`` with an ephemeral token);
+* AI Studio: ``/ws/google.ai.generativelanguage.{v1,v1alpha,v1beta}.GenerativeService.BidiGenerateContent``
+  (``...BidiGenerateContentConstrained`` with an ephemeral token); google-genai
+  3.x uses ``v1`` by default, 2.x ``v1beta``;
 * Vertex AI: ``/ws/google.cloud.aiplatform.{v1,v1beta1}.LlmBidiService/BidiGenerateContent``.
 
 The upgrade request carries no body: the model arrives later, in the first
@@ -61,7 +62,7 @@ from .gemini import _tools as gemini_tools
 
 _LIVE_PATH = re.compile(
     r"/ws/(?:"
-    r"google\.ai\.generativelanguage\.v1(?:alpha|beta)\.GenerativeService\.BidiGenerateContent(?:Constrained)?"
+    r"google\.ai\.generativelanguage\.v1(?:alpha|beta)?\.GenerativeService\.BidiGenerateContent(?:Constrained)?"
     r"|google\.cloud\.aiplatform\.v1(?:beta1)?\.LlmBidiService/BidiGenerateContent"
     r")$"
 )

@@ -1,7 +1,7 @@
 """Fake Gemini Live: the ``BidiGenerateContent`` WebSocket, as AI Studio speaks it.
 
 Wire facts followed (ai.google.dev, Live API reference):
-- ``GET /ws/google.ai.generativelanguage.{v1alpha,v1beta}.GenerativeService.BidiGenerateContent``
+- ``GET /ws/google.ai.generativelanguage.{v1,v1alpha,v1beta}.GenerativeService.BidiGenerateContent``
   upgraded; the API key comes as ``x-goog-api-key`` (or ``?key=``).
 - The first client message must be ``{"setup": {...}}``; the server answers
   ``{"setupComplete": {}}``. Then ``clientContent`` (``turns``,
@@ -37,7 +37,7 @@ from .base import RECORDED, FakeProvider, JSONDict, RecordedRequest, Script, cou
 
 LIVE_PATHS = tuple(
     f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
-    for version in ("v1alpha", "v1beta")
+    for version in ("v1", "v1alpha", "v1beta")
 )
 # 10 ms of 16-bit 24 kHz mono PCM with every byte value in it.
 AUDIO_CHUNK = base64.b64encode(bytes(range(256)) + bytes(224)).decode("ascii")
