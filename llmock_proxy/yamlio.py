@@ -139,7 +139,11 @@ def loads(text: str | bytes) -> Any:
 
 # Deeper nesting is refused: libyaml slows down quadratically on it, and
 # PyYAML's own C composer overflows the C stack (a crash, not an error).
-MAX_DEPTH = 1000
+# Newer PyYAML/libyaml releases refuse flow nesting past 1000 in their
+# scanner, which reads up to 1024 characters ahead of the events we see; when
+# the parser fails, _flow_depth_error says whether nesting was the reason, so
+# the refusal is ours whichever release is installed.
+MAX_DEPTH = 512
 
 
 class _JsonBuilder:
@@ -157,11 +161,21 @@ class _JsonBuilder:
     _NO_KEY = object()
 
     def __init__(self, text: str | bytes):
+        self._text = text
         self._loader = SafeLoader(text)
         self._anchors: dict[str, Any] = {}
         self._plain_tags: dict[str, str] = {}
 
     def build(self) -> Any:
+        try:
+            return self._build()
+        except yaml.YAMLError:
+            too_deep = _flow_depth_error(self._text)
+            if too_deep is not None:
+                raise too_deep from None
+            raise
+
+    def _build(self) -> Any:
         loader = self._loader
         try:
             loader.get_event()  # StreamStart
@@ -315,6 +329,48 @@ class _JsonBuilder:
 
 _IN_PROGRESS = object()
 _UNDEFINED = object()
+
+
+def _flow_depth_error(text: str | bytes) -> yaml.constructor.ConstructorError | None:
+    """Our refusal, at the line where flow collections (``[``, ``{``) first nest
+    deeper than :data:`MAX_DEPTH`, or None when they never do. Only called on
+    a failed parse, so a rough scan is enough: quoted scalars and comments are
+    skipped, brackets inside other text count."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = line = column = 0
+    quote = ""
+    previous = "\n"
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\" and quote == '"':
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'" and previous in " \t\n[{,:-":  # a quote opens a scalar only at its start
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = yaml.Mark("<input>", index, line, column, None, None)
+                return yaml.constructor.ConstructorError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", mark
+                )
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        if char == "\n":
+            line, column = line + 1, 0
+        else:
+            column += 1
+        previous = char
+        index += 1
+    return None
 
 
 def load_file(path: str | os.PathLike[str]) -> Any:

@@ -361,10 +361,25 @@ def test_dates_stay_text() -> None:
     assert loaded.interactions[0].request.json == {"day": "2025-01-02"}
 
 
-def test_deep_nesting_is_an_error_not_a_crash() -> None:
-    # PyYAML's C composer overflows the C stack on this; the event loader refuses it.
-    with pytest.raises(CassetteError, match="nested deeper than"):
-        cm.parse("[" * 100_000 + "]" * 100_000, "deep.yaml")
+@pytest.mark.parametrize("depth", [yamlio.MAX_DEPTH + 1, 1001, 100_000])
+@pytest.mark.parametrize("style", ["flow", "block", "json"])
+def test_deep_nesting_is_our_error_not_a_crash(depth: int, style: str) -> None:
+    # PyYAML's C composer overflows the C stack on this, and newer PyYAML
+    # releases refuse flow nesting past 1000 with their own wording: the
+    # refusal must be ours either way, naming the file.
+    if style == "flow":
+        text = "[" * depth + "]" * depth
+    elif style == "json":
+        text = '{"a":' * depth + "1" + "}" * depth
+    else:
+        text = "- " * depth + "x\n"  # compact nested block sequences
+    with pytest.raises(CassetteError, match=rf"deep\.yaml.*nested deeper than {yamlio.MAX_DEPTH} levels"):
+        cm.parse(text, "deep.yaml")
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    depth = yamlio.MAX_DEPTH
+    assert yamlio.loads("[" * depth + "]" * depth) is not None
 
 
 def test_anchors_and_merge_keys_in_hand_written_files_work() -> None:
