@@ -12,7 +12,7 @@ import pytest
 from llmock_proxy import cli, yamlio
 from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, SSEEvent
 
-from .test_schemas import LLMOCK_FIXTURES, LLMOCK_GIT_DIR, valid_cassette, valid_fixture_file
+from .test_schemas import valid_cassette, valid_fixture_file
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
@@ -99,17 +99,6 @@ def test_files_can_be_named_directly(capsys: pytest.CaptureFixture[str], tree: P
     code, out, _ = run(capsys, str(tree / "chat.yaml"), str(tree / "nested" / "fixtures.json"), str(tree / "chat.yaml"))
     assert code == 0
     assert out == ["checked 1 cassette and 1 fixture file: all valid"]
-
-
-@pytest.mark.skipif(not LLMOCK_FIXTURES, reason="llmock mirror not present")
-def test_llmocks_example_fixture_files_pass(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    for name in LLMOCK_FIXTURES:
-        text = subprocess.run(["git", "-C", str(LLMOCK_GIT_DIR), "show", f"HEAD:{name}"],
-                              check=True, capture_output=True, text=True).stdout
-        (tmp_path / Path(name).name).write_text(text)
-    code, out, _ = run(capsys, str(tmp_path))
-    assert code == 0
-    assert out == [f"checked 0 cassettes and {len(LLMOCK_FIXTURES)} fixture files: all valid"]
 
 
 def test_an_empty_directory_is_fine_but_said(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from llmock_proxy.mitm.drift import Drift
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "docs" / "examples" / "drift-canary.yml"
 DRIFT_DOC = ROOT / "docs" / "drift.md"
-BIN = ROOT / ".venv" / "bin"
+BIN = Path(sys.executable).parent  # the venv running the tests, where the install step puts the command
 
 # The variable(s) each family's credential comes from, and a recorded request of it.
 CREDENTIALS = {

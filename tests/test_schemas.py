@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from llmock_proxy.cassette import CassetteError
 
 from .test_cassette_model import cassettes, json_values
 
-LLMOCK_GIT_DIR = Path("/work/.mirror/CopilotKit+llmock/repo")
 FP = "sha256:" + "0123456789abcdef" * 2
 
 
@@ -421,38 +419,6 @@ def fixture_problems(data: Any) -> list[str]:
         assert str(exc) == "\n".join(exc.problems)
         return exc.problems
     return []
-
-
-def _llmock_fixture_names() -> list[str]:
-    if not LLMOCK_GIT_DIR.exists():
-        return []
-    listing = subprocess.run(
-        ["git", "-C", str(LLMOCK_GIT_DIR), "ls-tree", "--name-only", "HEAD", "fixtures/"],
-        check=True, capture_output=True, text=True,
-    ).stdout.split()
-    return [name for name in listing if name.endswith(".json")]
-
-
-LLMOCK_FIXTURES = _llmock_fixture_names()
-
-
-@pytest.mark.skipif(not LLMOCK_FIXTURES, reason="llmock mirror not present")
-@pytest.mark.parametrize("name", LLMOCK_FIXTURES)
-def test_llmocks_own_example_fixture_files_validate(name: str, tmp_path: Path) -> None:
-    text = subprocess.run(
-        ["git", "-C", str(LLMOCK_GIT_DIR), "show", f"HEAD:{name}"], check=True, capture_output=True, text=True
-    ).stdout
-    path = tmp_path / Path(name).name
-    path.write_text(text)
-    data = json.loads(path.read_text())
-    assert fixture_problems(data) == []
-    assert len(data["fixtures"]) >= 1
-
-
-def test_llmock_has_example_fixture_files_to_check() -> None:
-    if not LLMOCK_GIT_DIR.exists():
-        pytest.skip("llmock mirror not present")
-    assert len(LLMOCK_FIXTURES) >= 3
 
 
 def test_a_full_fixture_file_validates() -> None:
