@@ -112,7 +112,7 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            if gc.get_count()[0] > _PROMOTE_AFTER and gc.get_freeze_count() == 0:
+            if gc.get_count()[0] > _PROMOTE_AFTER and gc.get_freeze_count() <= _FROZEN_AT_IMPORT:
                 gc.freeze()  # every tracked object to the permanent generation...
                 gc.unfreeze()  # ...and back into the oldest one; young counts start at 0
             gc.enable()
@@ -121,6 +121,11 @@ def gc_paused() -> Iterator[None]:
 # Containers created during a pause above which they are promoted (a walk of
 # this many costs a few milliseconds; a 100-interaction cassette builds ~22k).
 _PROMOTE_AFTER = 100_000
+
+# What was frozen before this module was imported is the interpreter's own
+# (CPython 3.12 starts with its immortal built-in tuples frozen; 3.11 and 3.13
+# with none): only objects frozen after that mean a process keeps them frozen.
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
 
 
 def _without_gc(work: Callable[[], _T]) -> _T:
