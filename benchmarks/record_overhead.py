@@ -33,10 +33,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.harness.http import httpx  # noqa: E402  (httpx or httpx2, whichever the SDKs use)
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 _LISTENING = re.compile(r"listening at (?:\S+):(\d+)")
 
@@ -222,7 +224,6 @@ def main() -> int:
     cassette = workdir / "record" / "cassettes" / "bench.yaml"
     recorded = 0
     if cassette.exists():
-        sys.path.insert(0, str(REPO))
         from llmock_proxy import cassette as cassette_module
 
         recorded = len(cassette_module.load(cassette).interactions)

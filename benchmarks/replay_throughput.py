@@ -275,7 +275,7 @@ def median_result(results: list[Result]) -> Result:
 def stream_gap_errors(port: int, runs: int) -> tuple[list[float], list[float]]:
     """|replayed gap - recorded gap| in ms for every gap of ``runs`` replays,
     and how late the first event came relative to its recorded offset."""
-    import httpx
+    from tests.harness.http import httpx  # httpx or httpx2, whichever the SDKs use
 
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Stream it."}]}
     errors: list[float] = []

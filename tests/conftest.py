@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 import pytest
 
 from tests.fakes import (
@@ -223,8 +223,9 @@ class SdkClients:
 
     def genai(self, proxy: Any = None, **kwargs: Any) -> Any:
         """Sync google-genai client (for ``.aio`` use ``clients.async_genai_client``)."""
-        http = self.raw(proxy)
-        return sdk.genai_client(proxy, httpx_client=http, **kwargs)
+        client = sdk.genai_client(proxy, **kwargs)
+        self._closers.append(client.close)
+        return client
 
     def raw(self, proxy: Any = None, **kwargs: Any) -> httpx.Client:
         client = sdk.raw_client(proxy, **kwargs)

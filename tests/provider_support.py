@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 
 from llmock_proxy import wire
 from llmock_proxy.cassette import Payload, Request, Response

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import anthropic
-import httpx
+from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer

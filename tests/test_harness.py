@@ -14,13 +14,13 @@ import json
 from typing import Any
 
 import anthropic
-import httpx
+from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from tests.fakes import Script, StreamEvent, ToolCall
-from tests.fakes.base import derived_embedding, float32_round
+from tests.fakes.base import bearer_token, derived_embedding, float32_round
 from tests.harness import InProcessProxy, ProxyStartError, UpstreamRouter, is_loopback, routes_for
 from tests.harness import clients as sdk
 
@@ -176,7 +176,8 @@ def test_anthropic_stream_through_regular_mode(fake_anthropic, proxy, sdk_client
     assert message.stop_reason == "tool_use"
     assert kinds[0] == "message_start" and "message_stop" in kinds
     received = fake_anthropic.requests[-1]
-    assert received.header("x-api-key") == sdk.TEST_ANTHROPIC_KEY
+    # anthropic 2.x sends the key as a bearer token; 0.x as x-api-key.
+    assert sdk.TEST_ANTHROPIC_KEY in (received.header("x-api-key"), bearer_token(received))
     assert received.header("anthropic-version")
     assert received.header("host") == "api.anthropic.com"
     only_loopback(mitm.router)
@@ -227,7 +228,9 @@ def test_genai_stream_through_regular_mode(fake_gemini, proxy, sdk_clients) -> N
     assert "".join(c.text or "" for c in chunks) == fake_gemini.script.text
     assert chunks[-1].candidates[0].finish_reason.value == "STOP"
     received = fake_gemini.requests[-1]
-    assert received.path == "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+    # google-genai 3.x defaults to the v1 API, 2.x to v1beta.
+    assert received.path in ("/v1/models/gemini-2.0-flash:streamGenerateContent",
+                             "/v1beta/models/gemini-2.0-flash:streamGenerateContent")
     assert received.query["alt"] == "sse"
     assert received.header("x-goog-api-key") == sdk.TEST_GEMINI_KEY
     assert received.header("host") == "generativelanguage.googleapis.com"

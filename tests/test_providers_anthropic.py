@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
-import httpx
+from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall

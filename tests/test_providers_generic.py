@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.canonical import Summary

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 import openai
 
 from llmock_proxy.cassette import Request, Response

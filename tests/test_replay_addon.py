@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 import openai
 import pytest
 from mitmproxy import http

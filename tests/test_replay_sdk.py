@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.mitm.record import Record

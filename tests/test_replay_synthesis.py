@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx
+from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer

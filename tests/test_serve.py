@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy import cassette as cassette_model

@@ -1,13 +1,14 @@
 """Real SDK clients wired for tests: through the proxy (regular mode) or at a base URL.
 
 Regular mode: the client keeps the real provider URL and sends everything
-through ``proxy.url`` with an ``httpx`` client that trusts the proxy's CA
-(``proxy.ca_cert_path``; anything with those two attributes works:
-:class:`InProcessProxy`, :class:`MitmdumpProcess`). openai and anthropic take
-the ``httpx.Client`` as ``http_client``; google-genai takes it as
-``HttpOptions.httpx_client`` / ``httpx_async_client`` (given both, it never
-builds its own clients, and with an httpx async client it does not switch to
-aiohttp).
+through ``proxy.url``, trusting the proxy's CA (``proxy.ca_cert_path``;
+anything with those two attributes works: :class:`InProcessProxy`,
+:class:`MitmdumpProcess`). Each SDK is configured the way its users do it,
+with its own classes, so the same code drives the httpx-era releases and the
+httpx2 majors: openai and anthropic get their ``DefaultHttpxClient`` /
+``DefaultAsyncHttpxClient`` as ``http_client``; google-genai gets
+``HttpOptions.client_args`` (its sync client) and ``async_client_args`` (its
+async client: aiohttp when installed, as it is here).
 
 Base-URL mode (reverse proxy, replay server, or a fake directly): pass
 ``base_url`` instead of ``proxy``. Either way ``trust_env`` is off, so a
@@ -24,13 +25,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anthropic
-import httpx
+from tests.harness.http import httpx
 import openai
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from google import genai
 from google.genai import types as genai_types
+
+from tests.harness.http import httpx
 
 TEST_OPENAI_KEY = "sk-test-openai-key"
 TEST_ANTHROPIC_KEY = "sk-test-anthropic-key"
@@ -106,7 +109,7 @@ def openai_client(
         api_key=api_key,
         base_url=_base_url(proxy, base_url, OPENAI_URL),
         max_retries=max_retries,
-        http_client=raw_client(proxy),
+        http_client=openai.DefaultHttpxClient(**_httpx_kwargs(proxy, DEFAULT_TIMEOUT)),
         **kwargs,
     )
 
@@ -123,7 +126,7 @@ def async_openai_client(
         api_key=api_key,
         base_url=_base_url(proxy, base_url, OPENAI_URL),
         max_retries=max_retries,
-        http_client=async_raw_client(proxy),
+        http_client=openai.DefaultAsyncHttpxClient(**_httpx_kwargs(proxy, DEFAULT_TIMEOUT)),
         **kwargs,
     )
 
@@ -143,7 +146,7 @@ def anthropic_client(
         api_key=api_key,
         base_url=_base_url(proxy, base_url, ANTHROPIC_URL),
         max_retries=max_retries,
-        http_client=raw_client(proxy),
+        http_client=anthropic.DefaultHttpxClient(**_httpx_kwargs(proxy, DEFAULT_TIMEOUT)),
         **kwargs,
     )
 
@@ -160,7 +163,7 @@ def async_anthropic_client(
         api_key=api_key,
         base_url=_base_url(proxy, base_url, ANTHROPIC_URL),
         max_retries=max_retries,
-        http_client=async_raw_client(proxy),
+        http_client=anthropic.DefaultAsyncHttpxClient(**_httpx_kwargs(proxy, DEFAULT_TIMEOUT)),
         **kwargs,
     )
 
@@ -174,21 +177,21 @@ def genai_client(
     base_url: str | None = None,
     api_key: str = TEST_GEMINI_KEY,
     api_version: str | None = None,
-    httpx_client: httpx.Client | None = None,
-    httpx_async_client: httpx.AsyncClient | None = None,
     **kwargs: Any,
 ) -> genai.Client:
-    """A google-genai client (AI Studio).
-
-    google-genai never closes http clients it was given: close them yourself
-    (``SdkClients.genai`` does for the sync one), or use
-    :func:`async_genai_client` for ``client.aio``.
-    """
+    """A google-genai client (AI Studio), owning its http clients: ``client.close()``
+    closes the sync one, ``await client.aio.aclose()`` the async one."""
+    sync_args = _httpx_kwargs(proxy, DEFAULT_TIMEOUT)
+    # The async side is aiohttp (installed here, as in most users' environments):
+    # genai passes these to aiohttp's request(), so ``ssl``, not ``verify``.
+    async_args: dict[str, Any] = {}
+    if proxy is not None:
+        async_args = {"proxy": proxy.url, "ssl": _ssl_context(proxy.ca_cert_path)}
     options = genai_types.HttpOptions(
         base_url=_base_url(proxy, base_url, GEMINI_URL),
         api_version=api_version,
-        httpx_client=httpx_client or raw_client(proxy),
-        httpx_async_client=httpx_async_client or async_raw_client(proxy),
+        client_args=sync_args,
+        async_client_args=async_args,
     )
     return genai.Client(api_key=api_key, http_options=options, **kwargs)
 
@@ -198,12 +201,12 @@ async def async_genai_client(
     proxy: ProxyEndpoint | None = None, *, base_url: str | None = None, **kwargs: Any
 ) -> AsyncIterator[Any]:
     """``async with async_genai_client(...) as aio:`` -> ``genai.Client(...).aio``, closed after."""
-    async with async_raw_client(proxy) as http:
-        with raw_client(proxy) as sync_http:
-            client = genai_client(
-                proxy, base_url=base_url, httpx_client=sync_http, httpx_async_client=http, **kwargs
-            )
-            yield client.aio
+    client = genai_client(proxy, base_url=base_url, **kwargs)
+    try:
+        yield client.aio
+    finally:
+        await client.aio.aclose()
+        client.close()
 
 
 # -- Bedrock request signing ---------------------------------------------------------------------
