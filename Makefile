@@ -1,25 +1,28 @@
 # Every target creates the virtual environment it needs when it is missing,
 # so `make run` and `make test` are the whole set-up on a fresh machine.
+# Environments install the exact versions of requirements/pyX.Y.txt (make lock).
+
+# The interpreter for `make run` (a command or a version: PYTHON=python3.13 or 3.13).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+
+# The test lanes: Python 3.11 runs mitmproxy 11 with the httpx-era SDKs,
+# Python 3.13 mitmproxy 12 with the newest SDKs (httpx2). Each lane has its own
+# environment, .venv-test-X.Y. `make test LANES=3.13` runs one.
+LANES  ?= 3.11 3.13
+# The Python versions `make lock` writes lock files for.
+LOCK_VERSIONS ?= 3.11 3.12 3.13
+UV_VERSION    ?= 0.13.9
 
 # Replay proxy settings for `make run` (override on the command line).
 PORT      ?= 8080
 CASSETTES ?= cassettes/examples
 
-.PHONY: run test venv bench clean
+.PHONY: run test test-latest venv bench lock clean
 
-venv: $(STAMP)
-
-$(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "llmock-proxy needs Python 3.11 or newer (PYTHON=$(PYTHON))" >&2; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+venv:
+	@scripts/make-venv $(PYTHON) $(VENV)
 
 # The replay proxy: mitmdump -s addons/replay.py in regular proxy mode,
 # answering from the cassettes and llmock fixture files under $(CASSETTES),
@@ -28,7 +31,7 @@ CONFDIR   ?= $(HOME)/.mitmproxy
 CA_CERT   := $(CONFDIR)/mitmproxy-ca-cert.pem
 DEMO_BODY := {"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}
 
-run: $(STAMP)
+run: venv
 	@echo 'llmock-proxy replay proxy on http://127.0.0.1:$(PORT), answering from $(CASSETTES) (Ctrl-C stops it).'
 	@echo 'Point an SDK at it (the CA is created on first start):'
 	@echo '  export HTTPS_PROXY=http://127.0.0.1:$(PORT)'
@@ -42,11 +45,45 @@ run: $(STAMP)
 	  --set confdir=$(CONFDIR) --set llmock_cassette_dir= \
 	  --set llmock_cassettes=$(CASSETTES) --set llmock_fixtures=$(CASSETTES)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Every lane runs, even after one fails; the target fails when any did. A lane
+# whose interpreter is missing fails, naming it: it is never skipped.
+test:
+	@failed=; \
+	for lane in $(LANES); do \
+	  echo "=== lane: Python $$lane (requirements/py$$lane.txt) ==="; \
+	  if scripts/make-venv $$lane .venv-test-$$lane; then \
+	    .venv-test-$$lane/bin/python -c 'import mitmproxy.version as m, openai, anthropic, google.genai as g; print(f"mitmproxy {m.VERSION}, openai {openai.__version__}, anthropic {anthropic.__version__}, google-genai {g.__version__}")'; \
+	    .venv-test-$$lane/bin/python -m pytest $(PYTEST_ARGS) || failed="$$failed $$lane"; \
+	  else \
+	    failed="$$failed $$lane"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "=== failed lanes:$$failed ==="; exit 1; fi; \
+	echo "=== all lanes passed: $(LANES) ==="
 
-bench: $(STAMP)
+# The newest releases pyproject.toml allows, not the lock files: run before
+# `make lock` to see what an upgrade would bring. Not part of CI.
+test-latest:
+	@failed=; \
+	for lane in $(LANES); do \
+	  echo "=== latest, lane: Python $$lane ==="; \
+	  scripts/make-venv $$lane .venv-latest-$$lane latest && \
+	  .venv-latest-$$lane/bin/python -m pytest $(PYTEST_ARGS) || failed="$$failed $$lane"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "=== failed lanes:$$failed ==="; exit 1; fi
+
+# Re-resolve the lock files (one per Python version, for every platform) from
+# pyproject.toml, with requirements/lock-preferences.txt as constraints.
+lock:
+	test -x .venv-tools/bin/uv || { $(PYTHON) -m venv .venv-tools && .venv-tools/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	for version in $(LOCK_VERSIONS); do \
+	  .venv-tools/bin/uv pip compile pyproject.toml --extra test --universal --python-version $$version \
+	    --constraint requirements/lock-preferences.txt --upgrade --quiet \
+	    --custom-compile-command 'make lock' -o requirements/py$$version.txt || exit 1; \
+	done
+
+bench: venv
 	for script in benchmarks/[!_]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-test-* .venv-latest-* .venv-tools .pytest_cache
