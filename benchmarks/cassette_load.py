@@ -43,9 +43,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from llmock_proxy import cassette as cassette_module  # noqa: E402
-from llmock_proxy import yamlio  # noqa: E402
-from llmock_proxy.cassette import (  # noqa: E402
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
     Cassette,
     Interaction,
     Payload,
@@ -53,8 +53,8 @@ from llmock_proxy.cassette import (  # noqa: E402
     Response,
     SSEEvent,
 )
-from llmock_proxy.parse_cache import ParseCache  # noqa: E402
-from llmock_proxy.schemas import validate_cassette  # noqa: E402
+from llmock_proxy.cassette.parse_cache import ParseCache
+from llmock_proxy.cassette.schema import validate_cassette
 
 WORDS = (
     "the a model answer weather city today tomorrow rain sun cloud wind temperature degrees "
@@ -263,7 +263,7 @@ def _load_all(paths: list[Path], cache: ParseCache | None, size: int) -> Timing:
     whole set, as :meth:`ReplaySession.load` reads a cassette directory."""
     gc.collect()  # start each run from the same collector state
     with yamlio.gc_paused():
-        seconds, loaded = _timed(lambda: [cassette_module.load(p, cache=cache) for p in paths])
+        seconds, loaded = _timed(lambda: [cassette_store.load(p, cache=cache) for p in paths])
     assert sum(len(c.interactions) for c in loaded) == size
     return seconds
 
@@ -310,11 +310,11 @@ def measure(size: int, per_file: int, directory: Path, seed: int, repeat: int) -
     for start in range(0, size, per_file):
         cassette = Cassette(list(interactions(rng, start, min(per_file, size - start))))
         t0 = time.perf_counter()
-        cassette.dumps()
+        cassette_store.dumps(cassette)
         dump += time.perf_counter() - t0
         path = directory / f"cassette-{start // per_file:05d}.yaml"
         t0 = time.perf_counter()
-        cassette.save(path)
+        cassette_store.save(cassette, path)
         save += time.perf_counter() - t0
         paths.append(path)
     megabytes = sum(p.stat().st_size for p in paths) / 1e6

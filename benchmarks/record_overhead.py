@@ -38,7 +38,9 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from llmock_proxy.cassette import store as cassette_store
 from tests.harness.http import httpx  # noqa: E402  (httpx or httpx2, whichever the SDKs use)
+
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 _LISTENING = re.compile(r"listening at (?:\S+):(\d+)")
 
@@ -224,9 +226,8 @@ def main() -> int:
     cassette = workdir / "record" / "cassettes" / "bench.yaml"
     recorded = 0
     if cassette.exists():
-        from llmock_proxy import cassette as cassette_module
 
-        recorded = len(cassette_module.load(cassette).interactions)
+        recorded = len(cassette_store.load(cassette).interactions)
     shutil.rmtree(workdir, ignore_errors=True)
 
     print(

@@ -46,11 +46,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._servers import Server, free_port  # noqa: E402
-from llmock_proxy import yamlio  # noqa: E402
 from llmock_proxy.canonical import Summary  # noqa: E402
-from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, SSEEvent  # noqa: E402
-from llmock_proxy.matcher import derive_match  # noqa: E402
-from llmock_proxy.providers import identify  # noqa: E402
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
+    Cassette,
+    Interaction,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+)
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.catalog import identify
 from llmock_proxy.wire import SSEDecoder  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._servers import Server, free_port  # noqa: E402
-from llmock_proxy import yamlio  # noqa: E402
-from llmock_proxy.cassette import (  # noqa: E402
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
     Cassette,
     Interaction,
     Payload,
@@ -52,8 +52,8 @@ from llmock_proxy.cassette import (  # noqa: E402
     WSMessage,
     compact_json,
 )
-from llmock_proxy.matcher import derive_match  # noqa: E402
-from llmock_proxy.providers import identify  # noqa: E402
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.catalog import identify
 
 BIN = Path(sys.executable).parent
 TARGET = "https://api.openai.com"

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from llmock_proxy import __version__
 
 # Modules under llmock_proxy.commands, in the order `--help` lists them.
 COMMAND_MODULES = ["cassette", "serve", "drift"]

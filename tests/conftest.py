@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.harness.http import httpx
 import pytest
 
 from tests.fakes import (
+    PROVIDER_FAKES,
     AnthropicFake,
     BedrockFake,
     CohereFake,
@@ -22,18 +22,18 @@ from tests.fakes import (
     GeminiFake,
     OllamaFake,
     OpenAIFake,
-    PROVIDER_FAKES,
     TestPKI,
 )
 from tests.harness import InProcessProxy, MitmdumpProcess, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
+from tests.harness.http import httpx
 
 # -- parse cache --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session", autouse=True)
 def parse_cache_for_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Cassette loads keep parsed YAML in a cache (llmock_proxy/parse_cache.py). Module-scoped
+    """Cassette loads keep parsed YAML in a cache (llmock_proxy/cassette/parse_cache.py). Module-scoped
     fixtures (recording proxies) load cassettes before any test-level fixture runs, so the
     whole session points the cache at a temp dir; the environment also reaches subprocesses."""
     directory = tmp_path_factory.mktemp("parse-cache-session")

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llmock_proxy import cassette as cassette_module
-from llmock_proxy.cassette import Cassette, Interaction
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette, Interaction
 from llmock_proxy.mitm.record import Record
 from tests.fakes import (
     AnthropicFake,
@@ -173,7 +173,7 @@ def record_baseline(pki: TestPKI, workdir: Path) -> DriftWorld:
         ) as proxy:
             _record_traffic(proxy)
             assert record.flush(10), "the record addon did not write the baseline"
-        baseline = cassette_module.load(raw_dir / "baseline.yaml")
+        baseline = cassette_store.load(raw_dir / "baseline.yaml")
     except BaseException:
         for server in fakes.values():
             server.stop()
@@ -186,7 +186,7 @@ def record_baseline(pki: TestPKI, workdir: Path) -> DriftWorld:
         by_shape.setdefault(key, []).append(interaction)
     for key, interactions in sorted(by_shape.items()):
         path = world.cassette_dir / f"{key}.yaml"
-        Cassette(interactions).save(path)
+        cassette_store.save(Cassette(interactions), path)
         world.cassettes[key] = path
     for server in fakes.values():
         server.requests.clear()
@@ -327,6 +327,6 @@ def record_realtime_baseline(fake: FakeServer, pki: TestPKI, workdir: Path) -> P
         assert result and result[0][-1] == "response.done", "could not hold the Realtime baseline session"
         assert record.flush(10), "the record addon did not write the Realtime session"
     path = workdir / "cassettes" / "realtime.yaml"
-    (interaction,) = cassette_module.load(path).interactions
+    (interaction,) = cassette_store.load(path).interactions
     assert interaction.match["family"] == "openai.realtime" and interaction.response.websocket is not None
     return path

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness.http import httpx
-
 from llmock_proxy import wire
-from llmock_proxy.cassette import Payload, Request, Response
+from llmock_proxy.cassette.model import Payload, Request, Response
+from tests.harness.http import httpx
 
 
 def as_cassette_request(request: httpx.Request) -> Request:

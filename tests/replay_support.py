@@ -16,12 +16,13 @@ from typing import Any
 from google.genai import types as genai_types
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import Interaction, Payload, Request, Response
-from llmock_proxy.engine import ReplayEngine, Timing
-from llmock_proxy.fixtures import Fixture, fixture_from_interaction
-from llmock_proxy.matcher import derive_match
-from llmock_proxy.providers import identify
-from llmock_proxy.session import ReplaySession
+from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.catalog import identify
+from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
+from llmock_proxy.replay.plan import Timing
+from llmock_proxy.replay.server import ReplayEngine
+from llmock_proxy.replay.session import ReplaySession
 from tests.fakes import Script, ToolCall
 
 

@@ -12,12 +12,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmock_proxy import cassette as cm
-from llmock_proxy import yamlio
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import (
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
     Cassette,
-    CassetteError,
     EventStreamFrame,
     Interaction,
     NDJSONLine,
@@ -29,7 +28,8 @@ from llmock_proxy.cassette import (
     WSClose,
     WSMessage,
 )
-from llmock_proxy.redact import SecretFound
+from llmock_proxy.cassette.redact import SecretFound
+from llmock_proxy.errors import CassetteError
 
 # -- strategies (also used by test_schemas) ---------------------------------------------
 
@@ -178,15 +178,15 @@ ROUND_TRIP = settings(
 @ROUND_TRIP
 @given(cassettes)
 def test_load_of_dump_is_the_same_cassette(cassette: Cassette) -> None:
-    text = cassette.dumps()
-    assert cm.parse(text) == cassette
+    text = cassette_store.dumps(cassette)
+    assert cassette_store.parse(text) == cassette
 
 
 @ROUND_TRIP
 @given(cassettes)
 def test_dump_of_load_of_dump_is_the_same_text(cassette: Cassette) -> None:
-    text = cassette.dumps()
-    assert cm.parse(text).dumps() == text
+    text = cassette_store.dumps(cassette)
+    assert cassette_store.dumps(cassette_store.parse(text)) == text
 
 
 @ROUND_TRIP
@@ -243,8 +243,8 @@ def test_every_wire_form_round_trips() -> None:
                         incomplete="client disconnected"),
         ],
     )
-    text = cassette.dumps()
-    assert cm.parse(text, "x.yaml") == Cassette(cassette.interactions, Path("x.yaml"), cassette.meta)
+    text = cassette_store.dumps(cassette)
+    assert cassette_store.parse(text, "x.yaml") == Cassette(cassette.interactions, Path("x.yaml"), cassette.meta)
 
 
 # -- readability -------------------------------------------------------------------------------
@@ -254,27 +254,27 @@ def test_multi_line_text_is_a_block_scalar() -> None:
     prompt = "Line one\nLine two\n  indented line\n"
     cassette = Cassette([Interaction(Request("POST", "https://x.test/", body=Payload("text", prompt)),
                                      summary={"text": "First\nSecond"})])
-    text = cassette.dumps()
+    text = cassette_store.dumps(cassette)
     assert "    text: |\n      Line one\n      Line two\n        indented line\n" in text
     assert "    text: |-\n      First\n      Second\n" in text
-    assert cm.parse(text) == cassette
+    assert cassette_store.parse(text) == cassette
 
 
 def test_text_a_block_scalar_cannot_hold_is_still_kept_exactly() -> None:
     awkward = "trailing space \nand a tab\t\n\x07bell"
     cassette = Cassette([Interaction(Request("POST", "https://x.test/", body=Payload("text", awkward)))])
-    assert cm.parse(cassette.dumps()).interactions[0].request.body == Payload("text", awkward)
+    assert cassette_store.parse(cassette_store.dumps(cassette)).interactions[0].request.body == Payload("text", awkward)
 
 
 def test_request_json_body_is_yaml_data_not_an_escaped_string() -> None:
     cassette = Cassette([Interaction(Request("POST", "https://x.test/", body=Payload.json({"model": "m", "n": 2})))])
-    assert "- request:\n    method: POST\n    url: https://x.test/\n    json:\n      model: m\n      n: 2\n" in cassette.dumps()
+    assert "- request:\n    method: POST\n    url: https://x.test/\n    json:\n      model: m\n      n: 2\n" in cassette_store.dumps(cassette)
 
 
 def test_a_value_shared_between_interactions_is_written_out_twice_without_anchors() -> None:
     shared = {"text": "same"}
     cassette = Cassette([Interaction(Request("GET", "https://x.test/"), summary=shared) for _ in range(2)])
-    text = cassette.dumps()
+    text = cassette_store.dumps(cassette)
     assert "&id" not in text and "*id" not in text
     assert text.count("text: same") == 2
 
@@ -348,7 +348,7 @@ def test_object_building_and_non_json_tags_are_refused(tmp_path: Path, tag: str)
     marker = tmp_path / "pwned"
     text = f"version: 1\ninteractions: []\nmeta:\n  x: {tag.format(marker=marker)}\n"
     with pytest.raises(CassetteError) as info:
-        cm.parse(text, "evil.yaml")
+        cassette_store.parse(text, "evil.yaml")
     assert str(info.value).startswith("evil.yaml: not valid YAML:")
     assert "is not allowed" in str(info.value)
     assert not marker.exists()
@@ -356,7 +356,7 @@ def test_object_building_and_non_json_tags_are_refused(tmp_path: Path, tag: str)
 
 def test_dates_stay_text() -> None:
     text = "version: 1\ninteractions:\n- recorded_at: 2025-01-02T03:04:05Z\n  request: {method: GET, url: 'https://x.test/', json: {day: 2025-01-02}}\n"
-    loaded = cm.parse(text)
+    loaded = cassette_store.parse(text)
     assert loaded.interactions[0].recorded_at == "2025-01-02T03:04:05Z"
     assert loaded.interactions[0].request.json == {"day": "2025-01-02"}
 
@@ -374,7 +374,7 @@ def test_deep_nesting_is_our_error_not_a_crash(depth: int, style: str) -> None:
     else:
         text = "- " * depth + "x\n"  # compact nested block sequences
     with pytest.raises(CassetteError, match=rf"deep\.yaml.*nested deeper than {yamlio.MAX_DEPTH} levels"):
-        cm.parse(text, "deep.yaml")
+        cassette_store.parse(text, "deep.yaml")
 
 
 def test_nesting_up_to_the_limit_loads() -> None:
@@ -392,7 +392,7 @@ interactions:
     <<: *req
     url: https://y.test/
 """
-    loaded = cm.parse(text)
+    loaded = cassette_store.parse(text)
     assert loaded.interactions[1].request == Request("POST", "https://y.test/", {"content-type": "application/json"})
     assert loaded.interactions[0].response.headers == {"content-type": "application/json"}
 
@@ -427,12 +427,12 @@ alias: *n
 )
 def test_malformed_yaml_names_the_problem(text: str, problem: str) -> None:
     with pytest.raises(CassetteError, match=problem):
-        cm.parse(text, "bad.yaml")
+        cassette_store.parse(text, "bad.yaml")
 
 
 def test_unreadable_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(CassetteError, match=r"missing\.yaml: cannot read"):
-        cm.load(tmp_path / "missing.yaml")
+        cassette_store.load(tmp_path / "missing.yaml")
 
 
 # -- atomic, redacted saving --------------------------------------------------------------------
@@ -445,25 +445,25 @@ def _entries(directory: Path) -> list[str]:
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "cassettes" / "chat.yaml"
     cassette = Cassette([Interaction(Request("GET", "https://x.test/"), Response(200, body=Payload.json({"a": 1})))])
-    assert cassette.save(target) == target
+    assert cassette_store.save(cassette, target) == target
     assert _entries(target.parent) == ["chat.yaml"]
-    assert cm.load(target) == Cassette(cassette.interactions, target)
+    assert cassette_store.load(target) == Cassette(cassette.interactions, target)
     cassette.interactions.append(Interaction(Request("GET", "https://x.test/2")))
-    cassette.save()
+    cassette_store.save(cassette)
     assert _entries(target.parent) == ["chat.yaml"]
-    assert len(cm.load(target).interactions) == 2
+    assert len(cassette_store.load(target).interactions) == 2
 
 
 def test_a_refused_save_keeps_the_old_file_and_leaves_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "chat.yaml"
     good = Cassette([Interaction(Request("GET", "https://x.test/"), Response(200, body=Payload.json({"a": 1})))])
-    good.save(target)
+    cassette_store.save(good, target)
     before = target.read_bytes()
     # A key used as a mapping key survives redaction (keys are not rewritten): the scan refuses.
     secret_key = "sk-test-" + "k" * 24
     bad = Cassette([Interaction(Request("GET", "https://x.test/"), Response(200, body=Payload.json({secret_key: 1})))])
     with pytest.raises(SecretFound) as info:
-        bad.save(target)
+        cassette_store.save(bad, target)
     assert secret_key not in str(info.value)
     assert target.read_bytes() == before
     assert _entries(tmp_path) == ["chat.yaml"]
@@ -484,7 +484,7 @@ def test_save_redacts_what_it_writes(tmp_path: Path) -> None:
         Request("POST", "https://api.openai.com/v1/chat/completions", {"authorization": f"Bearer {key}"},
                 Payload.json({"note": f"my key is {key}"})),
         Response(200, body=Payload.json({"ok": True})))])
-    target = cassette.save(tmp_path / "x.yaml")
+    target = cassette_store.save(cassette, tmp_path / "x.yaml")
     written = target.read_text()
     assert key not in written
     assert "authorization: Bearer <redacted>" in written
@@ -494,13 +494,13 @@ def test_save_redacts_what_it_writes(tmp_path: Path) -> None:
 
 def test_save_without_a_path_is_an_error() -> None:
     with pytest.raises(ValueError, match="no path"):
-        Cassette().save()
+        cassette_store.save(Cassette())
 
 
 def test_saved_files_are_shareable_and_keep_their_mode(tmp_path: Path) -> None:
     # mkstemp creates 0600 files; a cassette is meant to be shared and committed.
-    target = Cassette().save(tmp_path / "x.yaml")
+    target = cassette_store.save(Cassette(), tmp_path / "x.yaml")
     assert target.stat().st_mode & 0o777 == yamlio.NEW_FILE_MODE
     target.chmod(0o664)
-    Cassette().save(target)
+    cassette_store.save(Cassette(), target)
     assert target.stat().st_mode & 0o777 == 0o664

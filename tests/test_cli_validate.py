@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from llmock_proxy import cli, yamlio
-from llmock_proxy.cassette import Cassette, Interaction, Payload, Request, Response, SSEEvent
+from llmock_proxy import cli
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
+    Cassette,
+    Interaction,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+)
 
 from .test_schemas import valid_cassette, valid_fixture_file
 
@@ -25,11 +34,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str],
 def tree(tmp_path: Path) -> Path:
     """cassettes/ with a saved cassette, a nested hand-written one and a fixture file."""
     root = tmp_path / "cassettes"
-    Cassette([Interaction(
+    cassette_store.save(Cassette([Interaction(
         Request("POST", "https://api.openai.com/v1/chat/completions", body=Payload.json({"model": "m"})),
         Response(200, {"content-type": "text/event-stream"},
                  events=[SSEEvent(data={"x": 1}, t=1.0), SSEEvent(data="[DONE]", t=2.0)]),
-    )]).save(root / "chat.yaml")
+    )]), root / "chat.yaml")
     (root / "nested" / "deeper").mkdir(parents=True)
     (root / "nested" / "deeper" / "all.yml").write_text(yamlio.dumps(valid_cassette()))
     (root / "nested" / "fixtures.json").write_text(json.dumps(valid_fixture_file()))
@@ -161,11 +170,11 @@ def test_what_replay_would_refuse_is_a_problem_too(capsys: pytest.CaptureFixture
 def test_a_key_shaped_value_is_a_problem_naming_its_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # The recorder refuses to write these; a hand edit must not slip one in.
     key = "sk-proj-" + "A1b2C3d4" * 4
-    Cassette([Interaction(
+    cassette_store.save(Cassette([Interaction(
         Request("POST", "https://api.openai.com/v1/chat/completions", {"authorization": "Bearer <redacted>"},
                 body=Payload.json({"model": "m"})),
         Response(200, {"content-type": "application/json"}, Payload.json({"ok": True})),
-    )]).save(tmp_path / "c.yaml")
+    )]), tmp_path / "c.yaml")
     edited = (tmp_path / "c.yaml").read_text().replace("Bearer <redacted>", f"Bearer {key}")
     (tmp_path / "c.yaml").write_text(edited)
     (tmp_path / "f.json").write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": f"use {key}"}}]}))

@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 from mitmproxy import exceptions
 
-from llmock_proxy import cassette as cassette_module
-from llmock_proxy.drift.contracts import infer_documents, load_recordings, write_documents
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.drift.contracts import (
+    infer_documents,
+    load_recordings,
+    write_documents,
+)
 from llmock_proxy.mitm.drift import Drift
 from llmock_proxy.mitm.record import Record
 from tests.drift_support import (
@@ -99,7 +103,7 @@ def test_findings_are_logged_live_and_reported_at_shutdown_next_to_the_recorder(
     assert failed == ["anthropic.messages.sse"]
 
     # The recorder still saw every byte of the stream the addon teed after it.
-    recorded = cassette_module.load(tmp_path / "recorded" / "session.yaml").interactions
+    recorded = cassette_store.load(tmp_path / "recorded" / "session.yaml").interactions
     stream = next(i for i in recorded if i.match["family"] == "anthropic.messages")
     assert [e.event for e in stream.response.events][-1] == "message_stop"
     assert stream.summary["text"] == "Hello from the fake upstream."

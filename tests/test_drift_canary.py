@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llmock_proxy import cassette as cassette_module
+from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
 from tests.drift_support import (
     CANARY_ENV,
@@ -255,7 +255,7 @@ def test_websocket_update_keeps_the_client_turns(realtime, monkeypatch, tmp_path
     copy.write_bytes(recorded.read_bytes())
     code, _ = run_drift([str(copy), "--upstream", f"openai={fake.url}", "--update"], tmp_path)
     assert code == 0
-    session = cassette_module.load(copy).interactions[0].response.websocket
+    session = cassette_store.load(copy).interactions[0].response.websocket
     client = [m.payload.value for m in session.messages if m.from_client]
     assert [m["type"] for m in client] == ["session.update", "conversation.item.create", "response.create"]
     server_text = [m.payload.value.get("delta") for m in session.messages if not m.from_client]
@@ -329,7 +329,7 @@ def test_update_never_writes_a_credential_the_live_answer_echoes(fresh: DriftWor
     assert code == 0
     sent = fresh.fakes["ollama"].requests
     assert sent[0].header("authorization") == f"Bearer {CANARY_ENV['OLLAMA_API_KEY']}"
-    refreshed = cassette_module.load(copy).interactions[0].response
+    refreshed = cassette_store.load(copy).interactions[0].response
     assert "served_for" in refreshed.lines[0].data  # the live answer was written back
     for text in (copy.read_text(), (tmp_path / "r.json").read_text(), (tmp_path / "r.md").read_text(),
                  *capsys.readouterr()):
@@ -339,13 +339,13 @@ def test_update_refreshes_the_response_and_keeps_request_and_match(fresh: DriftW
     shape = "openai.chat.body"
     copy = tmp_path / "chat.yaml"
     copy.write_bytes(fresh.cassettes[shape].read_bytes())
-    before = cassette_module.load(copy).interactions[0]
+    before = cassette_store.load(copy).interactions[0]
     fresh.fakes["openai"].script = Script(
         text="Refreshed answer.", mutate=whole_body(lambda d: d.update(moderation={"flagged": False}))
     )
     code, report = run_drift([str(copy), *fresh.upstream_args(), "--update"], tmp_path)
     assert code == 0 and graded(report) == [("warning", "field-added", "moderation")]
-    after = cassette_module.load(copy).interactions[0]
+    after = cassette_store.load(copy).interactions[0]
     assert after.request == before.request and after.match == before.match
     assert after.response.json["moderation"] == {"flagged": False}
     assert after.summary["text"] == "Refreshed answer."
@@ -401,7 +401,7 @@ def test_a_stalled_upstream_times_out_as_an_error(fresh: DriftWorld, tmp_path: P
 
 
 def test_redacted_values_are_replaced_never_sent():
-    from llmock_proxy.cassette import Request
+    from llmock_proxy.cassette.model import Request
     from llmock_proxy.drift.canary import Upstream, credential_for, live_request
 
     recorded = Request(
@@ -420,7 +420,7 @@ def test_redacted_values_are_replaced_never_sent():
 
 
 def test_azure_openai_uses_its_own_key_and_header():
-    from llmock_proxy.cassette import Request
+    from llmock_proxy.cassette.model import Request
     from llmock_proxy.drift.canary import Skip, credential_for, live_request
 
     recorded = Request("POST", "https://acme.openai.azure.com/openai/deployments/gpt4o/chat/completions"
@@ -444,7 +444,7 @@ def test_the_most_specific_upstream_wins():
 
 
 def test_generic_family_is_sent_as_recorded_unless_something_was_redacted():
-    from llmock_proxy.cassette import Request
+    from llmock_proxy.cassette.model import Request
     from llmock_proxy.drift.canary import Skip, credential_for
 
     open_api = Request("GET", "https://api.example.com/v1/things?page=2", headers={"accept": "application/json"})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from llmock_proxy import cassette as cassette_module
+from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
 from llmock_proxy.drift.schema import validate_recording
 from tests.drift_support import DriftWorld, record_baseline, set_canary_env
@@ -47,7 +47,7 @@ def test_schema_export_validates_every_recording_it_came_from(fresh: DriftWorld,
         assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         meta = doc["x-llmock"]
         assert (f"{meta['family']}.{meta['form']}") == key
-        recorded = cassette_module.load(cassette_path)
+        recorded = cassette_store.load(cassette_path)
         assert meta["sources"] == [f"{cassette_path}#{i}" for i in range(len(recorded.interactions))]
         for interaction in recorded.interactions:
             assert validate_recording(doc, interaction.response) == []

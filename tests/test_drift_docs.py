@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmock_proxy.cassette import Request
+from llmock_proxy.cassette.model import Request
 from llmock_proxy.cli import build_parser
 from llmock_proxy.drift.canary import credential_for
 from llmock_proxy.mitm.drift import Drift

@@ -8,7 +8,14 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from llmock_proxy.cassette import Interaction, NDJSONLine, Payload, Request, Response, SSEEvent
+from llmock_proxy.cassette.model import (
+    Interaction,
+    NDJSONLine,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+)
 from llmock_proxy.drift.findings import Finding, Policy
 from llmock_proxy.drift.schema import check_response, shape_schema, validate_recording
 from llmock_proxy.drift.shape import infer_shapes

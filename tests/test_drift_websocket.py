@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from llmock_proxy import cassette as cassette_module
+from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.replay import Replay
@@ -74,7 +74,7 @@ def recorded(test_pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Pat
     finally:
         for fake in fakes:
             fake.stop()
-    families = [i.match["family"] for i in cassette_module.load(workdir / "ws.yaml").interactions]
+    families = [i.match["family"] for i in cassette_store.load(workdir / "ws.yaml").interactions]
     assert families == ["openai.realtime", "openai.responses_ws", "gemini.live"]
     return workdir / "ws.yaml"
 
@@ -135,7 +135,7 @@ def test_tool_round_trips_are_resent_with_the_ids_the_live_server_made_up(
     (session,) = live.live.sessions
     response = next(m for m in session if "tool_response" in m or "toolResponse" in m)
     (answer,) = (response.get("tool_response") or response["toolResponse"])["functionResponses"]
-    recorded_live = cassette_module.load(recorded).interactions[2].response.websocket
+    recorded_live = cassette_store.load(recorded).interactions[2].response.websocket
     recorded_ids = {
         call["id"]
         for m in recorded_live.messages if not m.from_client and b"toolCall" in m.payload.to_bytes()
@@ -157,7 +157,7 @@ def test_update_writes_whole_sessions_that_replay_to_the_sdks(
 
     # Every turn was collected to its end (Live's turnComplete after many
     # deltas), with ids that agree: the SDKs replay the refreshed sessions.
-    live_session = cassette_module.load(copy).interactions[2].response.websocket
+    live_session = cassette_store.load(copy).interactions[2].response.websocket
     assert b'"turnComplete": true' in live_session.messages[-1].payload.to_bytes()
     with InProcessProxy(confdir=tmp_path / "mitm", addons=[Replay()],
                         options={"llmock_cassette_dir": "", "llmock_cassettes": [str(copy)],
@@ -172,7 +172,7 @@ def test_update_writes_whole_sessions_that_replay_to_the_sdks(
 
 
 def test_a_turn_ends_on_what_marks_its_last_message_out() -> None:
-    from llmock_proxy.cassette import Payload, WSMessage
+    from llmock_proxy.cassette.model import Payload, WSMessage
     from llmock_proxy.drift.capture import Turn, ends_turn
 
     def live_frame(value: Any) -> WSMessage:  # Live: pretty JSON in binary frames, kept exactly

@@ -10,18 +10,24 @@ import time
 from typing import Any
 
 import anthropic
-from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import EventStreamFrame, NDJSONLine, Payload, Response, SSEEvent
-from llmock_proxy.engine import Planner, Timing, TimingError
-from llmock_proxy.fixtures import parse_fixture_entries
-from llmock_proxy.session import Hit, ReplaySession
+from llmock_proxy.cassette.model import (
+    EventStreamFrame,
+    NDJSONLine,
+    Payload,
+    Response,
+    SSEEvent,
+)
+from llmock_proxy.replay.llmock_format import parse_fixture_entries
+from llmock_proxy.replay.plan import Planner, Timing, TimingError
+from llmock_proxy.replay.session import Hit, ReplaySession
 from llmock_proxy.wire import EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from tests.harness.clients import anthropic_client, openai_client
+from tests.harness.http import httpx
 from tests.replay_support import EngineThread, json_request, recorded, rendered
 
 CHAT = "https://api.openai.com/v1/chat/completions"

@@ -8,20 +8,20 @@ from typing import Any
 
 import pytest
 
-from llmock_proxy import yamlio
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Cassette, CassetteError, Interaction
-from llmock_proxy.fixtures import (
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import Cassette, Interaction
+from llmock_proxy.cassette.store import expand
+from llmock_proxy.errors import CassetteError
+from llmock_proxy.replay.fixture import (
     Chaos,
     FixtureError,
     FixtureOptions,
     StreamingProfile,
-    expand,
-    load_cassette,
-    load_fixture_file,
-    load_sources,
 )
-from llmock_proxy.session import Hit, ReplaySession
+from llmock_proxy.replay.llmock_format import load_fixture_file
+from llmock_proxy.replay.session import Hit, ReplaySession
+from llmock_proxy.replay.sources import load_cassette, load_sources
 from tests.replay_support import json_request, rendered
 
 CHAT = "https://api.openai.com/v1/chat/completions"

@@ -14,15 +14,21 @@ import json
 from typing import Any
 
 import anthropic
-from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from tests.fakes import Script, StreamEvent, ToolCall
 from tests.fakes.base import bearer_token, derived_embedding, float32_round
-from tests.harness import InProcessProxy, ProxyStartError, UpstreamRouter, is_loopback, routes_for
+from tests.harness import (
+    InProcessProxy,
+    ProxyStartError,
+    UpstreamRouter,
+    is_loopback,
+    routes_for,
+)
 from tests.harness import clients as sdk
+from tests.harness.http import httpx
 
 USER = [{"role": "user", "content": "Say hello"}]
 

@@ -7,11 +7,14 @@ from typing import Any
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Interaction, Payload, Request
-from llmock_proxy.fixtures import Fixture, fixture_from_interaction, parse_fixture_entries
-from llmock_proxy.matcher import Matcher, MatchSpecError, RequestView, derive_match
-from llmock_proxy.providers import identify
-from llmock_proxy.session import Hit, Miss, ReplaySession
+from llmock_proxy.cassette.model import Interaction, Payload, Request
+from llmock_proxy.errors import MatchSpecError
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.match.matcher import Matcher, RequestView
+from llmock_proxy.providers.catalog import identify
+from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
+from llmock_proxy.replay.llmock_format import parse_fixture_entries
+from llmock_proxy.replay.session import Hit, Miss, ReplaySession
 
 CHAT_URL = "https://api.openai.com/v1/chat/completions"
 EMBED_URL = "https://api.openai.com/v1/embeddings"

@@ -1,6 +1,6 @@
 """The parse cache: parsed cassette YAML kept as JSON, keyed by the file's bytes.
 
-Every test drives the real loader (:func:`llmock_proxy.cassette.load`) against
+Every test drives the real loader (:func:`llmock_proxy.cassette.store.load`) against
 a real cache directory; that a load was answered from the cache is shown by
 what comes back, never by spying on the code.
 """
@@ -18,10 +18,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from llmock_proxy import cassette as cm
-from llmock_proxy import cli, yamlio
-from llmock_proxy.cassette import Cassette, CassetteError, Interaction, Payload, Request, Response, SSEEvent
-from llmock_proxy.parse_cache import (
+from llmock_proxy import cli
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
+    Cassette,
+    Interaction,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+)
+from llmock_proxy.cassette.parse_cache import (
     CACHE_DIR_ENV,
     CACHE_MAX_MB_ENV,
     CACHE_SWITCH_ENV,
@@ -29,7 +37,8 @@ from llmock_proxy.parse_cache import (
     ParseCache,
     json_exact,
 )
-from llmock_proxy.session import ReplaySession
+from llmock_proxy.errors import CassetteError
+from llmock_proxy.replay.session import ReplaySession
 
 from .test_cassette_model import cassettes
 
@@ -51,7 +60,7 @@ def streamed_chat(i: int) -> Interaction:
 
 def write_cassette(path: Path, count: int = 30, first: int = 0) -> bytes:
     """A saved cassette large enough to be cached; returns its bytes."""
-    Cassette([streamed_chat(i) for i in range(first, first + count)]).save(path)
+    cassette_store.save(Cassette([streamed_chat(i) for i in range(first, first + count)]), path)
     raw = path.read_bytes()
     assert len(raw) >= DEFAULT_MIN_BYTES
     return raw
@@ -76,15 +85,15 @@ def test_first_load_writes_an_entry_and_the_next_load_reads_it(tmp_path: Path, c
     path = tmp_path / "chat.yaml"
     raw = write_cassette(path)
 
-    first = cm.load(path)
+    first = cassette_store.load(path)
     assert entries(cache.directory) == [cache.entry_path(raw)]
-    assert first == cm.load(path, cache=None)
+    assert first == cassette_store.load(path, cache=None)
 
     # Same bytes, different cached data: the next load must come from the cache.
     data = yamlio.loads(raw)
     data["interactions"][0]["match"]["userMessage"] = "only in the cache"
     assert cache.put(raw, data)
-    second = cm.load(path)
+    second = cassette_store.load(path)
     assert second.interactions[0].match["userMessage"] == "only in the cache"
     assert second.interactions[1:] == first.interactions[1:]
     assert second.path == path
@@ -95,8 +104,8 @@ def test_the_key_is_the_content_not_the_path(tmp_path: Path, cache: ParseCache) 
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "b.yaml").write_bytes(raw)
 
-    cm.load(tmp_path / "a.yaml")
-    loaded = cm.load(tmp_path / "elsewhere" / "b.yaml")
+    cassette_store.load(tmp_path / "a.yaml")
+    loaded = cassette_store.load(tmp_path / "elsewhere" / "b.yaml")
     assert entries(cache.directory) == [cache.entry_path(raw)]
     assert loaded.path == tmp_path / "elsewhere" / "b.yaml"
 
@@ -104,12 +113,12 @@ def test_the_key_is_the_content_not_the_path(tmp_path: Path, cache: ParseCache) 
 def test_changed_content_is_a_miss_and_gets_its_own_entry(tmp_path: Path, cache: ParseCache) -> None:
     path = tmp_path / "chat.yaml"
     before = write_cassette(path)
-    cm.load(path)
+    cassette_store.load(path)
 
     changed = before.replace(b"question 7", b"question X")
     assert changed != before
     path.write_bytes(changed)
-    loaded = cm.load(path)
+    loaded = cassette_store.load(path)
 
     assert loaded.interactions[7].match["userMessage"] == "question X"
     assert entries(cache.directory) == sorted([cache.entry_path(before), cache.entry_path(changed)])
@@ -117,16 +126,16 @@ def test_changed_content_is_a_miss_and_gets_its_own_entry(tmp_path: Path, cache:
 
 def test_parse_of_text_uses_the_cache_too(tmp_path: Path, cache: ParseCache) -> None:
     raw = write_cassette(tmp_path / "chat.yaml")
-    from_text = cm.parse(raw.decode("utf-8"))
+    from_text = cassette_store.parse(raw.decode("utf-8"))
     assert entries(cache.directory) == [cache.entry_path(raw)]
-    assert cm.parse(raw) == from_text
+    assert cassette_store.parse(raw) == from_text
 
 
 def test_small_files_are_not_worth_an_entry(tmp_path: Path, cache: ParseCache) -> None:
     path = tmp_path / "small.yaml"
-    Cassette([Interaction(Request("GET", "https://example.test/"), Response(204))]).save(path)
+    cassette_store.save(Cassette([Interaction(Request("GET", "https://example.test/"), Response(204))]), path)
     assert len(path.read_bytes()) < DEFAULT_MIN_BYTES
-    cm.load(path)
+    cassette_store.load(path)
     assert entries(cache.directory) == []
 
 
@@ -144,10 +153,10 @@ def test_the_replay_session_and_the_validate_command_load_through_the_cache(
 @given(cassette=cassettes)
 def test_a_cached_load_builds_the_same_cassette(tmp_path_factory: pytest.TempPathFactory, cassette: Cassette) -> None:
     every_size = ParseCache(tmp_path_factory.mktemp("cache"), min_bytes=0)
-    text = cassette.dumps()
-    fresh = cm.parse(text, cache=every_size)
+    text = cassette_store.dumps(cassette)
+    fresh = cassette_store.parse(text, cache=every_size)
     assert entries(every_size.directory) == [every_size.entry_path(text.encode())]
-    assert cm.parse(text, cache=every_size) == fresh == cm.parse(text, cache=None)
+    assert cassette_store.parse(text, cache=every_size) == fresh == cassette_store.parse(text, cache=None)
 
 
 # -- validation still runs on a hit --------------------------------------------------------------
@@ -163,7 +172,7 @@ def test_an_invalid_cache_entry_is_reported_with_file_interaction_and_field(
     assert cache.put(raw, data)
 
     with pytest.raises(CassetteError) as caught:
-        cm.load(path)
+        cassette_store.load(path)
     assert f"{path}: interactions[3].response.status" in str(caught.value)
 
     # The validate command reports it the same way, through the same loader.
@@ -178,7 +187,7 @@ def test_a_model_error_in_a_cache_entry_is_reported_too(tmp_path: Path, cache: P
     data["interactions"][2]["response"]["text"] = "a body and events at once"
     assert cache.put(raw, data)
     with pytest.raises(CassetteError, match=r"interactions\[2\]\.response"):
-        cm.load(path)
+        cassette_store.load(path)
 
 
 def test_invalid_files_are_not_cached(tmp_path: Path, cache: ParseCache) -> None:
@@ -186,7 +195,7 @@ def test_invalid_files_are_not_cached(tmp_path: Path, cache: ParseCache) -> None
     raw = write_cassette(path)
     path.write_bytes(raw.replace(b"status: 200", b"status: abc", 1))
     with pytest.raises(CassetteError, match="status"):
-        cm.load(path)
+        cassette_store.load(path)
     assert entries(cache.directory) == []
 
 
@@ -208,13 +217,13 @@ def test_invalid_files_are_not_cached(tmp_path: Path, cache: ParseCache) -> None
 def test_a_corrupt_entry_is_ignored_and_rewritten(tmp_path: Path, cache: ParseCache, damage: Any) -> None:
     path = tmp_path / "chat.yaml"
     raw = write_cassette(path)
-    expected = cm.load(path)
+    expected = cassette_store.load(path)
     entry = cache.entry_path(raw)
     good = entry.read_bytes()
     entry.write_bytes(damage(good))
 
     assert cache.get(raw) is None
-    assert cm.load(path) == expected
+    assert cassette_store.load(path) == expected
     assert entry.read_bytes() == good
 
 
@@ -222,7 +231,7 @@ def test_an_entry_that_cannot_be_read_or_replaced_is_ignored(tmp_path: Path, cac
     path = tmp_path / "chat.yaml"
     raw = write_cassette(path)
     cache.entry_path(raw).mkdir(parents=True)  # open() and rename both fail on a directory
-    assert cm.load(path) == cm.load(path, cache=None)
+    assert cassette_store.load(path) == cassette_store.load(path, cache=None)
     assert not any(p.name.startswith(".tmp-") for p in cache.directory.iterdir())
 
 
@@ -232,8 +241,8 @@ def test_a_cache_dir_that_cannot_be_created_is_ignored(tmp_path: Path, monkeypat
     monkeypatch.setenv(CACHE_DIR_ENV, str(blocker / "cache"))
     path = tmp_path / "chat.yaml"
     write_cassette(path)
-    assert len(cm.load(path).interactions) == 30
-    assert len(cm.load(path).interactions) == 30
+    assert len(cassette_store.load(path).interactions) == 30
+    assert len(cassette_store.load(path).interactions) == 30
 
 
 def test_a_read_only_cache_dir_still_serves_its_entries(tmp_path: Path) -> None:
@@ -246,7 +255,7 @@ def test_a_read_only_cache_dir_still_serves_its_entries(tmp_path: Path) -> None:
     assert writable.put(raw, data)
     directory.chmod(0o500)
     try:
-        assert cm.load(path, cache=ParseCache(directory)).meta == {"from": "the shared cache"}
+        assert cassette_store.load(path, cache=ParseCache(directory)).meta == {"from": "the shared cache"}
     finally:
         directory.chmod(0o700)
 
@@ -259,10 +268,10 @@ def test_the_environment_can_turn_the_cache_off(
     for off in ("0", "false", "no", "OFF"):
         monkeypatch.setenv(CACHE_SWITCH_ENV, off)
         assert ParseCache.from_environment() is None
-        cm.load(path)
+        cassette_store.load(path)
     assert not parse_cache_dir.exists() or list(parse_cache_dir.iterdir()) == []
     monkeypatch.setenv(CACHE_SWITCH_ENV, "1")
-    cm.load(path)
+    cassette_store.load(path)
     assert len(entries(parse_cache_dir)) == 1
 
 
@@ -287,7 +296,7 @@ def test_data_json_cannot_carry_exactly_is_not_cached(
     raw = raw.replace(b"version: 1\n", b"version: 1\nmeta: " + meta_yaml.encode() + b"\n", 1)
     path.write_bytes(raw)
     for _ in range(2):
-        loaded = cm.load(path)
+        loaded = cassette_store.load(path)
         assert loaded.meta == expected
         assert [type(k) for k in loaded.meta] == [type(k) for k in expected]
     assert entries(cache.directory) == []
@@ -297,7 +306,7 @@ def test_nan_is_not_cached(tmp_path: Path, cache: ParseCache) -> None:
     path = tmp_path / "chat.yaml"
     raw = write_cassette(path)
     path.write_bytes(raw.replace(b"version: 1\n", b"version: 1\nmeta: {limit: .nan}\n", 1))
-    assert cm.load(path).meta["limit"] != cm.load(path).meta["limit"]  # NaN, both times
+    assert cassette_store.load(path).meta["limit"] != cassette_store.load(path).meta["limit"]  # NaN, both times
     assert entries(cache.directory) == []
 
 
@@ -336,8 +345,8 @@ def test_a_shared_value_is_cached_as_two_copies(tmp_path: Path, cache: ParseCach
     raw = write_cassette(path)
     raw = raw.replace(b"version: 1\n", b"version: 1\nmeta: {a: &shared {k: [1, 2]}, b: *shared}\n", 1)
     path.write_bytes(raw)
-    cm.load(path)
-    cached = cm.load(path).meta
+    cassette_store.load(path)
+    cached = cassette_store.load(path).meta
     assert cached == {"a": {"k": [1, 2]}, "b": {"k": [1, 2]}}
     assert entries(cache.directory) == [cache.entry_path(raw)]
 
@@ -364,7 +373,7 @@ def test_location_follows_the_environment(tmp_path: Path) -> None:
 
 def test_entries_are_private_to_the_user(tmp_path: Path, cache: ParseCache) -> None:
     raw = write_cassette(tmp_path / "chat.yaml")
-    cm.load(tmp_path / "chat.yaml")
+    cassette_store.load(tmp_path / "chat.yaml")
     assert cache.directory.stat().st_mode & 0o777 == 0o700
     assert cache.entry_path(raw).stat().st_mode & 0o777 == 0o600
 

@@ -13,13 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
-from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response
-from llmock_proxy.providers.anthropic_messages import AnthropicMessages, stop_reason_for, usage_for
+from llmock_proxy.cassette.model import Payload, Request, Response
+from llmock_proxy.providers.anthropic_messages import (
+    AnthropicMessages,
+    stop_reason_for,
+    usage_for,
+)
 from llmock_proxy.providers.base import RenderOptions
+from tests.harness.http import httpx
 from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
 
 MODEL = "claude-sonnet-4-5"

@@ -18,18 +18,18 @@ from typing import Any
 
 import botocore.session
 import pytest
+from anthropic.types import RawMessageStreamEvent
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 from pydantic import TypeAdapter
 
-from anthropic.types import RawMessageStreamEvent
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import EventStreamFrame, Payload, Request, Response
-from llmock_proxy.providers import identify
+from llmock_proxy.cassette.model import EventStreamFrame, Payload, Request, Response
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.bedrock import BedrockConverse, BedrockInvoke
+from llmock_proxy.providers.catalog import identify
 from tests.provider_support import decode_stream, wire_bytes
 
 CONVERSE, INVOKE = BedrockConverse(), BedrockInvoke()

@@ -12,9 +12,9 @@ import json
 import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import NDJSONLine, Payload, Request, Response, SSEEvent
-from llmock_proxy.providers import identify
+from llmock_proxy.cassette.model import NDJSONLine, Payload, Request, Response, SSEEvent
 from llmock_proxy.providers.base import RenderOptions
+from llmock_proxy.providers.catalog import identify
 from llmock_proxy.providers.cohere import CohereChat
 from tests.provider_support import decode_stream, wire_bytes
 

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import google.oauth2.credentials
-from tests.harness.http import httpx
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response
+from llmock_proxy.cassette.model import Payload, Request, Response
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.gemini import (
     GeminiEmbed,
@@ -36,6 +35,7 @@ from llmock_proxy.providers.gemini import (
     usage_metadata_for,
 )
 from llmock_proxy.providers.gemini_live import GeminiLive
+from tests.harness.http import httpx
 from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
 
 MODEL = "gemini-2.5-flash"

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
-from llmock_proxy.matcher import derive_match
-from llmock_proxy.providers.generic import Generic, body_digest, query_without_credentials
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.generic import (
+    Generic,
+    body_digest,
+    query_without_credentials,
+)
+from tests.harness.http import httpx
 
 PROVIDER = Generic()
 

@@ -11,13 +11,13 @@ import json
 import openai
 import pytest
 from pydantic import BaseModel
-from tests.test_providers_openai_harness import SDKTransport, capture, client_answering
 
 from llmock_proxy.canonical import Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
-from llmock_proxy.matcher import derive_match
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.match.key import derive_match
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.openai_chat import OpenAIChat
+from tests.test_providers_openai_harness import SDKTransport, capture, client_answering
 
 CHAT = OpenAIChat()
 

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import Payload, Request, Response
-from llmock_proxy.matcher import derive_match
+from llmock_proxy.cassette.model import Payload, Request, Response
+from llmock_proxy.match.key import derive_match
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.openai_embeddings import OpenAIEmbeddings
 from tests.test_providers_openai_harness import SDKTransport, capture, client_answering

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.harness.http import httpx
 import openai
 
-from llmock_proxy.cassette import Request, Response
+from llmock_proxy.cassette.model import Request, Response
+from tests.harness.http import httpx
 from tests.provider_support import as_cassette_request, as_httpx_response
 
 API_KEY = "sk-test-openai-provider"

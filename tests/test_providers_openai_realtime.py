@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from llmock_proxy.canonical import Summary
-from llmock_proxy.cassette import Request
-from llmock_proxy.providers import identify
-from llmock_proxy.providers.openai_realtime import OpenAIRealtime, OpenAIResponsesWebSocket
+from llmock_proxy.cassette.model import Request
+from llmock_proxy.providers.catalog import identify
+from llmock_proxy.providers.openai_realtime import (
+    OpenAIRealtime,
+    OpenAIResponsesWebSocket,
+)
 
 REALTIME = OpenAIRealtime()
 RESPONSES_WS = OpenAIResponsesWebSocket()

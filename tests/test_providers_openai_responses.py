@@ -6,13 +6,13 @@ import json
 
 import openai
 import pytest
-from tests.test_providers_openai_harness import capture, client_answering
 
 from llmock_proxy.canonical import CanonicalRequest, Summary, ToolCall
-from llmock_proxy.cassette import Payload, Request, Response, SSEEvent
-from llmock_proxy.matcher import derive_match
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.match.key import derive_match
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.openai_responses import OpenAIResponses
+from tests.test_providers_openai_harness import capture, client_answering
 
 RESPONSES = OpenAIResponses()
 

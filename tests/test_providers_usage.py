@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from llmock_proxy.canonical import CanonicalRequest, Summary
-from llmock_proxy.providers import by_family
+from llmock_proxy.providers.catalog import by_family
 
 RECORDED_USAGE = {
     "gemini": {"promptTokenCount": 6, "candidatesTokenCount": 9, "totalTokenCount": 15},

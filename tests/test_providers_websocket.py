@@ -6,12 +6,24 @@ import base64
 import json
 from typing import Any
 
-from llmock_proxy.cassette import Payload, Request, Response, WebSocketSession, WSMessage
-from llmock_proxy.providers import identify
+from llmock_proxy.cassette.model import (
+    Payload,
+    Request,
+    Response,
+    WebSocketSession,
+    WSMessage,
+)
+from llmock_proxy.providers.catalog import identify
 from llmock_proxy.providers.gemini_live import GeminiLive
-from llmock_proxy.providers.openai_realtime import OpenAIRealtime, OpenAIResponsesWebSocket
-from llmock_proxy.recorder import Recorder
-from llmock_proxy.ws_record import WebSocketTranscript, websocket_interaction
+from llmock_proxy.providers.openai_realtime import (
+    OpenAIRealtime,
+    OpenAIResponsesWebSocket,
+)
+from llmock_proxy.record.recorder import (
+    Recorder,
+    WebSocketTranscript,
+    websocket_interaction,
+)
 
 REALTIME = OpenAIRealtime()
 RESPONSES_WS = OpenAIResponsesWebSocket()
@@ -137,7 +149,7 @@ def test_the_recorded_interaction_has_match_summary_and_no_credentials() -> None
 
 
 def test_drift_shapes_see_the_message_type_sequence_of_exact_binary_frames() -> None:
-    from llmock_proxy.cassette import Interaction
+    from llmock_proxy.cassette.model import Interaction
     from llmock_proxy.drift.shape import infer_shapes, typed_events
 
     def frame(value: Any) -> WSMessage:  # Live's pretty-printed JSON in a binary frame, stored exactly

@@ -24,11 +24,18 @@ from typing import Any
 import brotli
 import pytest
 
-from llmock_proxy import cassette
-from llmock_proxy.cassette import CassetteError, EventStreamFrame, Interaction, Payload, Request, Response
-from llmock_proxy.cassette_writer import BackgroundWriter, CassetteWriter, lock_path_for
-from llmock_proxy.recorder import Recorder, describe, stored_headers
-from llmock_proxy.redact import Redactor, SecretFound
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import (
+    EventStreamFrame,
+    Interaction,
+    Payload,
+    Request,
+    Response,
+)
+from llmock_proxy.cassette.redact import Redactor, SecretFound
+from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter, lock_path_for
+from llmock_proxy.errors import CassetteError
+from llmock_proxy.record.recorder import Recorder, describe, stored_headers
 from llmock_proxy.wire.eventstream import encode_frame
 
 try:
@@ -272,7 +279,7 @@ def make_interaction(n: int, text: str = "") -> Interaction:
 
 
 def numbers(path: Path) -> list[int]:
-    return [i.request.json["n"] for i in cassette.load(path).interactions]
+    return [i.request.json["n"] for i in cassette_store.load(path).interactions]
 
 
 def test_appends_keep_earlier_text_byte_for_byte(tmp_path: Path) -> None:
@@ -291,12 +298,12 @@ def test_a_file_changed_by_someone_else_is_reread_not_clobbered(tmp_path: Path) 
     path = tmp_path / "c.yaml"
     writer = CassetteWriter()
     writer.append(path, [make_interaction(0)])
-    edited = cassette.load(path)
+    edited = cassette_store.load(path)
     edited.interactions[0].match = {"family": "generic", "method": "POST", "note": "edited by hand"}
     edited.interactions.append(make_interaction(7))
-    cassette.save(edited, path)
+    cassette_store.save(edited, path)
     writer.append(path, [make_interaction(1)])
-    loaded = cassette.load(path)
+    loaded = cassette_store.load(path)
     assert [i.request.json["n"] for i in loaded.interactions] == [0, 7, 1]
     assert loaded.interactions[0].match["note"] == "edited by hand"
 
@@ -358,8 +365,8 @@ def test_processes_appending_to_one_file_lose_nothing(tmp_path: Path) -> None:
 
 KILL_LOOP = """
 import sys
-from llmock_proxy.cassette import Interaction, Payload, Request, Response
-from llmock_proxy.cassette_writer import CassetteWriter
+from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
+from llmock_proxy.cassette.writer import CassetteWriter
 writer = CassetteWriter()
 n = 0
 print("ready", flush=True)

@@ -20,8 +20,8 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from llmock_proxy import cassette
-from llmock_proxy.cassette import Cassette, EventStreamFrame, Payload
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette, EventStreamFrame, Payload
 from llmock_proxy.mitm.record import Record, host_allowed, session_cassette_name
 from llmock_proxy.wire.eventstream import encode_frame
 from tests.fakes import Script
@@ -49,7 +49,7 @@ def recorded(record: Record, tmp_path: Path) -> Cassette:
     assert record.flush(60), "recordings did not finish"
     path = tmp_path / "cassettes" / "c.yaml"
     assert "sk-test-" not in path.read_text(encoding="utf-8")
-    return cassette.load(path)
+    return cassette_store.load(path)
 
 
 def chat_body(text: str, stream: bool = True) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def test_default_cassette_is_one_new_file_per_session(proxy, fake_openai, tmp_pa
     (path,) = (tmp_path / "out").glob("*.yaml")
     assert path == record.cassette_path
     assert path.name.startswith("rec-")
-    assert len(cassette.load(path).interactions) == 1
+    assert len(cassette_store.load(path).interactions) == 1
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llmock: recorded")]
     assert lines == [f"llmock: recorded openai.chat gpt-4o-mini 200 body -> {path}"]
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmock_proxy import cassette
+from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.mitm.record import Record
 from tests.fakes import Script
 from tests.harness import clients as sdk
@@ -68,7 +68,7 @@ def test_sigkill_mid_stream_leaves_a_cassette_that_loads(mitmdump, fake_openai, 
                 assert process.kill() == -9  # mid-stream, no hook runs
                 break
 
-    loaded = cassette.load(tmp_path / "shared.yaml")
+    loaded = cassette_store.load(tmp_path / "shared.yaml")
     assert [i.match["userMessage"] for i in loaded.interactions] == ["before"]
     assert "sk-test-" not in (tmp_path / "shared.yaml").read_text()
 
@@ -101,7 +101,7 @@ def test_two_proxies_share_one_cassette_and_flush_on_shutdown(mitmdump, fake_ope
     # SIGTERM: mitmdump's done hook waits for queued writes.
     assert first.terminate() == 0 and second.terminate() == 0
 
-    loaded = cassette.load(tmp_path / "shared.yaml")
+    loaded = cassette_store.load(tmp_path / "shared.yaml")
     names = sorted(i.match["userMessage"] for i in loaded.interactions)
     assert names == sorted(f"{label}-{i}" for label in ("one", "two") for i in range(6))
     for interaction in loaded.interactions:
@@ -130,7 +130,7 @@ def test_upstream_mode_records_the_real_url(proxy, mitmdump, fake_anthropic, tmp
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
         text = stream.get_final_text()
     assert record.flush(30)
-    (interaction,) = cassette.load(tmp_path / "up.yaml").interactions
+    (interaction,) = cassette_store.load(tmp_path / "up.yaml").interactions
     assert interaction.request.url == "https://api.anthropic.com/v1/messages"
     assert interaction.summary["text"] == text == fake_anthropic.script.text
     assert interaction.response.events[0].event == "message_start"
@@ -166,5 +166,5 @@ def test_documented_environment_settings_work_unchanged(mitmdump, fake_openai, f
         fake_openai.script.text, fake_anthropic.script.text, fake_gemini.script.text
     ]
     wait_for_lines(process, 3)
-    families = [i.match["family"] for i in cassette.load(tmp_path / "shared.yaml").interactions]
+    families = [i.match["family"] for i in cassette_store.load(tmp_path / "shared.yaml").interactions]
     assert families == ["openai.chat", "anthropic.messages", "gemini.generate"]

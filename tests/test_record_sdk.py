@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from google.genai import types as genai_types
 
-from llmock_proxy import cassette
-from llmock_proxy.cassette import Cassette, Interaction
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette, Interaction
 from llmock_proxy.mitm.record import Record
 from tests.fakes import Script, ToolCall
 from tests.harness import clients as sdk
@@ -66,7 +66,7 @@ class Recording:
         assert self.record.flush(30), "cassette writes did not finish"
         text = self.cassette_path.read_text(encoding="utf-8")
         assert "sk-test-" not in text
-        loaded = cassette.load(self.cassette_path)  # schema-validated
+        loaded = cassette_store.load(self.cassette_path)  # schema-validated
         assert not self.proxy.errors(), self.proxy.errors()
         for interaction in loaded.interactions:
             assert interaction.request.url.startswith(self.real_url), interaction.request.url

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmock_proxy import cassette as cm
-from llmock_proxy.cassette import (
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import (
     Cassette,
     EventStreamFrame,
     Interaction,
@@ -25,7 +25,7 @@ from llmock_proxy.cassette import (
     WSClose,
     WSMessage,
 )
-from llmock_proxy.redact import (
+from llmock_proxy.cassette.redact import (
     BUILTIN_PATTERNS,
     PLACEHOLDER,
     URL_PLACEHOLDER,
@@ -245,12 +245,12 @@ def test_keys_are_redacted_in_every_part_of_an_interaction() -> None:
 )
 def test_keys_are_redacted_in_every_wire_form(response: Response) -> None:
     out = redactor.redact_response(response)
-    dumped = Cassette([Interaction(Request("GET", "https://a.test/"), out)]).dumps()
+    dumped = cassette_store.dumps(Cassette([Interaction(Request("GET", "https://a.test/"), out)]))
     decoded = [base64.b64decode(b) for b in _base64_values(out.to_dict())]
     for key in KEYS.values():
         assert key not in dumped
         assert all(key.encode() not in raw for raw in decoded)
-    assert cm.parse(dumped).interactions[0].response == out  # still a valid cassette
+    assert cassette_store.parse(dumped).interactions[0].response == out  # still a valid cassette
 
 
 def _base64_values(value: object) -> list[str]:
@@ -322,7 +322,7 @@ def test_checked_dump_returns_redacted_yaml() -> None:
     assert "authorization: Bearer <redacted>" in text
     assert "key=REDACTED" in text
     assert redactor.scan(text) == []
-    assert len(cm.parse(text).interactions) == 1
+    assert len(cassette_store.parse(text).interactions) == 1
 
 
 def test_a_key_that_survives_redaction_refuses_the_write_naming_where() -> None:
@@ -372,7 +372,7 @@ def test_mask_shows_five_characters() -> None:
 
 
 def test_cassette_save_goes_through_the_choke_point(tmp_path: Path) -> None:
-    target = Cassette([_full_interaction()]).save(tmp_path / "c.yaml")
+    target = cassette_store.save(Cassette([_full_interaction()]), tmp_path / "c.yaml")
     assert _secret_free(target.read_text())
 
 

@@ -8,19 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.harness.http import httpx
 import openai
 import pytest
 from mitmproxy import http
 
-from llmock_proxy import cassette as cassette_model
-from llmock_proxy.cassette import SSEEvent
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import SSEEvent
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.replay import Replay
 from llmock_proxy.wire import SSEDecoder
 from tests.fakes import AnthropicFake, FakeServer, OpenAIFake, Script, TestPKI
 from tests.harness import InProcessProxy, ProxyStartError, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
+from tests.harness.http import httpx
 
 ANTHROPIC_MESSAGES = "https://api.anthropic.com/v1/messages"
 ANTHROPIC_HEADERS = {"x-api-key": sdk.TEST_ANTHROPIC_KEY, "anthropic-version": "2023-06-01"}
@@ -111,7 +111,7 @@ def read_events(client: httpx.Client) -> list[tuple[float, SSEEvent]]:
 def test_replayed_events_equal_the_recorded_ones_and_keep_their_gaps(
     tmp_path: Path, paced_cassette: Path, stopping: list[InProcessProxy]
 ) -> None:
-    recorded = cassette_model.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
+    recorded = cassette_store.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
     assert recorded and recorded[-1].t - recorded[0].t >= EVENT_DELAY * 1000 * 3  # the pacing was recorded
     seen = UrlSeen()
     proxy, _, router = start_replay(tmp_path, {"llmock_cassettes": [str(paced_cassette)]}, extra=(seen,))
@@ -137,7 +137,7 @@ def test_replayed_events_equal_the_recorded_ones_and_keep_their_gaps(
 def test_instant_timing_through_the_addon(tmp_path: Path, paced_cassette: Path, stopping: list[InProcessProxy]) -> None:
     proxy, _, _ = start_replay(tmp_path, {"llmock_cassettes": [str(paced_cassette)], "llmock_timing": "instant"})
     stopping.append(proxy)
-    recorded = cassette_model.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
+    recorded = cassette_store.load(paced_cassette).interactions[0].response.events  # type: ignore[union-attr]
     with sdk.raw_client(proxy) as client:
         arrivals = read_events(client)
     assert arrivals[-1][0] * 1000 < recorded[-1].t / 2
@@ -196,7 +196,7 @@ def test_auto_mode_records_a_miss_and_answers_it_from_then_on(
         assert replay._record.flush(30)
     finally:
         fake.stop()
-    written = cassette_model.load(cassette_dir / "auto.yaml")
+    written = cassette_store.load(cassette_dir / "auto.yaml")
     assert len(written.interactions) == 1
     assert written.interactions[0].match["userMessage"] == "brand new"
 

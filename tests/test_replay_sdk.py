@@ -19,16 +19,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.harness.http import httpx
 import pytest
 
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.replay import Replay
-from llmock_proxy.session import ReplaySession
+from llmock_proxy.replay.session import ReplaySession
 from tests.fakes import AnthropicFake, FakeServer, GeminiFake, OpenAIFake, TestPKI
 from tests.harness import InProcessProxy, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
-from tests.replay_support import EXPECTED, SUITE, SUITE_FIXTURES, EngineThread, SuiteClients, run_suite
+from tests.harness.http import httpx
+from tests.replay_support import (
+    EXPECTED,
+    SUITE,
+    SUITE_FIXTURES,
+    EngineThread,
+    SuiteClients,
+    run_suite,
+)
 from tests.test_serve import Serve
 
 

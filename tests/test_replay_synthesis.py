@@ -16,17 +16,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-from tests.harness.http import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from llmock_proxy.fixtures import parse_fixture_entries
-from llmock_proxy.session import ReplaySession
+from llmock_proxy.replay.llmock_format import parse_fixture_entries
+from llmock_proxy.replay.session import ReplaySession
 from llmock_proxy.wire import NDJSONDecoder, SSEDecoder
 from tests.harness.clients import anthropic_client, genai_client, openai_client
+from tests.harness.http import httpx
 from tests.replay_support import EngineThread
 
 TEXT = "Synthesized answers read like recorded ones."

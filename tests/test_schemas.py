@@ -13,9 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmock_proxy import cassette as cm
-from llmock_proxy import schemas
-from llmock_proxy.cassette import CassetteError
+from llmock_proxy.cassette import model as cassette_model
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.schema import (
+    CASSETTE_SCHEMA,
+    FIXTURES_SCHEMA,
+    _checker,
+    _Compiler,
+    schema,
+    validate_cassette,
+    validate_fixture_file,
+)
+from llmock_proxy.errors import CassetteError, format_path
 
 from .test_cassette_model import cassettes, json_values
 
@@ -101,7 +111,7 @@ def valid_cassette() -> dict[str, Any]:
 
 def problems_of(data: Any) -> list[str]:
     try:
-        schemas.validate_cassette(data, "x.yaml")
+        validate_cassette(data, "x.yaml")
     except CassetteError as exc:
         assert str(exc) == "\n".join(exc.problems)
         assert exc.path == "x.yaml"
@@ -112,7 +122,7 @@ def problems_of(data: Any) -> list[str]:
 def test_the_valid_cassette_is_valid_and_loads() -> None:
     data = valid_cassette()
     assert problems_of(data) == []
-    loaded = cm.Cassette.from_dict(data)
+    loaded = cassette_model.Cassette.from_dict(data)
     assert loaded.interactions[3].response.websocket.close.code == 1000
 
 
@@ -305,9 +315,9 @@ def test_parse_reports_the_file_name_given(tmp_path: Path) -> None:
     path = tmp_path / "chat.yaml"
     data = valid_cassette()
     data[I][0]["response"]["events"][1]["t"] = "abc"
-    path.write_text(cm.yamlio.dumps(data))
+    path.write_text(yamlio.dumps(data))
     with pytest.raises(CassetteError) as info:
-        cm.load(path)
+        cassette_store.load(path)
     assert info.value.problems == [f"{path}: interactions[0].response.events[1].t: 'abc' is not of type 'number'"]
 
 
@@ -362,7 +372,7 @@ AGREEMENT = settings(max_examples=400, deadline=None, suppress_health_check=[Hea
 @AGREEMENT
 @given(mutated(st.one_of(st.just(0).map(lambda _: valid_cassette()), cassettes.map(lambda c: c.to_dict()))))
 def test_fast_cassette_check_agrees_with_jsonschema(doc: Any) -> None:
-    checker = schemas._checker(schemas.CASSETTE_SCHEMA)
+    checker = _checker(CASSETTE_SCHEMA)
     assert checker.is_valid(doc) == checker.reference.is_valid(doc)
 
 
@@ -389,22 +399,22 @@ def valid_fixture_file() -> dict[str, Any]:
 @AGREEMENT
 @given(mutated(st.just(0).map(lambda _: valid_fixture_file())))
 def test_fast_fixture_check_agrees_with_jsonschema(doc: Any) -> None:
-    checker = schemas._checker(schemas.FIXTURES_SCHEMA)
+    checker = _checker(FIXTURES_SCHEMA)
     assert checker.is_valid(doc) == checker.reference.is_valid(doc)
 
 
 def test_the_fast_compiler_refuses_keywords_it_does_not_implement() -> None:
     with pytest.raises(ValueError, match="does not implement"):
-        schemas._Compiler({"type": "string", "format": "email"}).compile_root()
+        _Compiler({"type": "string", "format": "email"}).compile_root()
     with pytest.raises(ValueError, match="only local"):
-        schemas._Compiler({"$ref": "https://example.test/s.json"}).compile_root()
+        _Compiler({"$ref": "https://example.test/s.json"}).compile_root()
 
 
 def test_both_schemas_are_valid_draft_2020_12() -> None:
     import jsonschema
 
-    for name in (schemas.CASSETTE_SCHEMA, schemas.FIXTURES_SCHEMA):
-        document = schemas.schema(name)
+    for name in (CASSETTE_SCHEMA, FIXTURES_SCHEMA):
+        document = schema(name)
         assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(document)
 
@@ -414,7 +424,7 @@ def test_both_schemas_are_valid_draft_2020_12() -> None:
 
 def fixture_problems(data: Any) -> list[str]:
     try:
-        schemas.validate_fixture_file(data, "f.json")
+        validate_fixture_file(data, "f.json")
     except CassetteError as exc:
         assert str(exc) == "\n".join(exc.problems)
         return exc.problems
@@ -517,10 +527,10 @@ def test_a_fixture_file_that_is_no_object(data: Any, expected: str) -> None:
 
 
 def test_format_path() -> None:
-    assert schemas.format_path(["interactions", 3, "response", "events", 7, "t"]) == "interactions[3].response.events[7].t"
-    assert schemas.format_path(["headers", "content-type"]) == "headers.content-type"
-    assert schemas.format_path(["json", "a.b", "c d"]) == "json['a.b']['c d']"
-    assert schemas.format_path([]) == ""
+    assert format_path(["interactions", 3, "response", "events", 7, "t"]) == "interactions[3].response.events[7].t"
+    assert format_path(["headers", "content-type"]) == "headers.content-type"
+    assert format_path(["json", "a.b", "c d"]) == "json['a.b']['c d']"
+    assert format_path([]) == ""
 
 
 # -- the documentation's examples stay true -------------------------------------------------------
@@ -535,7 +545,7 @@ def _code_blocks(path: Path, language: str) -> list[str]:
 
 def test_the_annotated_example_in_docs_is_a_valid_cassette() -> None:
     (example,) = _code_blocks(DOCS / "cassettes.md", "yaml")
-    loaded = cm.parse(example, "docs/cassettes.md")
+    loaded = cassette_store.parse(example, "docs/cassettes.md")
     assert loaded.interactions[0].response.events[1].data == "[DONE]"
 
 

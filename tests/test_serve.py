@@ -12,13 +12,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness.http import httpx
 import pytest
 
-from llmock_proxy import cassette as cassette_model
+from llmock_proxy.cassette import store as cassette_store
 from tests.fakes import FakeServer, OpenAIFake, Script
 from tests.harness import clients as sdk
-from tests.replay_support import EXPECTED, SUITE, SUITE_FIXTURES, SuiteClients, run_suite
+from tests.harness.http import httpx
+from tests.replay_support import (
+    EXPECTED,
+    SUITE,
+    SUITE_FIXTURES,
+    SuiteClients,
+    run_suite,
+)
 
 LLMOCK_PROXY = Path(sys.executable).parent / "llmock-proxy"
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
@@ -153,7 +159,7 @@ def test_misses_go_upstream_in_passthrough_and_auto(serve, tmp_path: Path, mode:
         # Recorded on the first miss; the repeat and the stream (synthesized
         # from the recording) never reached the upstream.
         assert len(fake.requests) == 1
-        recorded = cassette_model.load(tmp_path / "new.yaml")
+        recorded = cassette_store.load(tmp_path / "new.yaml")
         assert len(recorded.interactions) == 1
         assert recorded.interactions[0].request.headers["authorization"] != f"Bearer {sdk.TEST_OPENAI_KEY}"
 
@@ -174,7 +180,7 @@ def test_auto_mode_applies_a_redaction_rules_file(serve, tmp_path: Path) -> None
         fake.stop()
     text = (tmp_path / "new.yaml").read_text()
     assert "tenant-1234" not in text
-    (recorded,) = cassette_model.load(tmp_path / "new.yaml").interactions
+    (recorded,) = cassette_store.load(tmp_path / "new.yaml").interactions
     assert recorded.request.headers["x-tenant-secret"] == "<redacted>"
 
 
@@ -214,7 +220,7 @@ def test_auto_mode_records_hang_ups_and_broken_upstreams_as_incomplete(serve, tm
         fake.stop()
     output = "".join(server.lines)
     assert "Traceback" not in output and "Error handling request" not in output, output
-    by_message = {i.match["userMessage"]: i for i in cassette_model.load(tmp_path / "c.yaml").interactions}
+    by_message = {i.match["userMessage"]: i for i in cassette_store.load(tmp_path / "c.yaml").interactions}
     assert by_message["hang up"].incomplete == "Client disconnected."
     assert 1 <= len(by_message["hang up"].response.events) < 40
     assert by_message["upstream dies"].incomplete

@@ -22,7 +22,7 @@ import websockets
 from aiohttp import WSMsgType, web
 from google.genai import errors as genai_errors
 
-from llmock_proxy import cassette as cassette_model
+from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.replay import Replay
 from tests.fakes import FakeServer, Script, TestPKI, ToolCall
@@ -124,7 +124,7 @@ def replaying(tmp_path: Path) -> Iterator[Any]:
 def test_the_cassette_holds_each_session_turn_by_turn_without_credentials(recorded: Recorded) -> None:
     text = recorded.path.read_text()
     assert "sk-test" not in text
-    interactions = cassette_model.load(recorded.path).interactions
+    interactions = cassette_store.load(recorded.path).interactions
     assert [i.match["family"] for i in interactions] == ["openai.realtime", "openai.responses_ws", "gemini.live"]
     realtime, responses, live = interactions
     assert realtime.request.url == "https://api.openai.com/v1/realtime?model=gpt-realtime"
@@ -218,7 +218,7 @@ def test_recorded_timing_spreads_the_turns_as_recorded(test_pki: TestPKI, tmp_pa
             assert record.flush(30)
     finally:
         fake.stop()
-    messages = cassette_model.load(tmp_path / "slow.yaml").interactions[0].response.websocket.messages
+    messages = cassette_store.load(tmp_path / "slow.yaml").interactions[0].response.websocket.messages
     create = next(m for m in messages if m.from_client and m.payload.value["type"] == "response.create")
     done = next(m for m in messages if not m.from_client and m.payload.value["type"] == "response.done")
     recorded_ms = done.t - create.t
@@ -262,7 +262,7 @@ def test_a_server_close_code_is_recorded_and_reproduced(test_pki: TestPKI, tmp_p
             assert record.flush(30)
     finally:
         fake.stop()
-    close = cassette_model.load(tmp_path / "closed.yaml").interactions[0].response.websocket.close
+    close = cassette_store.load(tmp_path / "closed.yaml").interactions[0].response.websocket.close
     assert (close.code, close.reason, close.by) == (4001, "session limit reached", "server")
     proxy, _, _ = replaying({"llmock_cassettes": [str(tmp_path / "closed.yaml")], "llmock_timing": "instant"})
     replayed = run(talk(Target.through(proxy)))
@@ -332,7 +332,7 @@ def test_binary_frames_round_trip_byte_exact_with_subprotocol_and_close(
     finally:
         fake.stop()
     assert live[0] == "audio.v1" and live[2:] == (4100, "stream finished")
-    session = cassette_model.load(tmp_path / "audio.yaml").interactions[0].response.websocket
+    session = cassette_store.load(tmp_path / "audio.yaml").interactions[0].response.websocket
     assert session.subprotocol == "audio.v1"
     assert [m.payload.kind for m in session.messages if not m.from_client] == ["base64", "base64", "base64"]
     proxy, _, _ = replaying({"llmock_cassettes": [str(tmp_path / "audio.yaml")], "llmock_timing": "instant"})
@@ -340,7 +340,7 @@ def test_binary_frames_round_trip_byte_exact_with_subprotocol_and_close(
 
 
 def test_live_binary_frames_replay_byte_for_byte(recorded: Recorded, replaying: Any) -> None:
-    live = cassette_model.load(recorded.path).interactions[2]
+    live = cassette_store.load(recorded.path).interactions[2]
     recorded_frames = [m.content for m in live.response.websocket.messages if not m.from_client]
     setup = next(m for m in live.response.websocket.messages if m.from_client)
     proxy, _, _ = replaying({"llmock_cassettes": [str(recorded.path)], "llmock_timing": "instant"})
@@ -470,7 +470,7 @@ def test_reverse_mode_records_and_replays(test_pki: TestPKI, tmp_path: Path, rep
             assert record.flush(30)
     finally:
         fake.stop()
-    interaction = cassette_model.load(tmp_path / "reverse.yaml").interactions[0]
+    interaction = cassette_store.load(tmp_path / "reverse.yaml").interactions[0]
     assert interaction.match["family"] == "openai.realtime"
     proxy, _, _ = replaying({"llmock_cassettes": [str(tmp_path / "reverse.yaml")], "llmock_timing": "instant"},
                             mode="reverse:https://api.openai.com")
@@ -502,7 +502,7 @@ def test_auto_mode_records_an_unknown_session_and_replays_it_next_time(
         fake.stop()
     assert len(fake_provider.sessions) == 1  # the second session never reached the upstream
     assert second == first and realtime_text(second) == "Straight from upstream."
-    interaction = cassette_model.load(tmp_path / "auto.yaml").interactions[0]
+    interaction = cassette_store.load(tmp_path / "auto.yaml").interactions[0]
     assert interaction.match["family"] == "openai.realtime" and interaction.response.websocket is not None
 
 
@@ -623,7 +623,7 @@ class BrokenFollower:
     does if one ever does)."""
 
     def opening(self) -> Any:
-        from llmock_proxy.ws_replay import Reply
+        from llmock_proxy.replay.ws_session import Reply
 
         return Reply()
 
@@ -632,9 +632,9 @@ class BrokenFollower:
 
 
 async def test_an_internal_error_closes_that_session_with_1011_and_others_go_on(caplog) -> None:
-    from llmock_proxy.cassette import Request
-    from llmock_proxy.ws_engine import run_session
-    from llmock_proxy.ws_replay import WSReplay, websocket_provider
+    from llmock_proxy.cassette.model import Request
+    from llmock_proxy.replay.ws_server import run_session
+    from llmock_proxy.replay.ws_session import WSReplay, websocket_provider
 
     upgrade = Request("GET", "wss://api.openai.com/v1/realtime?model=gpt-realtime", {"upgrade": "websocket"})
 

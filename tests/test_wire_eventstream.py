@@ -18,7 +18,7 @@ from botocore.parsers import EventStreamJSONParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmock_proxy.cassette import EventStreamFrame, Payload
+from llmock_proxy.cassette.model import EventStreamFrame, Payload
 from llmock_proxy.wire.eventstream import (
     EventStreamDecoder,
     EventStreamError,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmock_proxy.cassette import NDJSONLine
+from llmock_proxy.cassette.model import NDJSONLine
 from llmock_proxy.wire.ndjson import NDJSONDecoder, encode_line
 
 # Ollama /api/chat with "stream": true: one JSON object per line, the last with

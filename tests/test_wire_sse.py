@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
-from llmock_proxy.cassette import SSEEvent
+from llmock_proxy.cassette.model import SSEEvent
 from llmock_proxy.wire.sse import SSEDecoder, encode_event, parse_data
 
 # -- real-world streams ---------------------------------------------------------

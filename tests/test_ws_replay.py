@@ -7,12 +7,21 @@ from typing import Any
 
 import pytest
 
-from llmock_proxy.cassette import Interaction, Payload, Request, Response, WebSocketSession, WSClose, WSMessage
-from llmock_proxy.fixtures import fixture_from_interaction, parse_fixture_entries
-from llmock_proxy.matcher import derive_match
-from llmock_proxy.providers import identify
-from llmock_proxy.session import Miss, ReplaySession
-from llmock_proxy.ws_replay import Outgoing, WSReplay, open_replay
+from llmock_proxy.cassette.model import (
+    Interaction,
+    Payload,
+    Request,
+    Response,
+    WebSocketSession,
+    WSClose,
+    WSMessage,
+)
+from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.catalog import identify
+from llmock_proxy.replay.fixture import fixture_from_interaction
+from llmock_proxy.replay.llmock_format import parse_fixture_entries
+from llmock_proxy.replay.session import Miss, ReplaySession
+from llmock_proxy.replay.ws_session import Outgoing, WSReplay, open_replay
 
 UPGRADE = {"upgrade": "websocket", "connection": "Upgrade"}
 REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
@@ -378,7 +387,7 @@ def test_truncate_after_chunks_drops_the_session_with_the_fixtures_close_code() 
 
 @pytest.mark.parametrize("bad", [1006, 999, 5000, "4000", True])
 def test_a_close_code_that_cannot_be_sent_is_refused_naming_the_fixture(bad: Any) -> None:
-    from llmock_proxy.cassette import CassetteError
+    from llmock_proxy.errors import CassetteError
 
     with pytest.raises(CassetteError, match=r"mem\.json: fixtures\[0\]\.closeCode"):
         parse_fixture_entries({"fixtures": [{**HELLO, "closeCode": bad}]}, "mem.json")

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import cassette as cassette_model
-from ..cassette import Cassette, CassetteError
-from ..fixtures import Fixture, fixture_from_entry, fixture_from_interaction
-from ..matcher import Matcher, MatchSpecError
-from ..redact import Redactor
-from ..schemas import validate_fixture_file
-
-CASSETTE_SUFFIXES = (".yaml", ".yml")
-FIXTURE_SUFFIXES = (".json",)
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette
+from llmock_proxy.cassette.redact import Redactor
+from llmock_proxy.cassette.schema import validate_fixture_file
+from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES
+from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.match.matcher import Matcher
+from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
+from llmock_proxy.replay.llmock_format import fixture_from_entry
 
 
 class UsageError(Exception):
@@ -137,7 +137,7 @@ def validate_file(path: Path) -> FileReport:
 
 def _validate_cassette(path: Path) -> FileReport:
     try:
-        loaded = cassette_model.load(path)
+        loaded = cassette_store.load(path)
     except CassetteError as exc:
         return FileReport(path, "cassette", list(exc.problems), 0)
     problems = _replay_problems(

@@ -24,12 +24,26 @@ import argparse
 import sys
 from typing import Any
 
-from ..cassette import CassetteError
-from ..drift.canary import CanaryOptions, Progress, UsageError, Upstream, apply_updates, run_canary, select
-from ..drift.contracts import Contracts, infer_documents, load_documents, load_recordings, write_documents
-from ..drift.findings import SEVERITIES, Policy
-from ..drift.report import render_text, write_report
-from ..drift.schema import validate_recording
+from llmock_proxy.drift.canary import (
+    CanaryOptions,
+    Progress,
+    Upstream,
+    UsageError,
+    apply_updates,
+    run_canary,
+    select,
+)
+from llmock_proxy.drift.contracts import (
+    Contracts,
+    infer_documents,
+    load_documents,
+    load_recordings,
+    write_documents,
+)
+from llmock_proxy.drift.findings import SEVERITIES, Policy
+from llmock_proxy.drift.report import render_text, write_report
+from llmock_proxy.drift.schema import validate_recording
+from llmock_proxy.errors import CassetteError
 
 USAGE = (
     "llmock-proxy drift CASSETTES... [options]\n"

@@ -31,16 +31,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from .. import cassette as cassette_module
-from ..cassette import Interaction, Request
-from ..providers import FAMILIES
-from ..providers.generic import is_credential_param
-from ..recorder import UNSTORED_HEADERS, Recorder
-from ..redact import PLACEHOLDER, URL_PLACEHOLDER, Redactor
-from .capture import LiveRequest, capture_http, capture_websocket
-from .contracts import Contracts, Recorded, is_shape_sample
-from .report import CheckResult, DriftReport
-
+from llmock_proxy.cassette import model as cassette_model
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Interaction, Request
+from llmock_proxy.cassette.redact import PLACEHOLDER, URL_PLACEHOLDER, Redactor
+from llmock_proxy.drift.capture import LiveRequest, capture_http, capture_websocket
+from llmock_proxy.drift.contracts import Contracts, Recorded, is_shape_sample
+from llmock_proxy.drift.report import CheckResult, DriftReport
+from llmock_proxy.providers.catalog import FAMILIES
+from llmock_proxy.providers.generic import is_credential_param
+from llmock_proxy.record.recorder import UNSTORED_HEADERS, Recorder
 
 # Headers that carry a credential in one family or another; never replayed.
 CREDENTIAL_HEADERS = frozenset(
@@ -478,7 +478,7 @@ def apply_updates(answers: Iterable[LiveAnswer], *, redactor: Redactor | None = 
     not an outage). Each cassette is saved once, atomically, through the
     redaction scan."""
     outcome = UpdateOutcome()
-    touched: dict[int, tuple[cassette_module.Cassette, Path]] = {}
+    touched: dict[int, tuple[cassette_model.Cassette, Path]] = {}
     for answer in answers:
         response = answer.live.response
         if response is None:
@@ -497,5 +497,5 @@ def apply_updates(answers: Iterable[LiveAnswer], *, redactor: Redactor | None = 
         touched[id(cassette)] = (cassette, cassette.path)
         outcome.refreshed += 1
     for cassette, path in touched.values():
-        outcome.written.append(cassette_module.save(cassette, path, redactor=redactor))
+        outcome.written.append(cassette_store.save(cassette, path, redactor=redactor))
     return outcome

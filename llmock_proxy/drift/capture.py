@@ -1,6 +1,6 @@
 """Send one recorded request to a live endpoint and capture the answer as a cassette response.
 
-HTTP answers go through the recorder (:mod:`llmock_proxy.recorder`), the
+HTTP answers go through the recorder (:mod:`llmock_proxy.record.recorder`), the
 same tee the record addon uses: content-encoding is undone and SSE, NDJSON
 and EventStream bodies are decoded by the same codecs, item by item with
 their ``t``. The result is an :class:`Interaction` shaped exactly like a
@@ -32,12 +32,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..cassette import Interaction, Payload, Request, WebSocketSession, WSClose, WSMessage, compact_json
-from ..providers import by_family
-from ..providers._ws_common import WebSocketProvider, message_json
-from ..recorder import Recorder, stored_headers
-from ..ws_record import WebSocketTranscript, websocket_interaction
-from .shape import payload_type
+from llmock_proxy.cassette.model import (
+    Interaction,
+    Payload,
+    Request,
+    WebSocketSession,
+    WSClose,
+    WSMessage,
+    compact_json,
+)
+from llmock_proxy.drift.shape import payload_type
+from llmock_proxy.providers._ws_common import WebSocketProvider, message_json
+from llmock_proxy.providers.catalog import by_family
+from llmock_proxy.record.recorder import (
+    Recorder,
+    WebSocketTranscript,
+    stored_headers,
+    websocket_interaction,
+)
 
 # Headers the WebSocket client library writes itself for the handshake.
 WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
@@ -284,7 +296,7 @@ async def capture_websocket(
 ) -> Interaction:
     """Replay the recorded client turns of a WebSocket session against ``live.url``
     and return the interaction holding the live transcript (built, like a
-    recorded session, by :func:`llmock_proxy.ws_record.websocket_interaction`)."""
+    recorded session, by :func:`llmock_proxy.record.recorder.websocket_interaction`)."""
     assert recorded.response is not None and recorded.response.websocket is not None
     script = recorded.response.websocket
     per_turn = min(timeout, turn_timeout if turn_timeout is not None else timeout)

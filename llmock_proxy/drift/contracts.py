@@ -23,14 +23,15 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from .. import cassette as cassette_module
-from ..cassette import Cassette, CassetteError, Interaction, Response
-from ..fixtures import CASSETTE_SUFFIXES, expand
-from ..providers import by_family
-from ..yamlio import atomic_write_text
-from .findings import Finding, Policy
-from .schema import check_response, shape_schema
-from .shape import infer_shapes
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette, Interaction, Response
+from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, expand
+from llmock_proxy.cassette.yamlio import atomic_write_text
+from llmock_proxy.drift.findings import Finding, Policy
+from llmock_proxy.drift.schema import check_response, shape_schema
+from llmock_proxy.drift.shape import infer_shapes
+from llmock_proxy.errors import CassetteError
+from llmock_proxy.providers.catalog import by_family
 
 SCHEMA_SUFFIX = ".schema.json"
 
@@ -69,7 +70,7 @@ def load_recordings(paths: Iterable[str | Path]) -> list[Recorded]:
     """
     out: list[Recorded] = []
     for path in expand(paths, CASSETTE_SUFFIXES):
-        cassette = cassette_module.load(path)
+        cassette = cassette_store.load(path)
         out.extend(Recorded(cassette, i) for i in range(len(cassette.interactions)))
     return out
 

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..cassette import CassetteError
-from .. import yamlio
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.errors import CassetteError
 
 SEVERITIES = ("info", "warning", "critical")
 

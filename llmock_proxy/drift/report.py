@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from ..yamlio import atomic_write_text
-from .findings import SEVERITIES, Finding, severity_rank
+from llmock_proxy.cassette.yamlio import atomic_write_text
+from llmock_proxy.drift.findings import SEVERITIES, Finding, severity_rank
 
 Outcome = Literal["checked", "skipped", "error"]
 

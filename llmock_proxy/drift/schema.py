@@ -17,9 +17,17 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from ..cassette import Response
-from .findings import Finding
-from .shape import Node, Shape, first_occurrences, is_usage_path, json_type, media_type, typed_events
+from llmock_proxy.cassette.model import Response
+from llmock_proxy.drift.findings import Finding
+from llmock_proxy.drift.shape import (
+    Node,
+    Shape,
+    first_occurrences,
+    is_usage_path,
+    json_type,
+    media_type,
+    typed_events,
+)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

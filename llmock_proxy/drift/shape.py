@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cassette import Interaction, Response
-from ..providers._ws_common import message_json
+from llmock_proxy.cassette.model import Interaction, Response
+from llmock_proxy.providers._ws_common import message_json
 
 # Fields whose *values* are part of the contract: a new value is drift.
 CATEGORICAL_KEYS = frozenset(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..cassette import Interaction
-from .contracts import Contracts, expected_form
-from .findings import Finding
-from .report import CheckResult, DriftReport, finding_line
+from llmock_proxy.cassette.model import Interaction
+from llmock_proxy.drift.contracts import Contracts, expected_form
+from llmock_proxy.drift.findings import Finding
+from llmock_proxy.drift.report import CheckResult, DriftReport, finding_line
 
 log = logging.getLogger(__name__)
 

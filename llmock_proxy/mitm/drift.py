@@ -28,15 +28,25 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from ..cassette import CassetteError
-from ..drift.contracts import Contracts, infer_documents, load_documents, load_recordings
-from ..drift.findings import Policy
-from ..drift.report import DriftReport, format_for, render_text, write_report
-from ..drift.watch import Watcher
-from ..recorder import Recorder, Recording, stored_headers
-from ..redact import Redactor
-from ..ws_record import WebSocketTranscript, websocket_interaction
-from .transcripts import TranscriptHooks
+from llmock_proxy.cassette.redact import Redactor
+from llmock_proxy.drift.contracts import (
+    Contracts,
+    infer_documents,
+    load_documents,
+    load_recordings,
+)
+from llmock_proxy.drift.findings import Policy
+from llmock_proxy.drift.report import DriftReport, format_for, render_text, write_report
+from llmock_proxy.drift.watch import Watcher
+from llmock_proxy.errors import CassetteError
+from llmock_proxy.mitm.transcripts import TranscriptHooks
+from llmock_proxy.record.recorder import (
+    Recorder,
+    Recording,
+    WebSocketTranscript,
+    stored_headers,
+    websocket_interaction,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The record addon: ``mitmdump -s addons/record.py``.
 
-Maps mitmproxy's flow hooks onto :class:`~llmock_proxy.recorder.Recorder`
+Maps mitmproxy's flow hooks onto :class:`~llmock_proxy.record.recorder.Recorder`
 and hands finished interactions to a
-:class:`~llmock_proxy.cassette_writer.BackgroundWriter`:
+:class:`~llmock_proxy.cassette.writer.BackgroundWriter`:
 
 * ``running``          switch to lazy upstream connections (see there).
 * ``request``          the request is complete and about to go upstream: start
@@ -34,12 +34,18 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from ..cassette import Interaction
-from ..cassette_writer import BackgroundWriter, CassetteWriter
-from ..recorder import Recorder, Recording, describe, stored_headers
-from ..redact import Redactor
-from ..ws_record import WebSocketTranscript, websocket_interaction
-from .transcripts import TranscriptHooks
+from llmock_proxy.cassette.model import Interaction
+from llmock_proxy.cassette.redact import Redactor
+from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter
+from llmock_proxy.mitm.transcripts import TranscriptHooks
+from llmock_proxy.record.recorder import (
+    Recorder,
+    Recording,
+    WebSocketTranscript,
+    describe,
+    stored_headers,
+    websocket_interaction,
+)
 
 log = logging.getLogger(__name__)
 

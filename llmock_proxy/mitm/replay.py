@@ -2,8 +2,8 @@
 
 Answers requests from cassettes and llmock fixture files without touching the
 network. The protocol work lives elsewhere (matching in
-:mod:`llmock_proxy.session`, wire bytes and timing in
-:mod:`llmock_proxy.engine`); this module maps mitmproxy's hooks onto it:
+:mod:`llmock_proxy.replay.session`, wire bytes and timing in
+:mod:`llmock_proxy.replay.server`); this module maps mitmproxy's hooks onto it:
 
 * ``running``          force ``connection_strategy=lazy`` (so mitmproxy never
                        connects upstream before a request is answered) and
@@ -32,45 +32,32 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from .. import wire
-from ..cassette import CassetteError, Interaction, Payload, Request
-from ..engine import (
-    PLAN_HEADER,
-    Plan,
-    ReplayEngine,
-    Timing,
-    TimingError,
+from llmock_proxy import wire
+from llmock_proxy.cassette.model import Interaction, Payload, Request
+from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.mitm.loopback import Retarget
+from llmock_proxy.mitm.record import Record
+from llmock_proxy.replay.answers import (
     control_plan,
     internal_error_plan,
     log_internal_error,
     log_miss,
     miss_plan,
 )
-from ..matcher import MatchSpecError
-from ..session import Hit, ReplaySession
-from ..ws_replay import can_answer, is_websocket_upgrade
-from .record import Record
+from llmock_proxy.replay.plan import Plan, Timing, TimingError
+from llmock_proxy.replay.server import PLAN_HEADER, ReplayEngine
+from llmock_proxy.replay.session import Hit, ReplaySession
+from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
 
+
 MODES = ("replay", "auto", "passthrough")
-
-
-@dataclass
-class _Retarget:
-    """Where a flow was going before it was sent to the engine."""
-
-    scheme: str
-    host: str
-    port: int
-    host_header: str | None
-    token: str
 
 
 class _RecordOnMiss(Record):
@@ -96,7 +83,7 @@ class Replay:
         self.mode = "replay"
         self._record = _RecordOnMiss(self._recorded)
         self._record_ready = False
-        self._retargeted: dict[str, _Retarget] = {}
+        self._retargeted: dict[str, Retarget] = {}
         self._misses: set[str] = set()
 
     # -- options ---------------------------------------------------------------
@@ -291,7 +278,7 @@ class Replay:
     def _retarget(self, flow: http.HTTPFlow, plan: Plan) -> None:
         req = flow.request
         token = self.engine.park(plan)
-        self._retargeted[flow.id] = _Retarget(req.scheme, req.host, req.port, req.headers.get("host"), token)
+        self._retargeted[flow.id] = Retarget(req.scheme, req.host, req.port, req.headers.get("host"), token)
         req.headers[PLAN_HEADER] = token
         req.scheme = "http"
         req.host = "127.0.0.1"

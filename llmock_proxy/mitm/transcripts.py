@@ -6,7 +6,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..ws_record import WebSocketTranscript
+from llmock_proxy.record.recorder import WebSocketTranscript
 
 
 class TranscriptHooks:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Request, Response, SSEEvent
-from .base import Provider, chunk_text, split_url
+from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.providers.base import Provider, chunk_text, split_url
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}

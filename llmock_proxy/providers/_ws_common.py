@@ -27,9 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Request, Response, WebSocketSession, WSClose, WSMessage, compact_json
-from .base import Provider, RenderOptions
+from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
+from llmock_proxy.cassette.model import (
+    Payload,
+    Request,
+    Response,
+    WebSocketSession,
+    WSClose,
+    WSMessage,
+    compact_json,
+)
+from llmock_proxy.providers.base import Provider, RenderOptions
 
 # RFC 6455 close codes the families use.
 CLOSE_NORMAL = 1000

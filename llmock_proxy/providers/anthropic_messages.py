@@ -24,9 +24,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
-from ..cassette import Payload, Request, Response, SSEEvent, compact_json
-from .base import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from llmock_proxy.cassette.model import (
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+    compact_json,
+)
+from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     chunk_text,

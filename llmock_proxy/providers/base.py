@@ -28,8 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
-from ..cassette import Request, Response, compact_json
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+    canonical_json,
+)
+from llmock_proxy.cassette.model import Request, Response, compact_json
 
 
 @dataclass(frozen=True)

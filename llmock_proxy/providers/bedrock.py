@@ -32,10 +32,25 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult, canonical_json
-from ..cassette import EventStreamFrame, Payload, Request, Response, SSEEvent, compact_json
-from .anthropic_messages import AnthropicMessages
-from .base import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+    canonical_json,
+)
+from llmock_proxy.cassette.model import (
+    EventStreamFrame,
+    Payload,
+    Request,
+    Response,
+    SSEEvent,
+    compact_json,
+)
+from llmock_proxy.providers.anthropic_messages import AnthropicMessages
+from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     StreamedToolCalls,
@@ -44,9 +59,9 @@ from .base import (
     json_digest,
     json_uuid,
     parse_arguments,
-    token_counts,
     request_json,
     split_url,
+    token_counts,
     turn_messages,
 )
 

@@ -17,9 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, ToolCall, ToolResult, canonical_json
-from ..cassette import Payload, Request, Response, SSEEvent
-from .base import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    ToolCall,
+    ToolResult,
+    canonical_json,
+)
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     StreamedToolCalls,
@@ -28,9 +35,9 @@ from .base import (
     function_tool_calls,
     function_tools,
     json_uuid,
-    token_counts,
     request_json,
     text_of,
+    token_counts,
 )
 
 JSON_CONTENT_TYPE = "application/json"

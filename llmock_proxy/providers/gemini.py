@@ -42,9 +42,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
-from ..cassette import Payload, Request, Response, SSEEvent
-from .base import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
+from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     chunk_text,

@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall
-from ..cassette import Request, Response, WSClose, WSMessage
-from ._ws_common import (
+from llmock_proxy.canonical import CanonicalRequest, Message, Summary, Tool, ToolCall
+from llmock_proxy.cassette.model import Request, Response, WSClose, WSMessage
+from llmock_proxy.providers._ws_common import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
@@ -54,11 +54,15 @@ from ._ws_common import (
     json_values,
     message_json,
 )
-from .base import chunk_text
-from .gemini import DEFAULT_CHUNK_SIZE, google_error, usage_metadata_for
-from .gemini import _messages as gemini_messages
-from .gemini import _system_text as gemini_system_text
-from .gemini import _tools as gemini_tools
+from llmock_proxy.providers.base import chunk_text
+from llmock_proxy.providers.gemini import (
+    DEFAULT_CHUNK_SIZE,
+    google_error,
+    usage_metadata_for,
+)
+from llmock_proxy.providers.gemini import _messages as gemini_messages
+from llmock_proxy.providers.gemini import _system_text as gemini_system_text
+from llmock_proxy.providers.gemini import _tools as gemini_tools
 
 _LIVE_PATH = re.compile(
     r"/ws/(?:"

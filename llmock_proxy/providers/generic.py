@@ -19,9 +19,9 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..canonical import CanonicalRequest, Summary, canonical_json
-from ..cassette import Payload, Request, Response
-from .base import Provider, RenderOptions, request_json
+from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
+from llmock_proxy.cassette.model import Payload, Request, Response
+from llmock_proxy.providers.base import Provider, RenderOptions, request_json
 
 # Query parameters that carry credentials or signatures (compared lower-case).
 CREDENTIAL_PARAMS = frozenset({"key", "api_key", "access_token", "token", "signature", "sig"})

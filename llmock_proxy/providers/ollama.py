@@ -15,19 +15,26 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, ToolCall, ToolResult, canonical_json
-from ..cassette import NDJSONLine, Payload, Request, Response
-from .base import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    ToolCall,
+    ToolResult,
+    canonical_json,
+)
+from llmock_proxy.cassette.model import NDJSONLine, Payload, Request, Response
+from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     chunk_text,
     function_tool_calls,
     function_tools,
     json_digest,
-    token_counts,
     request_json,
     split_url,
     text_of,
+    token_counts,
 )
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"

@@ -22,10 +22,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
-from ..cassette import Request, Response, SSEEvent
-from . import _openai_common as common
-from .base import RenderOptions, arguments_json, parse_arguments, request_json, token_counts
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from llmock_proxy.cassette.model import Request, Response, SSEEvent
+from llmock_proxy.providers import _openai_common as common
+from llmock_proxy.providers.base import (
+    RenderOptions,
+    arguments_json,
+    parse_arguments,
+    request_json,
+    token_counts,
+)
 
 FAMILY = "openai.chat"
 

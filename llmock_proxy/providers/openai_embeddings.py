@@ -22,10 +22,10 @@ import struct
 from dataclasses import replace
 from typing import Any
 
-from ..canonical import CanonicalRequest, Summary
-from ..cassette import Request, Response, compact_json
-from . import _openai_common as common
-from .base import RenderOptions, request_json, token_counts
+from llmock_proxy.canonical import CanonicalRequest, Summary
+from llmock_proxy.cassette.model import Request, Response, compact_json
+from llmock_proxy.providers import _openai_common as common
+from llmock_proxy.providers.base import RenderOptions, request_json, token_counts
 
 FAMILY = "openai.embeddings"
 

@@ -38,10 +38,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import CanonicalRequest, Message, Summary, Tool, ToolCall, ToolResult
-from ..cassette import Payload, Request, Response, SSEEvent, WSMessage
-from . import _openai_common as common
-from ._ws_common import (
+from llmock_proxy.canonical import (
+    CanonicalRequest,
+    Message,
+    Summary,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent, WSMessage
+from llmock_proxy.providers import _openai_common as common
+from llmock_proxy.providers._ws_common import (
     ErrorAnswer,
     TurnAnswer,
     TurnStep,
@@ -51,8 +58,14 @@ from ._ws_common import (
     json_values,
     message_json,
 )
-from .base import RenderOptions, arguments_json, parse_arguments, split_url, token_counts
-from .openai_responses import OpenAIResponses
+from llmock_proxy.providers.base import (
+    RenderOptions,
+    arguments_json,
+    parse_arguments,
+    split_url,
+    token_counts,
+)
+from llmock_proxy.providers.openai_responses import OpenAIResponses
 
 # Ids that change on every run: the client echoes the server's, or makes its own.
 _VOLATILE = frozenset({"event_id", "id", "item_id", "call_id", "previous_item_id", "response_id",

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from ..cassette import EventStreamFrame, NDJSONLine, SSEEvent
-from .eventstream import EventStreamDecoder, EventStreamError, encode_frame
-from .ndjson import NDJSONDecoder, encode_line
-from .sse import SSEDecoder, encode_event
+from llmock_proxy.cassette.model import EventStreamFrame, NDJSONLine, SSEEvent
+from llmock_proxy.wire.eventstream import (
+    EventStreamDecoder,
+    EventStreamError,
+    encode_frame,
+)
+from llmock_proxy.wire.ndjson import NDJSONDecoder, encode_line
+from llmock_proxy.wire.sse import SSEDecoder, encode_event
 
 StreamForm = Literal["sse", "ndjson", "eventstream"]
 StreamItem = SSEEvent | NDJSONLine | EventStreamFrame

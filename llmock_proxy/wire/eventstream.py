@@ -24,7 +24,7 @@ import uuid
 import zlib
 from typing import Any
 
-from ..cassette import EventStreamFrame, Payload
+from llmock_proxy.cassette.model import EventStreamFrame, Payload
 
 PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC
 CRC_LENGTH = 4

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from ..cassette import NDJSONLine, compact_json
+from llmock_proxy.cassette.model import NDJSONLine, compact_json
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from ..cassette import SSEEvent, compact_json
+from llmock_proxy.cassette.model import SSEEvent, compact_json
 
 # Any of the three line ends; CRLF is tried first so it counts as one.
 _LINE_END = re.compile(r"\r\n|\r|\n")

@@ -33,7 +33,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from llmock_proxy.cassette import EventStreamFrame, Payload
+from llmock_proxy.cassette.model import EventStreamFrame, Payload
 from llmock_proxy.wire.eventstream import encode_frame
 
 from .anthropic import content_blocks, message_events

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anthropic
-from tests.harness.http import httpx
 import openai
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest

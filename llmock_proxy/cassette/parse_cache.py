@@ -7,7 +7,7 @@ as JSON under a key derived from the file's *bytes* (sha256, plus the cache
 format and the PyYAML version); the next load of identical bytes, from any
 path, reads the JSON instead. A changed byte is a different key.
 
-Only the YAML step is skipped: :func:`llmock_proxy.cassette.parse` validates
+Only the YAML step is skipped: :func:`llmock_proxy.cassette.store.parse` validates
 and builds the model from cached data exactly as from freshly parsed data.
 
 The cache never decides whether a load succeeds:

@@ -34,10 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cassette as cassette_module
-from . import yamlio
-from .cassette import Cassette, Interaction
-from .redact import Redactor, SecretFound
+from llmock_proxy.cassette import model as cassette_model
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import Cassette, Interaction
+from llmock_proxy.cassette.redact import Redactor, SecretFound
 
 try:
     import fcntl
@@ -47,7 +48,7 @@ except ImportError:  # pragma: no cover - not POSIX: one process per cassette th
 log = logging.getLogger(__name__)
 
 # What a dump of Cassette(interactions=[...]) starts with; the rest is the list.
-_LIST_HEAD = f"version: {cassette_module.FORMAT_VERSION}\ninteractions:\n"
+_LIST_HEAD = f"version: {cassette_model.FORMAT_VERSION}\ninteractions:\n"
 # A YAML anchor the dumper emits for an object met twice. Anchor names restart
 # in every dump, so appended texts holding anchors could collide: such a batch
 # takes the full-rewrite path instead. (A false positive only costs time.)
@@ -85,7 +86,7 @@ class CassetteWriter:
         """Add ``interactions`` at the end of the cassette at ``path`` (created
         when missing). Raises :class:`~llmock_proxy.cassette.CassetteError`
         when the existing file is not a valid cassette (it is left alone) and
-        :class:`~llmock_proxy.redact.SecretFound` when the new text holds a
+        :class:`~llmock_proxy.cassette.redact.SecretFound` when the new text holds a
         secret (nothing is written)."""
         target = Path(path).absolute()
         if not interactions:
@@ -116,7 +117,7 @@ class CassetteWriter:
 
     def _full_text(self, target: Path, exists: bool, interactions: Sequence[Interaction]) -> str:
         if exists:
-            existing = cassette_module.load(target)  # validates; names file and field
+            existing = cassette_store.load(target)  # validates; names file and field
             if existing.interactions or existing.meta:
                 log.debug("%s changed outside the recorder; rewriting it whole", target)
         else:

@@ -46,50 +46,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .canonical import CanonicalRequest, canonical_json
+from llmock_proxy.canonical import CanonicalRequest, canonical_json
 
 if TYPE_CHECKING:
-    from .fixtures import Fixture
-
-
-def derive_match(request: CanonicalRequest) -> dict[str, Any]:
-    """The ``match`` section written for a recorded interaction.
-
-    ``family``, ``model``, ``stream`` and ``fingerprint`` make it strict; the
-    readable criteria below them (llmock fixture vocabulary) say what the
-    request was about, so a person can loosen the match by deleting the
-    fingerprint line and keep matching on, say, the last user message.
-    """
-    match: dict[str, Any] = {"family": request.family}
-    if request.model is not None:
-        match["model"] = request.model
-    match["stream"] = request.stream
-    match["fingerprint"] = request.fingerprint
-    if request.family == "generic":
-        for key in ("method", "path"):
-            if key in request.extra:
-                match[key] = request.extra[key]
-    user = request.last_user_message
-    if user:
-        match["userMessage"] = user
-    if request.embedding_input:
-        match["inputText"] = "\n".join(request.embedding_input)
-    result = request.last_tool_result
-    if result is not None and result.tool_call_id:
-        match["toolCallId"] = result.tool_call_id
-    if request.tool_names:
-        match["toolNames"] = request.tool_names
-    fmt = request.response_format
-    if isinstance(fmt, dict) and isinstance(fmt.get("type"), str):
-        match["responseFormat"] = fmt["type"]
-    return match
-
+    from llmock_proxy.replay.fixture import Fixture
+from llmock_proxy.errors import MatchSpecError
 
 log = logging.getLogger(__name__)
-
-
-class MatchSpecError(ValueError):
-    """A ``match`` section the matcher cannot use; the message names the fixture and key."""
 
 
 # -- the request side -----------------------------------------------------------
@@ -182,6 +145,8 @@ def _short(text: str, limit: int = 60) -> str:
 # -- criteria --------------------------------------------------------------------
 
 _REGEX = re.compile(r"^/(.+)/([a-z]*)$", re.S)
+
+
 # JavaScript flags that change matching; g, y, u and d do not for a single test.
 _REGEX_FLAGS = {"i": re.I, "m": re.M, "s": re.S, "x": re.X}
 
@@ -303,7 +268,11 @@ _EQUALITY_GETTERS: dict[str, Callable[[RequestView], Any]] = {
     "toolNames": lambda view: view.tool_names,
     "responseFormat": lambda view: view.response_format,
 }
+
+
 _ORDER = {"family": 0, "stream": 1, "model": 2, "method": 3, "path": 4, "fingerprint": 5}
+
+
 # Keys a cross-form lookup ignores: the content fingerprint stands in for them.
 _FORM_KEYS = frozenset({"stream", "fingerprint"})
 
@@ -546,8 +515,12 @@ class Matcher:
 # What a hand-written text / tool-call / embedding fixture needs: an API
 # family whose wire format an answer can be synthesized in (not ``generic``).
 SYNTHESIZED_FAMILIES = "any LLM API family"
+
+
 # How many roughly-closest candidates get the exact (difflib) score.
 _SHORTLIST_FACTOR = 16
+
+
 # difflib is quadratic at worst and linear in the longer text at best, so
 # long texts are compared by their beginning and end only.
 _COMPARED_CHARS = 256

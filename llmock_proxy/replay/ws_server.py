@@ -1,8 +1,8 @@
-"""WebSocket replay on the wire: aiohttp around :mod:`llmock_proxy.ws_replay`.
+"""WebSocket replay on the wire: aiohttp around :mod:`llmock_proxy.replay.ws_session`.
 
 :func:`serve_websocket` accepts an upgrade (behind the replay addon, which
 re-targets it here, or directly under ``llmock-proxy serve``), lets the
-:class:`~llmock_proxy.ws_replay.WSReplay` decide every server action and
+:class:`~llmock_proxy.replay.ws_session.WSReplay` decide every server action and
 carries the actions out in order: one sender task sleeps until each action's
 deadline on the loop clock (deadlines count from the client message that
 caused them, so lateness never accumulates) while the connection keeps
@@ -18,11 +18,11 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from .cassette import Payload, Request, WSClose, WSMessage
-from .providers._ws_common import CLOSE_INTERNAL_ERROR, close_reason
-from .providers.base import split_url
-from .session import Miss, ReplaySession
-from .ws_replay import Outgoing, Reply, WSReplay, open_replay
+from llmock_proxy.cassette.model import Payload, Request, WSClose, WSMessage
+from llmock_proxy.providers._ws_common import CLOSE_INTERNAL_ERROR, close_reason
+from llmock_proxy.providers.base import split_url
+from llmock_proxy.replay.session import Miss, ReplaySession
+from llmock_proxy.replay.ws_session import Outgoing, Reply, WSReplay, open_replay
 
 log = logging.getLogger("llmock_proxy.replay")
 

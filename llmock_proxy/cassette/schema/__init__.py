@@ -1,7 +1,7 @@
 """JSON Schemas (draft 2020-12) for cassette files and llmock fixture files.
 
 ``cassette.schema.json`` describes a cassette exactly as
-:meth:`llmock_proxy.cassette.Cassette.to_dict` writes it;
+:meth:`llmock_proxy.cassette.model.Cassette.to_dict` writes it;
 ``fixtures.schema.json`` accepts llmock fixture files unchanged.
 
 :func:`validate_cassette` and :func:`validate_fixture_file` raise
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -34,10 +34,13 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from ..cassette import CassetteError
+from llmock_proxy.errors import CassetteError, format_path
 
 CASSETTE_SCHEMA = "cassette.schema.json"
+
+
 FIXTURES_SCHEMA = "fixtures.schema.json"
+
 
 # How many characters of a bad value a message shows.
 _SHOWN_CHARS = 60
@@ -145,19 +148,6 @@ class _Problem:
     def __str__(self) -> str:
         location = format_path(self.path)
         return f"{location}: {self.message}" if location else self.message
-
-
-def format_path(path: Sequence[Any]) -> str:
-    """``("interactions", 3, "response", "events", 7, "t")`` -> ``interactions[3].response.events[7].t``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int) and not isinstance(part, bool):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part and not re.search(r"[\s.\[\]'\"]", part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{str(part)!r}]"
-    return out
 
 
 def _prefixed(where: str, problem: _Problem) -> str:
@@ -301,11 +291,16 @@ def _show(value: Any) -> str:
 
 Check = Callable[[Any], bool]
 
+
 # Keywords that only annotate: they never change a verdict.
 _ANNOTATIONS = frozenset(
     {"$schema", "$id", "$defs", "$comment", "title", "description", "examples", "default"}
 )
+
+
 _OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties"})
+
+
 _SUPPORTED = _ANNOTATIONS | _OBJECT_KEYWORDS | frozenset(
     {
         "$ref",

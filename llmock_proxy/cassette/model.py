@@ -7,9 +7,10 @@ messages) are stored as exactly one of ``json`` (parsed, so YAML shows it as
 data), ``text`` or ``base64``. Streams keep every event with ``t``: milliseconds
 since the request was sent.
 
-``from_dict(to_dict(x)) == x`` for every model here; the YAML layer
-(:mod:`llmock_proxy.yamlio`) and schema validation (:mod:`llmock_proxy.schemas`)
-sit around it in :func:`load` and :func:`save`.
+``from_dict(to_dict(x)) == x`` for every model here. These are plain
+dataclasses: reading and writing files (:mod:`llmock_proxy.cassette.store`),
+YAML (:mod:`llmock_proxy.cassette.yamlio`) and schema validation
+(:mod:`llmock_proxy.cassette.schema`) sit around them.
 """
 
 from __future__ import annotations
@@ -21,22 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import yamlio
-from .parse_cache import ParseCache
+from llmock_proxy.errors import CassetteError
 
 FORMAT_VERSION = 1
 
+
 PayloadKind = Literal["json", "text", "base64"]
+
+
 PAYLOAD_KINDS: tuple[PayloadKind, ...] = ("json", "text", "base64")
-
-
-class CassetteError(ValueError):
-    """A cassette or fixture file that cannot be used; the message names file, item and field."""
-
-    def __init__(self, message: str, *, path: str | None = None, problems: list[str] | None = None):
-        super().__init__(message)
-        self.path = path
-        self.problems = problems or [message]
 
 
 # -- payloads -----------------------------------------------------------------
@@ -499,98 +493,3 @@ class Cassette:
             path=path,
             meta=dict(data.get("meta") or {}),
         )
-
-    def dumps(self) -> str:
-        with yamlio.gc_paused():
-            return yamlio.dumps(self.to_dict())
-
-    def save(self, path: str | Path | None = None) -> Path:
-        """Atomically write the cassette (through the redaction scan, see :func:`save`)."""
-        return save(self, path)
-
-
-class _FromEnvironment:
-    """``parse``/``load`` default: the parse cache the environment configures."""
-
-
-FROM_ENVIRONMENT = _FromEnvironment()
-
-
-def parse(
-    text: str | bytes,
-    path: str | Path | None = None,
-    *,
-    cache: ParseCache | None | _FromEnvironment = FROM_ENVIRONMENT,
-) -> Cassette:
-    """Parse and validate cassette YAML. Raises :class:`CassetteError` naming
-    the file, the interaction index and the field of every problem.
-
-    ``cache`` is a :class:`~llmock_proxy.parse_cache.ParseCache` (None: no
-    cache; default: the one the environment configures). A cache hit skips
-    only the YAML parse: validation and the model build run on every load.
-    """
-    from .schemas import validate_cassette  # local: schemas imports this module's error
-
-    where = str(path) if path is not None else "<cassette>"
-    if isinstance(cache, _FromEnvironment):
-        cache = ParseCache.from_environment()
-    raw = _cache_input(text) if cache is not None else None
-    # The three passes build or walk one large tree of fresh objects: the
-    # cyclic GC has nothing to free there and would rescan it again and again.
-    with yamlio.gc_paused():
-        data = cache.get(raw) if raw is not None else None
-        parsed_now = data is None
-        if parsed_now:
-            try:
-                data = yamlio.loads(text)
-            except Exception as exc:  # yaml.YAMLError and decoding errors
-                raise CassetteError(f"{where}: not valid YAML: {exc}", path=where) from None
-        validate_cassette(data, where)
-        try:
-            cassette = Cassette.from_dict(data, Path(path) if path is not None else None)
-        except CassetteError as exc:
-            raise CassetteError(str(exc), path=where) from None
-        if parsed_now and cache is not None and raw is not None:
-            # Only data that validated and built: a broken file is not worth keeping.
-            cache.put(raw, data)
-        return cassette
-
-
-def _cache_input(text: str | bytes) -> bytes | None:
-    if isinstance(text, bytes):
-        return text
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: not a file's bytes anyway
-        return None
-
-
-def load(
-    path: str | Path, *, cache: ParseCache | None | _FromEnvironment = FROM_ENVIRONMENT
-) -> Cassette:
-    """Read, parse and validate one cassette file (see :func:`parse`)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise CassetteError(f"{p}: cannot read: {exc.strerror}", path=str(p)) from None
-    return parse(raw, p, cache=cache)
-
-
-def save(cassette: Cassette, path: str | Path | None = None, *, redactor: Any = None) -> Path:
-    """Redact-scan and atomically write ``cassette``.
-
-    Every cassette write in the project goes through here, and so through the
-    redaction choke point: a file that still holds a key-shaped value is
-    refused (:class:`llmock_proxy.redact.SecretFound`) and nothing is written.
-    """
-    from .redact import Redactor  # local: redact depends on this module's models
-
-    target = Path(path) if path is not None else cassette.path
-    if target is None:
-        raise ValueError("cassette has no path to save to")
-    redactor = redactor or Redactor.default()
-    text = redactor.checked_dump(cassette, where=str(target))
-    yamlio.atomic_write_text(target, text)
-    cassette.path = target
-    return target

@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .canonical import CanonicalRequest, Summary
-from .cassette import Interaction, Payload, Request, Response
-from .fixtures import Fixture, FixtureOptions, fixture_from_interaction, load_sources
-from .matcher import Candidate, Matcher, NearMiss, RequestView
-from .providers import GENERIC, identify
-from .yamlio import gc_paused
-from .providers.base import Provider, RenderOptions, request_json, split_url
+from llmock_proxy.canonical import CanonicalRequest, Summary
+from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
+from llmock_proxy.cassette.yamlio import gc_paused
+from llmock_proxy.match.matcher import Candidate, Matcher, NearMiss, RequestView
+from llmock_proxy.providers.base import Provider, RenderOptions, request_json, split_url
+from llmock_proxy.providers.catalog import GENERIC, identify
+from llmock_proxy.replay.fixture import (
+    Fixture,
+    FixtureOptions,
+    fixture_from_interaction,
+)
+from llmock_proxy.replay.sources import load_sources
 
 # A miss must not look like a provider answer, and SDKs must not retry it:
 # openai/anthropic retry 408, 409, 429 and 5xx; 421 is none of those.

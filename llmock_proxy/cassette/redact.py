@@ -1,7 +1,7 @@
 """The one choke point for secrets: everything written to a cassette passes here.
 
 :meth:`Redactor.checked_dump` is what every cassette write calls
-(:func:`llmock_proxy.cassette.save`, the recorder's cassette writer): it
+(:func:`llmock_proxy.cassette.store.save`, the recorder's cassette writer): it
 redacts every interaction, dumps the YAML, then scans the final *text* and
 refuses (:class:`SecretFound`) when anything key-shaped is left, naming the
 interaction and field (or the line) and showing only a masked prefix.
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import yamlio
-from .cassette import (
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.cassette.model import (
     Cassette,
     EventStreamFrame,
     Interaction,
@@ -54,6 +54,7 @@ from .cassette import (
     WebSocketSession,
     compact_json,
 )
+from llmock_proxy.errors import format_path
 
 PLACEHOLDER = "<redacted>"
 URL_PLACEHOLDER = "REDACTED"
@@ -475,7 +476,6 @@ class Redactor:
                 yield pattern.name, m.group(pattern.group)
 
     def _scan_data(self, value: Any, path: tuple[Any, ...]) -> Iterator[Finding]:
-        from .schemas import format_path  # local: schemas import the cassette module
 
         for leaf_path, leaf, is_key in _leaves(value, path):
             # A path may pass through a key-shaped mapping key: never print it.

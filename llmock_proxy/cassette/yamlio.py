@@ -138,7 +138,7 @@ def loads(text: str | bytes) -> Any:
 
     Cassette loads keep this function's results in the parse cache, keyed by
     the input bytes: a change that makes some input parse differently must
-    bump :data:`llmock_proxy.parse_cache.CACHE_FORMAT`."""
+    bump :data:`llmock_proxy.cassette.parse_cache.CACHE_FORMAT`."""
     return _without_gc(lambda: _JsonBuilder(text).build())
 
 

@@ -28,7 +28,7 @@ the upgrade request and decides how its session is answered:
 
 Nothing here touches a socket: :class:`WSReplay` turns client messages into
 :class:`Outgoing` actions (a message or a close, at an offset after the
-message that caused it); :mod:`llmock_proxy.ws_engine` puts them on the wire.
+message that caused it); :mod:`llmock_proxy.replay.ws_server` puts them on the wire.
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .canonical import CanonicalRequest
-from .cassette import Request, Response, WebSocketSession, WSClose, WSMessage
-from .fixtures import Fixture, FixtureOptions
-from .matcher import RequestView
-from .providers import GENERIC, identify
-from .providers._ws_common import (
+from llmock_proxy.canonical import CanonicalRequest
+from llmock_proxy.cassette.model import (
+    Request,
+    Response,
+    WebSocketSession,
+    WSClose,
+    WSMessage,
+)
+from llmock_proxy.match.matcher import RequestView
+from llmock_proxy.providers._ws_common import (
     ErrorAnswer,
     MessageKey,
     TurnAnswer,
@@ -49,8 +53,10 @@ from .providers._ws_common import (
     WebSocketProvider,
     WSConversation,
 )
-from .providers.base import split_url
-from .session import Miss, ReplaySession
+from llmock_proxy.providers.base import split_url
+from llmock_proxy.providers.catalog import GENERIC, identify
+from llmock_proxy.replay.fixture import Fixture, FixtureOptions
+from llmock_proxy.replay.session import Miss, ReplaySession
 
 # Close codes that never travel in a close frame (RFC 6455 7.4.1): the
 # recording saw the connection end without one; replay drops it the same way.

@@ -1,0 +1,254 @@
+"""What goes on the wire for one answer: a :class:`Plan` (status, headers, one body
+or timed chunks), made by the :class:`Planner` from a hit with the session's timing
+and the fixture's options (latency, chunking, chaos)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmock_proxy import wire
+from llmock_proxy.cassette.model import Payload, Request, Response
+from llmock_proxy.replay.fixture import Chaos, FixtureOptions
+from llmock_proxy.replay.session import Hit
+
+log = logging.getLogger("llmock_proxy.replay")
+
+
+# Framing and hop-by-hop headers: the server computes its own.
+_RECOMPUTED_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+
+
+class TimingError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How recorded offsets are replayed: ``factor`` 1 (recorded), 0 (instant), X (scale)."""
+
+    factor: float = 1.0
+    name: str = "recorded"
+
+    @classmethod
+    def parse(cls, text: str) -> Timing:
+        value = (text or "recorded").strip().lower()
+        if value == "recorded":
+            return cls(1.0, "recorded")
+        if value == "instant":
+            return cls(0.0, "instant")
+        if value.startswith("scale:"):
+            try:
+                factor = float(value[len("scale:") :])
+            except ValueError:
+                factor = -1.0
+            if factor >= 0 and factor != float("inf"):
+                return cls(factor, value)
+        raise TimingError(f"timing must be recorded, instant or scale:X (X >= 0), got {text!r}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    at_ms: float  # offset after the request arrived
+    data: bytes
+
+
+@dataclass
+class Plan:
+    """Everything needed to put one answer on the wire."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | None = None
+    chunks: list[Chunk] | None = None
+    # Before the head of a body answer (a fixture's latency).
+    delay_ms: float = 0.0
+    truncate_after_chunks: int | None = None
+    disconnect_after_ms: float | None = None
+    # Loop time (seconds) the request arrived at: offsets count from here.
+    arrival: float = 0.0
+    hit: Hit | None = None
+    # A WebSocket upgrade (the request as the client sent it): the session is
+    # answered turn by turn by :mod:`llmock_proxy.replay.ws_server`.
+    websocket_request: Request | None = None
+    # The chaos action this answer acts out ("drop", "malformed", "disconnect").
+    chaos: str | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """Needs the engine: chunks, or a connection drop to act out."""
+        return self.chunks is not None or self.disconnect_after_ms is not None
+
+    @property
+    def is_websocket(self) -> bool:
+        if self.websocket_request is not None:
+            return True
+        return self.hit is not None and self.hit.response.wire_form == "websocket"
+
+
+def response_headers(response: Response) -> list[tuple[str, str]]:
+    """The recorded headers a replay sends (length and encoding recomputed)."""
+    return [(k, v) for k, v in response.headers.items() if k not in _RECOMPUTED_HEADERS]
+
+
+def _encoded_chunks(response: Response) -> list[tuple[float, bytes]]:
+    form = response.wire_form
+    if form == "sse":
+        items: list[Any] = response.events or []
+    elif form == "ndjson":
+        items = response.lines or []
+    elif form == "eventstream":
+        items = response.frames or []
+    else:
+        return []
+    return [(float(item.t), wire.encode(form, item)) for item in items]
+
+
+def _stream_headers(response: Response) -> list[tuple[str, str]]:
+    headers = response_headers(response)
+    if not any(k == "content-type" for k, _ in headers):
+        media = wire.MEDIA_TYPES.get(response.wire_form)  # type: ignore[call-overload]
+        if media:
+            headers.append(("content-type", media))
+    return headers
+
+
+def body_bytes(payload: Payload | None) -> bytes:
+    return payload.to_bytes() if payload is not None else b""
+
+
+class Planner:
+    """Turns a session's answer into a :class:`Plan` under a timing mode."""
+
+    def __init__(self, timing: Timing = Timing(), *, rng: random.Random | None = None) -> None:
+        self.timing = timing
+        # Jitter only; a seeded generator makes it reproducible.
+        self.rng = rng or random.Random()
+
+    def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
+        """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
+        action = self._chaos(hit.options.chaos, headers)
+        if action is not None:
+            return _chaos_plan(action, hit, arrival)
+        response = hit.response
+        options = hit.options
+        factor = self.timing.factor
+        if options.empty and not hit.synthesized:
+            cached = hit.fixture.wire_cache.get("body")
+            if cached is not None:  # the hot path: a recorded body, served again
+                return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
+        common = dict(
+            truncate_after_chunks=options.truncate_after_chunks,
+            disconnect_after_ms=options.disconnect_after_ms,
+            arrival=arrival,
+            hit=hit,
+        )
+        if not response.is_stream:
+            delay = (options.latency or 0.0) * factor
+            if not hit.synthesized:
+                cached = hit.fixture.wire_cache.get("body")
+                if cached is None:
+                    cached = (response_headers(response), body_bytes(response.body))
+                    hit.fixture.wire_cache["body"] = cached
+                headers, body = cached
+            else:
+                headers, body = response_headers(response), body_bytes(response.body)
+            return Plan(response.status, list(headers), body=body, delay_ms=delay, **common)
+        if response.wire_form == "websocket":
+            return Plan(response.status, [], **common)
+        if not hit.synthesized:
+            encoded = hit.fixture.wire_cache.get("chunks")
+            if encoded is None:
+                encoded = (_stream_headers(response), _encoded_chunks(response))
+                hit.fixture.wire_cache["chunks"] = encoded
+            headers, items = encoded
+        else:
+            headers, items = _stream_headers(response), _encoded_chunks(response)
+        offsets = self._offsets(options, [t for t, _ in items])
+        chunks = [Chunk(at * factor, data) for at, (_, data) in zip(offsets, items)]
+        return Plan(response.status, list(headers), chunks=chunks, **common)
+
+    def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> str | None:
+        """llmock's chaos: the fixture's rates, each overridden by its
+        ``x-llmock-chaos-*`` request header; drop, malformed and disconnect
+        are tried in that order, each with its own draw."""
+        rates = [chaos.drop_rate, chaos.malformed_rate, chaos.disconnect_rate] if chaos else [0.0, 0.0, 0.0]
+        if headers:
+            for i, name in enumerate(CHAOS_HEADERS):
+                value = headers.get(name)
+                if value is not None:
+                    rates[i] = _rate(name, value, rates[i])
+        for action, rate in zip(CHAOS_ACTIONS, rates):
+            if rate > 0 and self.rng.random() < rate:
+                return action
+        return None
+
+    def _offsets(self, options: FixtureOptions, recorded: list[float]) -> list[float]:
+        """Chunk offsets: llmock's streaming physics when the fixture asks for
+        them (first chunk after ``ttft``, then one every ``1000/tps`` ms, each
+        gap varied by ``jitter``; otherwise ``latency`` before every chunk),
+        the recorded ``t`` values otherwise."""
+        profile = options.streaming_profile
+        if profile is None and not options.latency:
+            return recorded
+        offsets: list[float] = []
+        now = 0.0
+        for index in range(len(recorded)):
+            gap = options.latency or 0.0
+            if profile is not None:
+                if index == 0 and profile.ttft is not None:
+                    gap = profile.ttft
+                elif profile.tps:
+                    gap = 1000.0 / profile.tps
+                if profile.jitter:
+                    gap *= 1.0 + self.rng.uniform(-1.0, 1.0) * profile.jitter
+            now += max(0.0, gap)
+            offsets.append(now)
+        return offsets
+
+
+CHAOS_ACTIONS = ("drop", "malformed", "disconnect")
+
+
+CHAOS_HEADERS = ("x-llmock-chaos-drop", "x-llmock-chaos-malformed", "x-llmock-chaos-disconnect")
+
+
+# What llmock answers a "malformed" roll with.
+MALFORMED_BODY = b"{malformed json: <<<chaos>>>"
+
+
+def _rate(name: str, value: str, default: float) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        log.warning("%s: %r is not a number; ignored", name, value)
+        return default
+    if rate != rate:  # NaN
+        log.warning("%s: %r is not a number; ignored", name, value)
+        return default
+    return min(1.0, max(0.0, rate))
+
+
+def _chaos_plan(action: str, hit: Hit, arrival: float) -> Plan:
+    log.info("chaos %s: %s", action, hit.fixture.source)
+    if action == "drop":
+        response = hit.provider.error(500, "Chaos: request dropped", type="server_error")
+        return Plan(500, response_headers(response), body=body_bytes(response.body), arrival=arrival, chaos=action)
+    if action == "malformed":
+        return Plan(200, [("content-type", "application/json")], body=MALFORMED_BODY, arrival=arrival, chaos=action)
+    return Plan(200, [], disconnect_after_ms=0.0, arrival=arrival, chaos=action)

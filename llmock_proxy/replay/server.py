@@ -1,0 +1,236 @@
+"""The replay engine: an aiohttp application that serves matched interactions.
+
+One engine serves one :class:`~llmock_proxy.replay.session.ReplaySession`. It runs
+in two places:
+
+* inside mitmproxy's event loop, on ``127.0.0.1:0``, behind the replay addon
+  (:mod:`llmock_proxy.mitm.replay`): the addon resolves the request, *parks*
+  the resulting :class:`Plan` here and re-targets the flow to the engine with
+  the plan's token in :data:`PLAN_HEADER`, so streams leave with real timing;
+* on its own port as a plain base-URL server (``llmock-proxy serve``).
+
+What goes on the wire is a :class:`Plan`: status, headers (the recorded ones,
+with length and encoding left for the server to recompute) and either one
+body or a list of timed chunks (encoded SSE events, NDJSON lines, EventStream
+frames). Chunk offsets are milliseconds after the request arrived; the
+engine sleeps until each deadline on the loop clock rather than adding
+per-chunk sleeps, so lateness never accumulates.
+
+Timing modes: ``recorded`` (offsets as recorded, or as a fixture's
+``latency`` / ``streamingProfile`` say), ``instant`` (no delays) and
+``scale:X`` (every offset times X). ``disconnectAfterMs`` is a behaviour,
+not a pace, and is never scaled.
+
+WebSocket upgrades are answered by :mod:`llmock_proxy.replay.ws_server`: recorded
+sessions turn by turn, or fixture-driven conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from llmock_proxy.cassette.model import Payload, Request
+from llmock_proxy.replay.answers import (
+    control_plan,
+    internal_error_plan,
+    json_plan,
+    log_internal_error,
+    log_miss,
+    miss_plan,
+    websocket_not_forwarded_plan,
+)
+from llmock_proxy.replay.plan import Plan, Planner, Timing
+from llmock_proxy.replay.session import Hit, Miss, ReplaySession
+from llmock_proxy.replay.ws_server import serve_websocket
+from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
+
+log = logging.getLogger("llmock_proxy.replay")
+
+
+# The header carrying a parked plan's token from the replay addon to the engine.
+PLAN_HEADER = "x-llmock-plan"
+
+
+# What the engine does with a miss when it does not answer it itself
+# (``llmock-proxy serve --mode passthrough|auto`` forwards it upstream).
+MissHandler = Callable[[web.Request, Request, Miss, float], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ReplayEngine:
+    """The aiohttp side of replay: resolves, plans and serves."""
+
+    session: ReplaySession
+    timing: Timing = field(default_factory=Timing)
+    mode: str = "replay"
+    miss_handler: MissHandler | None = None
+    rng: random.Random | None = None
+
+    def __post_init__(self) -> None:
+        self.planner = Planner(self.timing, rng=self.rng)
+        self.timing = self.planner.timing
+        self._parked: dict[str, Plan] = {}
+        self._tokens = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.host: str | None = None
+        self.port: int | None = None
+
+    def set_timing(self, timing: Timing) -> None:
+        self.timing = self.planner.timing = timing
+
+    # -- the application ---------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on ``host:port`` (0 = any free port) in the running loop."""
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        await site.start()
+        self._runner = runner
+        address = runner.addresses[0]  # (host, port) of the bound socket
+        self.host, self.port = str(address[0]), int(address[1])
+        return self.host, self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- parked plans (the addon's streams) -------------------------------------
+
+    def park(self, plan: Plan) -> str:
+        token = f"p{next(self._tokens)}"
+        self._parked[token] = plan
+        return token
+
+    def unpark(self, token: str) -> Plan | None:
+        return self._parked.pop(token, None)
+
+    # -- requests ------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        token = request.headers.get(PLAN_HEADER)
+        if token is not None:
+            plan = self.unpark(token)
+            if plan is None:
+                return _aiohttp_response(json_plan(410, {"error": f"no parked replay plan {token!r}"}))
+            return await self.serve(request, plan)
+        arrival = loop.time()
+        control = control_plan(self.session, request.method, request.path, self.timing, self.mode)
+        if control is not None:
+            return _aiohttp_response(control)
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        url = f"{request.scheme}://{request.host}{request.path_qs}"
+        if is_websocket_upgrade(headers):
+            upgrade = Request(request.method, url, headers, _payload(body, headers))
+            if self.mode != "replay" and not can_answer(self.session, upgrade):
+                return _aiohttp_response(websocket_not_forwarded_plan(request.method, request.path, self.mode))
+            return await serve_websocket(request, upgrade, self.session, self.timing.factor)
+        try:
+            outcome = self.session.resolve_raw(request.method, url, headers, body)
+            plan = self.planner.plan(outcome, arrival, headers) if isinstance(outcome, Hit) else None
+        except Exception as exc:
+            log_internal_error(request.method, url, exc)
+            return _aiohttp_response(internal_error_plan(request.method, url, headers, exc))
+        if plan is not None:
+            return await self.serve(request, plan)
+        assert isinstance(outcome, Miss)
+        if self.miss_handler is not None and self.mode != "replay":
+            log_miss(outcome, self.mode)
+            return await self.miss_handler(request, outcome.request, outcome, arrival)
+        log_miss(outcome, "replay")
+        return _aiohttp_response(miss_plan(outcome, arrival))
+
+    async def serve(self, request: web.Request, plan: Plan) -> web.StreamResponse:
+        """Put ``plan`` on the wire, on time."""
+        if plan.is_websocket:
+            return await self.serve_websocket(request, plan)
+        loop = asyncio.get_running_loop()
+        disconnect_at = (
+            plan.arrival + plan.disconnect_after_ms / 1000.0 if plan.disconnect_after_ms is not None else None
+        )
+        if plan.chunks is None:
+            ready_at = plan.arrival + plan.delay_ms / 1000.0
+            if disconnect_at is not None and disconnect_at <= ready_at:
+                await _sleep_until(loop, disconnect_at)
+                return _drop(request)
+            await _sleep_until(loop, ready_at)
+            return _aiohttp_response(plan)
+        response = web.StreamResponse(status=plan.status, headers=plan.headers)
+        sent = 0
+        try:
+            await response.prepare(request)
+            for chunk in plan.chunks:
+                deadline = plan.arrival + chunk.at_ms / 1000.0
+                if disconnect_at is not None and disconnect_at <= deadline:
+                    await _sleep_until(loop, disconnect_at)
+                    return _drop(request, response)
+                await _sleep_until(loop, deadline)
+                await response.write(chunk.data)
+                sent += 1
+                if plan.truncate_after_chunks is not None and sent >= plan.truncate_after_chunks:
+                    return _drop(request, response)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client hung up mid-stream (an SDK closing at [DONE], a
+            # cancelled test): its business, not an error of the replay.
+            log.info("client left %s %s after %d of %d chunks", request.method, request.path, sent, len(plan.chunks))
+        return response
+
+    async def serve_websocket(self, request: web.Request, plan: Plan) -> web.StreamResponse:
+        """A WebSocket session, turn by turn (see :mod:`llmock_proxy.replay.ws_server`)."""
+        upgrade = plan.websocket_request or await request_from_aiohttp(request)
+        return await serve_websocket(request, upgrade, self.session, self.timing.factor)
+
+
+# -- aiohttp helpers --------------------------------------------------------------
+
+
+async def request_from_aiohttp(request: web.Request) -> Request:
+    """The incoming request in the cassette model (what the session matches)."""
+    body = await request.read()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return Request(
+        method=request.method,
+        url=f"{request.scheme}://{request.host}{request.path_qs}",
+        headers=headers,
+        body=_payload(body, headers),
+    )
+
+
+def _payload(body: bytes, headers: dict[str, str]) -> Payload | None:
+    return Payload.from_bytes(body, headers.get("content-type")) if body else None
+
+
+def _aiohttp_response(plan: Plan) -> web.Response:
+    # aiohttp copies the (name, value) pairs into its own CIMultiDict.
+    return web.Response(status=plan.status, headers=plan.headers, body=plan.body or b"")
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    delay = deadline - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _drop(request: web.Request, response: web.StreamResponse | None = None) -> web.StreamResponse:
+    """Cut the connection mid-answer (truncateAfterChunks, disconnectAfterMs):
+    what was written is flushed, the end of the body never comes."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return response if response is not None else web.Response(status=200)
