@@ -22,15 +22,15 @@ from llmock_proxy.drift.contracts import (
 )
 from llmock_proxy.mitm.drift import Drift
 from llmock_proxy.mitm.record import Record
-from tests.drift_support import (
+from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
+from tests.harness import clients as sdk
+from tests.support.drift import (
     DriftWorld,
     RealtimeFake,
     realtime_session,
     record_baseline,
     record_realtime_baseline,
 )
-from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
-from tests.harness import clients as sdk
 
 QUESTION = [{"role": "user", "content": "Say hello"}]
 

@@ -2,7 +2,7 @@
 changes, WebSocket sessions, skipped families, --update, and credentials.
 
 The baseline is recorded once per module through the record addon from the
-unmutated fakes (see tests/drift_support.py); each test then scripts the
+unmutated fakes (see tests/support/drift.py); each test then scripts the
 fakes to change one thing and runs ``llmock-proxy drift`` against them.
 """
 
@@ -17,7 +17,8 @@ import pytest
 
 from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
-from tests.drift_support import (
+from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
+from tests.support.drift import (
     CANARY_ENV,
     DriftWorld,
     RealtimeFake,
@@ -25,7 +26,6 @@ from tests.drift_support import (
     record_realtime_baseline,
     set_canary_env,
 )
-from tests.fakes import FakeServer, Script, StreamEvent, TestPKI
 
 
 @pytest.fixture(scope="module")

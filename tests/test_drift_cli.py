@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
 from llmock_proxy.drift.schema import validate_recording
-from tests.drift_support import DriftWorld, record_baseline, set_canary_env
 from tests.fakes import Script, TestPKI
+from tests.support.drift import DriftWorld, record_baseline, set_canary_env
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,12 @@ from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cli import main
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.replay import Replay
-from tests.drift_support import CANARY_ENV, set_canary_env
 from tests.fakes import FakeServer, Script, TestPKI, ToolCall
 from tests.fakes.gemini_live_ws import GeminiLiveFake
 from tests.fakes.openai_realtime_ws import OpenAIRealtimeFake
 from tests.harness import InProcessProxy, UpstreamRouter, routes_for
-from tests.ws_support import (
+from tests.support.drift import CANARY_ENV, set_canary_env
+from tests.support.websocket import (
     Target,
     live_text,
     live_tool_conversation,

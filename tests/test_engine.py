@@ -28,7 +28,7 @@ from llmock_proxy.replay.session import Hit, ReplaySession
 from llmock_proxy.wire import EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from tests.harness.clients import anthropic_client, openai_client
 from tests.harness.http import httpx
-from tests.replay_support import EngineThread, json_request, recorded, rendered
+from tests.support.replay import EngineThread, json_request, recorded, rendered
 
 CHAT = "https://api.openai.com/v1/chat/completions"
 ANTHROPIC = "https://api.anthropic.com/v1/messages"

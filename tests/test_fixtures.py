@@ -22,7 +22,7 @@ from llmock_proxy.replay.fixture import (
 from llmock_proxy.replay.llmock_format import load_fixture_file
 from llmock_proxy.replay.session import Hit, ReplaySession
 from llmock_proxy.replay.sources import load_cassette, load_sources
-from tests.replay_support import json_request, rendered
+from tests.support.replay import json_request, rendered
 
 CHAT = "https://api.openai.com/v1/chat/completions"
 

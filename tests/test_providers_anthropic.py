@@ -24,7 +24,11 @@ from llmock_proxy.providers.anthropic_messages import (
 )
 from llmock_proxy.providers.base import RenderOptions
 from tests.harness.http import httpx
-from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
+from tests.support.providers import (
+    as_cassette_request,
+    as_httpx_response,
+    decode_stream,
+)
 
 MODEL = "claude-sonnet-4-5"
 PROVIDER = AnthropicMessages()

@@ -30,7 +30,7 @@ from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.bedrock import BedrockConverse, BedrockInvoke
 from llmock_proxy.providers.catalog import identify
-from tests.provider_support import decode_stream, wire_bytes
+from tests.support.providers import decode_stream, wire_bytes
 
 CONVERSE, INVOKE = BedrockConverse(), BedrockInvoke()
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"

@@ -16,7 +16,7 @@ from llmock_proxy.cassette.model import NDJSONLine, Payload, Request, Response, 
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.catalog import identify
 from llmock_proxy.providers.cohere import CohereChat
-from tests.provider_support import decode_stream, wire_bytes
+from tests.support.providers import decode_stream, wire_bytes
 
 URL = "https://api.cohere.com/v2/chat"
 CHAT = CohereChat()

@@ -36,7 +36,11 @@ from llmock_proxy.providers.gemini import (
 )
 from llmock_proxy.providers.gemini_live import GeminiLive
 from tests.harness.http import httpx
-from tests.provider_support import as_cassette_request, as_httpx_response, decode_stream
+from tests.support.providers import (
+    as_cassette_request,
+    as_httpx_response,
+    decode_stream,
+)
 
 MODEL = "gemini-2.5-flash"
 GENERATE = GeminiGenerate()

@@ -16,7 +16,7 @@ from llmock_proxy.cassette.model import NDJSONLine, Payload, Request, Response
 from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.catalog import identify
 from llmock_proxy.providers.ollama import OllamaChat, OllamaEmbed, OllamaGenerate
-from tests.provider_support import decode_stream, wire_bytes
+from tests.support.providers import decode_stream, wire_bytes
 
 BASE = "http://localhost:11434"
 CHAT, GENERATE, EMBED = OllamaChat(), OllamaGenerate(), OllamaEmbed()

@@ -18,7 +18,7 @@ import openai
 
 from llmock_proxy.cassette.model import Request, Response
 from tests.harness.http import httpx
-from tests.provider_support import as_cassette_request, as_httpx_response
+from tests.support.providers import as_cassette_request, as_httpx_response
 
 API_KEY = "sk-test-openai-provider"
 BASE_URL = "http://127.0.0.1:9/v1"

@@ -1,6 +1,6 @@
 """The real SDKs get their answers from replay, with every upstream stopped.
 
-The conversations (tests/replay_support.py ``SUITE``: openai chat and
+The conversations (tests/support/replay.py ``SUITE``: openai chat and
 Responses, anthropic messages, google-genai; streaming and not; tool-call
 round trips) are recorded once through the record addon against the fake
 upstreams. Then the fakes are stopped and the same conversations are
@@ -28,7 +28,7 @@ from tests.fakes import AnthropicFake, FakeServer, GeminiFake, OpenAIFake, TestP
 from tests.harness import InProcessProxy, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
 from tests.harness.http import httpx
-from tests.replay_support import (
+from tests.support.replay import (
     EXPECTED,
     SUITE,
     SUITE_FIXTURES,

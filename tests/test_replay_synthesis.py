@@ -27,7 +27,7 @@ from llmock_proxy.replay.session import ReplaySession
 from llmock_proxy.wire import NDJSONDecoder, SSEDecoder
 from tests.harness.clients import anthropic_client, genai_client, openai_client
 from tests.harness.http import httpx
-from tests.replay_support import EngineThread
+from tests.support.replay import EngineThread
 
 TEXT = "Synthesized answers read like recorded ones."
 VECTOR = [0.25, -0.5, 0.125, 1.0]

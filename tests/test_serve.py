@@ -18,7 +18,7 @@ from llmock_proxy.cassette import store as cassette_store
 from tests.fakes import FakeServer, OpenAIFake, Script
 from tests.harness import clients as sdk
 from tests.harness.http import httpx
-from tests.replay_support import (
+from tests.support.replay import (
     EXPECTED,
     SUITE,
     SUITE_FIXTURES,

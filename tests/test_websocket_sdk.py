@@ -31,8 +31,7 @@ from tests.fakes.gemini_live_ws import GeminiLiveFake
 from tests.fakes.openai_realtime_ws import OpenAIRealtimeFake
 from tests.harness import InProcessProxy, UpstreamRouter, routes_for
 from tests.harness import clients as sdk
-from tests.test_serve import Serve
-from tests.ws_support import (
+from tests.support.websocket import (
     Target,
     live_text,
     live_text_turn,
@@ -43,6 +42,7 @@ from tests.ws_support import (
     responses_text_turn,
     responses_tool_conversation,
 )
+from tests.test_serve import Serve
 
 pytestmark = pytest.mark.timeout(120)
 
