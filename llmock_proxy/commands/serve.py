@@ -27,6 +27,7 @@ from typing import Any
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.record.forward import Forwarder
+from llmock_proxy.replay.answers import MODES
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import ReplaySession
@@ -34,7 +35,6 @@ from llmock_proxy.replay.session import ReplaySession
 DEFAULT_PORT = 4010
 
 
-MODES = ("replay", "auto", "passthrough")
 
 
 # Environment variables the SDKs read their base URL from, and the path each

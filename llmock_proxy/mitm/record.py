@@ -29,7 +29,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
@@ -72,7 +72,10 @@ def host_allowed(patterns: Sequence[str], host: str, port: int) -> bool:
 class Record(TranscriptHooks):
     """Records every (allowed) HTTP exchange into a cassette file."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_recorded: Callable[[Interaction, Path], None] | None = None) -> None:
+        # Told of every interaction handed to the writer, with its cassette
+        # (the replay addon's auto mode answers it from then on).
+        self.on_recorded = on_recorded
         # Recordings in flight, by flow id. Kept here rather than in
         # flow.metadata, which mitmproxy serializes when flows are saved.
         self._recordings: dict[str, Recording] = {}
@@ -252,6 +255,8 @@ class Record(TranscriptHooks):
     def _save(self, interaction: Interaction) -> None:
         assert self._writer is not None and self._target is not None
         self._writer.submit(self._target, interaction)
+        if self.on_recorded is not None:
+            self.on_recorded(interaction, self._target)
 
     @staticmethod
     def _written(path: Path, interactions: list[Interaction]) -> None:

@@ -31,7 +31,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 
@@ -40,9 +40,10 @@ from mitmproxy import ctx, exceptions, http
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Interaction, Payload, Request
 from llmock_proxy.errors import CassetteError, MatchSpecError
-from llmock_proxy.mitm.loopback import Retarget
+from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.replay.answers import (
+    MODES,
     control_plan,
     internal_error_plan,
     log_internal_error,
@@ -50,28 +51,11 @@ from llmock_proxy.replay.answers import (
     miss_plan,
 )
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
-from llmock_proxy.replay.server import PLAN_HEADER, ReplayEngine
+from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import Hit, ReplaySession
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
-
-
-MODES = ("replay", "auto", "passthrough")
-
-
-class _RecordOnMiss(Record):
-    """The record addon, driven only for misses, reporting each finished
-    interaction so the session can answer it from now on."""
-
-    def __init__(self, on_recorded: Callable[[Interaction, Path], None]) -> None:
-        super().__init__()
-        self._on_recorded = on_recorded
-
-    def _save(self, interaction: Interaction) -> None:
-        super()._save(interaction)
-        if self.cassette_path is not None:
-            self._on_recorded(interaction, self.cassette_path)
 
 
 class Replay:
@@ -81,9 +65,11 @@ class Replay:
         self.session = ReplaySession(name="mitmproxy")
         self.engine = ReplayEngine(self.session)
         self.mode = "replay"
-        self._record = _RecordOnMiss(self._recorded)
+        # auto mode records misses through the record addon, which reports each
+        # saved interaction so the session answers it from then on.
+        self._record = Record(on_recorded=self._recorded)
         self._record_ready = False
-        self._retargeted: dict[str, Retarget] = {}
+        self._loopback = Loopback(self.engine)
         self._misses: set[str] = set()
 
     # -- options ---------------------------------------------------------------
@@ -188,7 +174,7 @@ class Replay:
             # mitmproxy would log the addon error and send the request on
             # upstream: a replay must fail closed, with an answer saying why.
             req = flow.request
-            self._restore(flow)
+            self._loopback.restore(flow)
             self._misses.discard(flow.id)
             log_internal_error(req.method, req.url, exc)
             headers = _header_dict(req.headers)
@@ -209,13 +195,13 @@ class Replay:
             asked = _cassette_request(req.method, req.url, headers, content)
             if self.mode == "replay" or can_answer(self.session, asked):
                 # The engine answers the session turn by turn (ws_engine).
-                self._retarget(flow, Plan(101, [], arrival=arrival, websocket_request=asked))
+                self._loopback.retarget(flow, Plan(101, [], arrival=arrival, websocket_request=asked))
                 return
         outcome = self.session.resolve_raw(req.method, req.url, headers, content)
         if isinstance(outcome, Hit):
             plan = self.engine.planner.plan(outcome, arrival, headers)
             if plan.streaming or plan.is_websocket:
-                self._retarget(flow, plan)
+                self._loopback.retarget(flow, plan)
                 return
             if plan.delay_ms:
                 await asyncio.sleep(max(0.0, arrival + plan.delay_ms / 1000.0 - loop.time()))
@@ -230,7 +216,7 @@ class Replay:
             self._record.request(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self._retargeted:
+        if flow in self._loopback:
             flow.response.stream = True  # type: ignore[union-attr]
         elif flow.id in self._misses:
             if self.mode == "auto":
@@ -241,19 +227,19 @@ class Replay:
                     flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self._retargeted and flow.websocket is not None:
+        if flow in self._loopback and flow.websocket is not None:
             # A replayed session runs between the client and the engine;
             # relaying it as raw bytes instead of parsing every frame is ~6x
             # faster, and close codes, pings and extensions stay end to end.
             flow.websocket = None
-        self._restore(flow)
+        self._loopback.restore(flow)
         if flow.id in self._misses:
             self._misses.discard(flow.id)
             if self.mode == "auto":
                 self._record.response(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._restore(flow)
+        self._loopback.restore(flow)
         if flow.id in self._misses:
             self._misses.discard(flow.id)
             if self.mode == "auto":
@@ -272,30 +258,6 @@ class Replay:
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         if self.mode == "auto":
             self._record.websocket_end(flow)
-
-    # -- re-targeting ----------------------------------------------------------
-
-    def _retarget(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        req = flow.request
-        token = self.engine.park(plan)
-        self._retargeted[flow.id] = Retarget(req.scheme, req.host, req.port, req.headers.get("host"), token)
-        req.headers[PLAN_HEADER] = token
-        req.scheme = "http"
-        req.host = "127.0.0.1"
-        req.port = self.engine.port  # type: ignore[assignment]
-
-    def _restore(self, flow: http.HTTPFlow) -> None:
-        target = self._retargeted.pop(flow.id, None)
-        if target is None:
-            return
-        self.engine.unpark(target.token)  # still parked when the flow failed early
-        req = flow.request
-        req.scheme = target.scheme
-        req.host = target.host
-        req.port = target.port
-        if target.host_header is not None:
-            req.headers["host"] = target.host_header
-        req.headers.pop(PLAN_HEADER, None)
 
     # -- auto mode ---------------------------------------------------------------
 

@@ -15,6 +15,10 @@ from llmock_proxy.replay.session import MISS_HEADERS, Miss, ReplaySession
 log = logging.getLogger("llmock_proxy.replay")
 
 
+# What a request no recording or fixture matches gets: an error (replay), or
+# forwarded upstream and recorded (auto) or not (passthrough).
+MODES = ("replay", "auto", "passthrough")
+
 CONTROL_PREFIX = "/__llmock/"
 
 
