@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from llmock_proxy import __version__
 
@@ -20,7 +21,7 @@ COMMAND_MODULES = ["cassette", "serve", "drift"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 on usage errors too
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 on usage errors too
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 

@@ -20,8 +20,7 @@ from llmock_proxy.cassette.model import (
     Response,
     SSEEvent,
 )
-
-from .test_schemas import valid_cassette, valid_fixture_file
+from tests.test_schemas import valid_cassette, valid_fixture_file
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:

@@ -39,8 +39,7 @@ from llmock_proxy.cassette.parse_cache import (
 )
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.replay.session import ReplaySession
-
-from .test_cassette_model import cassettes
+from tests.test_cassette_model import cassettes
 
 
 def streamed_chat(i: int) -> Interaction:

@@ -26,6 +26,7 @@ from llmock_proxy.mitm.record import Record, host_allowed, session_cassette_name
 from llmock_proxy.wire.eventstream import encode_frame
 from tests.fakes import Script
 from tests.harness import clients as sdk
+from tests.harness.http import httpx
 
 CHAT_URL = f"{sdk.OPENAI_URL}/chat/completions"
 OPENAI_HEADERS = {"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"}
@@ -132,7 +133,7 @@ def test_connection_refused_is_recorded_as_an_error(proxy, tmp_path, sdk_clients
 def test_upstream_dying_mid_stream_is_incomplete(proxy, fake_openai, tmp_path, sdk_clients) -> None:
     mitm, record = recording_proxy(proxy, tmp_path, [fake_openai])
     fake_openai.queue(Script(text="a b c d e f g h", disconnect_after_events=3))
-    with pytest.raises(Exception):
+    with pytest.raises(httpx.TransportError):  # the proxy cuts the client off too
         with sdk_clients.raw(mitm).stream("POST", CHAT_URL, json=chat_body("hi"), headers=OPENAI_HEADERS) as response:
             response.read()
 

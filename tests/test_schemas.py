@@ -26,8 +26,7 @@ from llmock_proxy.cassette.schema import (
     validate_fixture_file,
 )
 from llmock_proxy.errors import CassetteError, format_path
-
-from .test_cassette_model import cassettes, json_values
+from tests.test_cassette_model import cassettes, json_values
 
 FP = "sha256:" + "0123456789abcdef" * 2
 
@@ -155,7 +154,7 @@ def _steps(path: str) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in path.split("/")]
 
 
-I = "interactions"
+I = "interactions"  # noqa: E741  (short names keep the rule table readable, like F below)
 CASSETTE_RULES: list[tuple[Mutation, str]] = [
     # the file
     (_set("version", 2), "x.yaml: version: must be 1, got 2"),

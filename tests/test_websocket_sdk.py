@@ -297,7 +297,7 @@ class BinaryAudioFake(FakeProvider):
 
 
 BINARY_URL = "wss://audio.example.test/v1/stream"
-CHUNKS = [bytes(range(256)), b"\x00\xff\xfe" * 100, "héllo".encode("utf-8")]
+CHUNKS = [bytes(range(256)), b"\x00\xff\xfe" * 100, "héllo".encode()]
 
 
 async def raw_binary_session(target: Target) -> tuple[str | None, list[bytes], int, str]:

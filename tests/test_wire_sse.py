@@ -76,28 +76,28 @@ GEMINI_ALT_SSE = (
 ).encode()
 
 OPENROUTER_KEEPALIVE = (
-    ": OPENROUTER PROCESSING\n\n"
-    ": OPENROUTER PROCESSING\n\n"
-    'data: {"id":"gen-1718-abc","provider":"OpenAI","model":"openai/gpt-4o","object":"chat.completion.chunk",'
-    '"created":1718000000,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},'
-    '"finish_reason":null}]}\n\n'
-    ": OPENROUTER PROCESSING\n\n"
-    'data: {"id":"gen-1718-abc","provider":"OpenAI","model":"openai/gpt-4o","object":"chat.completion.chunk",'
-    '"created":1718000000,"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],'
-    '"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}\n\n'
-    "data: [DONE]\n\n"
-).encode()
+    b": OPENROUTER PROCESSING\n\n"
+    b": OPENROUTER PROCESSING\n\n"
+    b'data: {"id":"gen-1718-abc","provider":"OpenAI","model":"openai/gpt-4o","object":"chat.completion.chunk",'
+    b'"created":1718000000,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},'
+    b'"finish_reason":null}]}\n\n'
+    b": OPENROUTER PROCESSING\n\n"
+    b'data: {"id":"gen-1718-abc","provider":"OpenAI","model":"openai/gpt-4o","object":"chat.completion.chunk",'
+    b'"created":1718000000,"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}\n\n'
+    b"data: [DONE]\n\n"
+)
 
 # The OpenAI Responses API names every event.
 OPENAI_RESPONSES = (
-    "event: response.created\n"
-    'data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}\n\n'
-    "event: response.output_text.delta\n"
-    'data: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1",'
-    '"output_index":0,"content_index":0,"delta":"Hi"}\n\n'
-    "event: response.completed\n"
-    'data: {"type":"response.completed","sequence_number":2,"response":{"id":"resp_1","status":"completed"}}\n\n'
-).encode()
+    b"event: response.created\n"
+    b'data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}\n\n'
+    b"event: response.output_text.delta\n"
+    b'data: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1",'
+    b'"output_index":0,"content_index":0,"delta":"Hi"}\n\n'
+    b"event: response.completed\n"
+    b'data: {"type":"response.completed","sequence_number":2,"response":{"id":"resp_1","status":"completed"}}\n\n'
+)
 
 STREAMS = {
     "openai_chat": OPENAI_CHAT,

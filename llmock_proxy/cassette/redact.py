@@ -497,7 +497,7 @@ class Redactor:
                 yield from self._header_finding(leaf_path, leaf, where)
 
     def _header_finding(self, path: tuple[Any, ...], value: str, where: str) -> Iterator[Finding]:
-        section = path[-3] if len(path) >= 3 else None
+        section = str(path[-3]) if len(path) >= 3 else ""
         sensitive = {"request": self.rules.request_headers, "response": self.rules.response_headers}.get(
             section, frozenset()
         )

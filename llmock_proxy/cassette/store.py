@@ -35,7 +35,6 @@ def parse(
     cache; default: the one the environment configures). A cache hit skips
     only the YAML parse: validation and the model build run on every load.
     """
-
     where = str(path) if path is not None else "<cassette>"
     if isinstance(cache, _FromEnvironment):
         cache = ParseCache.from_environment()
@@ -43,7 +42,7 @@ def parse(
     # The three passes build or walk one large tree of fresh objects: the
     # cyclic GC has nothing to free there and would rescan it again and again.
     with yamlio.gc_paused():
-        data = cache.get(raw) if raw is not None else None
+        data: Any = cache.get(raw) if cache is not None and raw is not None else None
         parsed_now = data is None
         if parsed_now:
             try:

@@ -42,7 +42,7 @@ _JSON_TAGS = tuple(
 )
 
 
-class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type,unused-ignore]
     """The safe loader, restricted to JSON-compatible values."""
 
 
@@ -69,7 +69,7 @@ def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 SafeLoader.add_constructor(None, _refuse_tag)
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type,unused-ignore]
     """Safe dumper that writes multi-line text as block scalars and never
     emits anchors/aliases (``&id001``): a value the model shares between two
     places is written out twice, so every interaction reads on its own."""
@@ -78,7 +78,7 @@ class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
         return True
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+def _represent_str(dumper: _Dumper, value: str) -> yaml.Node:
     # Block style keeps long prompts and answers readable and diff-friendly.
     # PyYAML silently falls back to quoting when a block scalar cannot hold the
     # text (trailing spaces, control characters), so this never loses data.
@@ -190,7 +190,7 @@ class _JsonBuilder:
             value = self._document()
             loader.get_event()  # DocumentEnd
             if not loader.check_event(yaml.StreamEndEvent):
-                event = loader.get_event()
+                event: Any = loader.get_event()
                 raise yaml.composer.ComposerError(
                     "expected a single document in the stream",
                     None,
@@ -213,7 +213,7 @@ class _JsonBuilder:
         no_key, merge = self._NO_KEY, self._MERGE
         scalar_event, mapping_start = yaml.ScalarEvent, yaml.MappingStartEvent
         while True:
-            event = get_event()
+            event: Any = get_event()  # the parser's events: attributes by kind
             kind = event.__class__
             if kind is scalar_event:
                 if event.anchor is not None or event.tag is not None:
@@ -303,7 +303,9 @@ class _JsonBuilder:
                 return float(text)
             except ValueError:
                 pass
-        node = yaml.ScalarNode(tag, text, event.start_mark, event.end_mark, event.style)
+        start: Any = event.start_mark  # the C parser's Mark is a class of its own
+        end: Any = event.end_mark
+        node = yaml.ScalarNode(tag, text, start, end, event.style)
         constructors = self._loader.yaml_constructors
         return (constructors.get(tag) or constructors[None])(self._loader, node)
 
@@ -363,7 +365,7 @@ def _flow_depth_error(text: str | bytes) -> yaml.constructor.ConstructorError | 
         elif char in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                mark = yaml.Mark("<input>", index, line, column, None, None)
+                mark = yaml.Mark("<input>", index, line, column, "", 0)
                 return yaml.constructor.ConstructorError(
                     None, None, f"nested deeper than {MAX_DEPTH} levels", mark
                 )
@@ -451,7 +453,7 @@ class _JsonEmitter:
                 scalar(value)
             while stack:
                 is_mapping, items = stack[-1]
-                item = next(items, _END)
+                item: Any = next(items, _END)
                 if item is _END:
                     stack.pop()
                     emit(yaml.MappingEndEvent() if is_mapping else yaml.SequenceEndEvent())

@@ -223,9 +223,7 @@ def _compile(match: Mapping[str, Any], *, recorded: bool, where: str) -> list[Cr
             else:
                 out.append(_equal_criterion(key, value, _get_model))
         elif key == "toolName":
-            out.append(
-                Criterion(key, value, lambda view, v=value: v in view.tool_names, _get_tool_names)
-            )
+            out.append(Criterion(key, value, _has_tool(value), _get_tool_names))
         elif key in _EQUALITY_GETTERS:
             out.append(_equal_criterion(key, value, _EQUALITY_GETTERS[key]))
         else:
@@ -252,6 +250,13 @@ def _get_input_text(view: RequestView) -> str | None:
 
 def _get_model(view: RequestView) -> str | None:
     return view.model
+
+
+def _has_tool(name: Any) -> Callable[[RequestView], bool]:
+    def test(view: RequestView) -> bool:
+        return name in view.tool_names
+
+    return test
 
 
 def _get_tool_names(view: RequestView) -> list[str]:

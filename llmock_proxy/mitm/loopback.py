@@ -43,6 +43,8 @@ class Loopback:
 
     def retarget(self, flow: http.HTTPFlow, plan: Plan) -> None:
         """Park ``plan`` and send ``flow`` to the replay server to be answered with it."""
+        if self._engine.port is None:
+            raise RuntimeError("the replay server is not listening")
         req = flow.request
         token = self._engine.park(plan)
         self._retargeted[flow.id] = Retarget(req.scheme, req.host, req.port, req.headers.get("host"), token)

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from mitmproxy import ctx, exceptions, http
 
@@ -204,7 +205,9 @@ class Record(TranscriptHooks):
         if recording is None or transcript is None or flow.websocket is None or flow.response is None:
             return
         ws = flow.websocket
-        by = None if ws.closed_by_client is None else ("client" if ws.closed_by_client else "server")
+        by: Literal["client", "server"] | None = (
+            None if ws.closed_by_client is None else "client" if ws.closed_by_client else "server"
+        )
         session = transcript.finish(
             code=ws.close_code,
             reason=ws.close_reason,

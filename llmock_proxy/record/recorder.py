@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from llmock_proxy import wire
@@ -121,7 +121,7 @@ def _body_payload(raw: bytes | None, content_type: str | None) -> Payload | None
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -498,9 +498,9 @@ def websocket_interaction(
     upgrade request (its request, provider, redactor and start stamp are
     used); the response is the 101 with ``session`` as its transcript.
     """
-    request: Request = getattr(recording, "request")
-    provider = getattr(recording, "provider")
-    redactor = getattr(recording, "redactor")
+    request: Request = recording.request
+    provider = recording.provider
+    redactor = recording.redactor
     headers = response_headers if response_headers is not None else dict(getattr(recording, "response_headers", {}))
     stored_request = Request(
         method=request.method,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmock_proxy import wire
@@ -122,7 +122,7 @@ def _encoded_chunks(response: Response) -> list[tuple[float, bytes]]:
 def _stream_headers(response: Response) -> list[tuple[str, str]]:
     headers = response_headers(response)
     if not any(k == "content-type" for k, _ in headers):
-        media = wire.MEDIA_TYPES.get(response.wire_form)  # type: ignore[call-overload]
+        media = wire.MEDIA_TYPES.get(response.wire_form)
         if media:
             headers.append(("content-type", media))
     return headers
@@ -152,7 +152,10 @@ class Planner:
             cached = hit.fixture.wire_cache.get("body")
             if cached is not None:  # the hot path: a recorded body, served again
                 return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
-        common = dict(
+        # What every answer to this hit shares; each wire form fills in the rest.
+        base = Plan(
+            response.status,
+            [],
             truncate_after_chunks=options.truncate_after_chunks,
             disconnect_after_ms=options.disconnect_after_ms,
             arrival=arrival,
@@ -165,23 +168,23 @@ class Planner:
                 if cached is None:
                     cached = (response_headers(response), body_bytes(response.body))
                     hit.fixture.wire_cache["body"] = cached
-                headers, body = cached
+                answer_headers, body = cached
             else:
-                headers, body = response_headers(response), body_bytes(response.body)
-            return Plan(response.status, list(headers), body=body, delay_ms=delay, **common)
+                answer_headers, body = response_headers(response), body_bytes(response.body)
+            return replace(base, headers=list(answer_headers), body=body, delay_ms=delay)
         if response.wire_form == "websocket":
-            return Plan(response.status, [], **common)
+            return base
         if not hit.synthesized:
             encoded = hit.fixture.wire_cache.get("chunks")
             if encoded is None:
                 encoded = (_stream_headers(response), _encoded_chunks(response))
                 hit.fixture.wire_cache["chunks"] = encoded
-            headers, items = encoded
+            answer_headers, items = encoded
         else:
-            headers, items = _stream_headers(response), _encoded_chunks(response)
+            answer_headers, items = _stream_headers(response), _encoded_chunks(response)
         offsets = self._offsets(options, [t for t, _ in items])
         chunks = [Chunk(at * factor, data) for at, (_, data) in zip(offsets, items)]
-        return Plan(response.status, list(headers), chunks=chunks, **common)
+        return replace(base, headers=list(answer_headers), chunks=chunks)
 
     def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> str | None:
         """llmock's chaos: the fixture's rates, each overridden by its

@@ -99,7 +99,7 @@ def _client_message(message: object) -> WSMessage | None:
     data = getattr(message, "data", None)
     if msg_type == WSMsgType.TEXT:
         return WSMessage(True, Payload.from_bytes(str(data).encode("utf-8")), binary=False)
-    if msg_type == WSMsgType.BINARY:
+    if msg_type == WSMsgType.BINARY and isinstance(data, (bytes, bytearray)):
         return WSMessage(True, Payload.from_bytes(bytes(data), exact=True), binary=True)
     return None
 

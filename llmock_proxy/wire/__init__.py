@@ -37,7 +37,7 @@ _FORMS_BY_MEDIA_TYPE: dict[str, StreamForm] = {
 }
 
 # The Content-Type a replayed stream of each form is sent with.
-MEDIA_TYPES: dict[StreamForm, str] = {
+MEDIA_TYPES: dict[str, str] = {  # keyed by StreamForm; any wire form may be looked up
     "sse": "text/event-stream",
     "ndjson": "application/x-ndjson",
     "eventstream": "application/vnd.amazon.eventstream",

@@ -7,16 +7,17 @@ applied first, so the decoders run in the reverse order.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable
 from typing import Protocol
 
 import brotli
 
-try:  # Python 3.14+
+if sys.version_info >= (3, 14):
     from compression import zstd
-except ImportError:  # the same module, backported (a declared dependency before 3.14)
-    from backports import zstd  # type: ignore[no-redef]
+else:  # the same module, backported (a declared dependency before 3.14)
+    from backports import zstd
 
 
 class _Stage(Protocol):

@@ -3,9 +3,9 @@ that sends real provider hostnames to the local fakes, and real SDK clients.
 See docs/testing.md.
 """
 
-from .inprocess import InProcessProxy, ProxyStartError
-from .mitmdump import MitmdumpProcess
-from .router import ConnectAttempt, Route, UpstreamRouter, is_loopback, routes_for
+from tests.harness.inprocess import InProcessProxy, ProxyStartError
+from tests.harness.mitmdump import MitmdumpProcess
+from tests.harness.router import ConnectAttempt, Route, UpstreamRouter, is_loopback, routes_for
 
 __all__ = [
     "ConnectAttempt",

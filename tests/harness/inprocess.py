@@ -26,7 +26,7 @@ from mitmproxy import options as mitm_options
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
-from .router import UpstreamRouter
+from tests.harness.router import UpstreamRouter
 
 T = TypeVar("T")
 

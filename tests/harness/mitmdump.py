@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .inprocess import CA_CERT_FILE
-from .router import ROUTES_OPTION, Route
+from tests.harness.inprocess import CA_CERT_FILE
+from tests.harness.router import ROUTES_OPTION, Route
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROUTER_SCRIPT = Path(__file__).with_name("router_script.py")

@@ -84,9 +84,9 @@ class Route:
 def routes_for(*fakes: object) -> list[Route]:
     """Routes for started fake servers (anything with ``hosts``, ``port``, ``tls_port``)."""
     return [
-        Route(host, getattr(fake, "port"), getattr(fake, "tls_port"))
+        Route(host, fake.port, fake.tls_port)
         for fake in fakes
-        for host in getattr(fake, "hosts")
+        for host in fake.hosts
     ]
 
 
