@@ -22,7 +22,6 @@ from llmock_proxy.providers.openai_realtime import (
 from llmock_proxy.record.recorder import (
     Recorder,
     WebSocketTranscript,
-    websocket_interaction,
 )
 
 REALTIME = OpenAIRealtime()
@@ -138,7 +137,7 @@ def test_the_recorded_interaction_has_match_summary_and_no_credentials() -> None
                                      ("x-request-id", "req_1")], streamed=False)
     words = WebSocketTranscript(started=0.0)
     words.add(False, json.dumps({"type": "session.created", "session": {"model": "gpt-realtime"}}), is_text=True, at=0.01)
-    interaction = websocket_interaction(recording, words.finish(code=1000, by="client", at=0.5))
+    interaction = recording.finish_websocket(words.finish(code=1000, by="client", at=0.5))
     assert interaction.match["family"] == "openai.realtime" and interaction.match["model"] == "gpt-realtime"
     assert interaction.summary == {"model": "gpt-realtime"}
     assert "sec-websocket-key" not in interaction.request.headers

@@ -48,7 +48,6 @@ from llmock_proxy.record.recorder import (
     Recorder,
     WebSocketTranscript,
     stored_headers,
-    websocket_interaction,
 )
 
 # Headers the WebSocket client library writes itself for the handshake.
@@ -296,7 +295,7 @@ async def capture_websocket(
 ) -> Interaction:
     """Replay the recorded client turns of a WebSocket session against ``live.url``
     and return the interaction holding the live transcript (built, like a
-    recorded session, by :func:`llmock_proxy.record.recorder.websocket_interaction`)."""
+    recorded session, by :meth:`llmock_proxy.record.recorder.Recording.finish_websocket`)."""
     assert recorded.response is not None and recorded.response.websocket is not None
     script = recorded.response.websocket
     per_turn = min(timeout, turn_timeout if turn_timeout is not None else timeout)
@@ -358,8 +357,8 @@ async def capture_websocket(
     transcript = live_session.transcript.finish(
         code=close.code, reason=close.reason, by=close.by, at=close.t, subprotocol=subprotocol
     )
-    return websocket_interaction(
-        recording, transcript, status=status, response_headers=response_headers, incomplete=incomplete
+    return recording.finish_websocket(
+        transcript, status=status, response_headers=response_headers, incomplete=incomplete
     )
 
 

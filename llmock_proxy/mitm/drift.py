@@ -45,7 +45,6 @@ from llmock_proxy.record.recorder import (
     Recording,
     WebSocketTranscript,
     stored_headers,
-    websocket_interaction,
 )
 
 log = logging.getLogger(__name__)
@@ -218,8 +217,7 @@ class Drift(TranscriptHooks):
             subprotocol=flow.response.headers.get("sec-websocket-protocol"),
         )
         self._watcher.observe(
-            websocket_interaction(
-                recording,
+            recording.finish_websocket(
                 session,
                 status=flow.response.status_code,
                 response_headers=stored_headers(flow.response.headers.items(multi=True)),

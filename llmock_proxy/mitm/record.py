@@ -45,7 +45,6 @@ from llmock_proxy.record.recorder import (
     WebSocketTranscript,
     describe,
     stored_headers,
-    websocket_interaction,
 )
 
 log = logging.getLogger(__name__)
@@ -216,8 +215,8 @@ class Record(TranscriptHooks):
             subprotocol=flow.response.headers.get("sec-websocket-protocol"),
         )
         response = flow.response
-        self._save(websocket_interaction(
-            recording, session, status=response.status_code,
+        self._save(recording.finish_websocket(
+            session, status=response.status_code,
             response_headers=stored_headers(response.headers.items(multi=True)),
         ))
 

@@ -404,6 +404,52 @@ class Recording:
             return None
         return copy.deepcopy(summary) or None
 
+    def finish_websocket(
+        self,
+        session: WebSocketSession,
+        *,
+        status: int = 101,
+        response_headers: dict[str, str] | None = None,
+        incomplete: str | None = None,
+    ) -> Interaction:
+        """The finished interaction for a recorded WebSocket session: this
+        recording's upgrade request, and the 101 (or ``status``) answer with
+        ``session`` as its transcript."""
+        request = self.request
+        provider = self.provider
+        redactor = self.redactor
+        headers = response_headers if response_headers is not None else dict(self.response_headers)
+        stored_request = Request(
+            method=request.method,
+            url=request.url,
+            headers={k: v for k, v in request.headers.items() if k not in REQUEST_HANDSHAKE_HEADERS},
+            body=request.body,
+        )
+        response = Response(
+            status=status,
+            headers={k: v for k, v in headers.items() if k not in RESPONSE_HANDSHAKE_HEADERS},
+            websocket=session,
+        )
+        interaction = Interaction(
+            request=stored_request,
+            response=response,
+            recorded_at=self.recorded_at,
+            incomplete=incomplete,
+        )
+        try:
+            canonical = provider.canonical(stored_request)
+        except Exception as exc:
+            log.warning("%s: %s upgrade not understood (%s); matching it as generic", request.url, provider.family, exc)
+            canonical = GENERIC.canonical(stored_request)
+        interaction.match = copy.deepcopy(derive_match(canonical))
+        try:
+            summary = provider.summarize(stored_request, response).to_dict()
+        except Exception as exc:
+            log.warning("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
+            summary = {}
+        interaction.summary = copy.deepcopy(summary) or None
+        return redactor.redact_interaction(interaction)
+
 
 def describe(interaction: Interaction) -> str:
     """One log line's worth: family, model, status, what the body was."""
@@ -482,56 +528,3 @@ def _printable(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(c >= " " or c in "\t\n\r" for c in text)
-
-
-def websocket_interaction(
-    recording: object,
-    session: WebSocketSession,
-    *,
-    status: int = 101,
-    response_headers: dict[str, str] | None = None,
-    incomplete: str | None = None,
-) -> Interaction:
-    """The finished interaction for a recorded session.
-
-    ``recording`` is the :class:`~llmock_proxy.record.recorder.Recording` of the
-    upgrade request (its request, provider, redactor and start stamp are
-    used); the response is the 101 with ``session`` as its transcript.
-    """
-    request: Request = recording.request
-    provider = recording.provider
-    redactor = recording.redactor
-    headers = response_headers if response_headers is not None else dict(getattr(recording, "response_headers", {}))
-    stored_request = Request(
-        method=request.method,
-        url=request.url,
-        headers={k: v for k, v in request.headers.items() if k not in REQUEST_HANDSHAKE_HEADERS},
-        body=request.body,
-    )
-    response = Response(
-        status=status,
-        headers={k: v for k, v in headers.items() if k not in RESPONSE_HANDSHAKE_HEADERS},
-        websocket=session,
-    )
-    interaction = Interaction(
-        request=stored_request,
-        response=response,
-        recorded_at=getattr(recording, "recorded_at", None),
-        incomplete=incomplete,
-    )
-    try:
-        canonical = provider.canonical(stored_request)
-    except Exception as exc:
-        log.warning("%s: %s upgrade not understood (%s); matching it as generic", request.url, provider.family, exc)
-        canonical = GENERIC.canonical(stored_request)
-    interaction.match = copy.deepcopy(derive_match(canonical))
-    try:
-        summary = provider.summarize(stored_request, response).to_dict()
-    except Exception as exc:
-        log.warning("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
-        summary = {}
-    interaction.summary = copy.deepcopy(summary) or None
-    return redactor.redact_interaction(interaction)
-
-
-__all__ = ["REQUEST_HANDSHAKE_HEADERS", "RESPONSE_HANDSHAKE_HEADERS", "WebSocketTranscript", "websocket_interaction"]
