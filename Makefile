@@ -53,6 +53,8 @@ test:
 	  echo "=== lane: Python $$lane (requirements/py$$lane.txt) ==="; \
 	  if scripts/make-venv $$lane .venv-test-$$lane; then \
 	    .venv-test-$$lane/bin/python -c 'import mitmproxy.version as m, openai, anthropic, google.genai as g; print(f"mitmproxy {m.VERSION}, openai {openai.__version__}, anthropic {anthropic.__version__}, google-genai {g.__version__}")'; \
+	    .venv-test-$$lane/bin/ruff check llmock_proxy tests benchmarks addons || failed="$$failed $$lane(ruff)"; \
+	    .venv-test-$$lane/bin/mypy || failed="$$failed $$lane(mypy)"; \
 	    .venv-test-$$lane/bin/python -m pytest $(PYTEST_ARGS) || failed="$$failed $$lane"; \
 	  else \
 	    failed="$$failed $$lane"; \
