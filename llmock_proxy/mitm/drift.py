@@ -58,7 +58,7 @@ def chain_stream(previous: StreamFn, recording: Recording) -> StreamFn:
 
     def stream(chunk: bytes) -> Any:
         out = previous(chunk)
-        parts: Iterable[bytes] = [out] if isinstance(out, (bytes, bytearray)) else list(out)
+        parts: Iterable[bytes] = [bytes(out)] if isinstance(out, (bytes, bytearray)) else list(out)
         for part in parts:
             if part:
                 recording.feed(bytes(part))

@@ -183,12 +183,13 @@ def _describe(error: ValidationError) -> list[_Problem]:
         return [_Problem(path, _alternative_fields_message(subschema, instance))]
     if "x-error" in subschema:
         return [_Problem(path, f"{_show(instance)} {subschema['x-error']}")]
+    rule: Any = error.validator_value  # the keyword's value in the schema
     if keyword in ("anyOf", "oneOf"):
         return _describe_alternatives(error, path)
     if keyword == "type":
-        return [_Problem(path, f"{_show(instance)} is not of type {_quoted_or(error.validator_value)}")]
+        return [_Problem(path, f"{_show(instance)} is not of type {_quoted_or(rule)}")]
     if keyword == "required":
-        missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
+        missing = [k for k in rule if isinstance(instance, dict) and k not in instance]
         return [_Problem(path, f"missing required field {k!r}") for k in missing]
     if keyword == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(subschema.get("properties", {}))
@@ -196,22 +197,22 @@ def _describe(error: ValidationError) -> list[_Problem]:
         hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
         return [_Problem(path + (k,), f"unknown field{hint}") for k in extra]
     if keyword == "const":
-        return [_Problem(path, f"must be {_show(error.validator_value)}, got {_show(instance)}")]
+        return [_Problem(path, f"must be {_show(rule)}, got {_show(instance)}")]
     if keyword == "enum":
-        choices = ", ".join(_show(v) for v in error.validator_value)
+        choices = ", ".join(_show(v) for v in rule)
         return [_Problem(path, f"{_show(instance)} is not one of {choices}")]
-    if keyword == "minLength" and error.validator_value == 1:
+    if keyword == "minLength" and rule == 1:
         return [_Problem(path, "must not be empty")]
-    if keyword == "minItems" and error.validator_value == 1:
+    if keyword == "minItems" and rule == 1:
         return [_Problem(path, "must not be empty")]
     if keyword == "minimum":
-        return [_Problem(path, f"{_show(instance)} is less than the minimum of {error.validator_value}")]
+        return [_Problem(path, f"{_show(instance)} is less than the minimum of {rule}")]
     if keyword == "exclusiveMinimum":
-        return [_Problem(path, f"{_show(instance)} must be greater than {error.validator_value}")]
+        return [_Problem(path, f"{_show(instance)} must be greater than {rule}")]
     if keyword == "maximum":
-        return [_Problem(path, f"{_show(instance)} is more than the maximum of {error.validator_value}")]
+        return [_Problem(path, f"{_show(instance)} is more than the maximum of {rule}")]
     if keyword == "pattern":
-        return [_Problem(path, f"{_show(instance)} does not match {error.validator_value!r}")]
+        return [_Problem(path, f"{_show(instance)} does not match {rule!r}")]
     if keyword is None:  # a `false` subschema
         return [_Problem(path, "not allowed here")]
     message = error.message
@@ -233,7 +234,8 @@ def _alternative_fields_message(subschema: dict[str, Any], instance: Any) -> str
 def _describe_alternatives(error: ValidationError, path: tuple[Any, ...]) -> list[_Problem]:
     """anyOf/oneOf: name the allowed forms; when the value clearly picked one
     form (it has that form's key), explain what is wrong with that form."""
-    branches: list[Any] = list(error.validator_value)
+    value = error.validator_value  # anyOf/oneOf: the list of alternatives
+    branches: list[Any] = list(value) if isinstance(value, list) else []
     instance = error.instance
     if error.validator == "oneOf" and not error.context:
         return [_Problem(path, f"matches more than one of: {_branch_titles(branches)}")]
