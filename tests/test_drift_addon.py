@@ -134,7 +134,7 @@ def test_committed_schemas_as_the_contract_without_the_recorder(fresh, proxy, tm
     data = json.loads(report.read_text())
     assert [(r["family"], r["form"]) for r in data["results"]] == [("gemini.generate", "sse")]
     assert [(f["severity"], f["kind"], f["path"]) for f in data["results"][0]["findings"]] == [
-        ("critical", "field-removed", "events.message.responseId")
+        ("critical", "field-removed", "events.GenerateContentResponse.responseId")
     ]
     assert any("no recorded shape for gemini.generate.body" in l for l in running.log_lines())
 

@@ -452,3 +452,35 @@ def test_generic_family_is_sent_as_recorded_unless_something_was_redacted():
     secret_api = Request("GET", "https://api.example.com/v1/things", headers={"authorization": "Bearer <redacted>"})
     with pytest.raises(Skip, match="authorization was redacted"):
         credential_for("generic", secret_api, {})
+
+
+def test_each_family_says_which_variables_hold_its_credential_and_how_it_is_sent():
+    from llmock_proxy.cassette.model import Request
+    from llmock_proxy.drift.canary import Skip, credential_for
+
+    def request(url: str) -> Request:
+        return Request("POST", url, headers={"content-type": "application/json"})
+
+    anthropic = credential_for("anthropic.messages", request("https://api.anthropic.com/v1/messages"),
+                               {"ANTHROPIC_API_KEY": "sk-test-anthropic-0010"})
+    assert anthropic.headers == (("x-api-key", "sk-test-anthropic-0010"),)
+    cohere = credential_for("cohere.chat", request("https://api.cohere.com/v2/chat"),
+                            {"COHERE_API_KEY": "sk-test-cohere-0011"})
+    assert cohere.headers == (("authorization", "Bearer sk-test-cohere-0011"),)
+    # A local Ollama needs no key; a hosted one gets the bearer token.
+    ollama_url = "http://127.0.0.1:11434/api/chat"
+    assert credential_for("ollama.chat", request(ollama_url), {}).headers == ()
+    assert credential_for("ollama.chat", request(ollama_url), {"OLLAMA_API_KEY": "sk-test-ollama-0012"}).headers \
+        == (("authorization", "Bearer sk-test-ollama-0012"),)
+    bedrock_url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
+    with pytest.raises(Skip, match="SigV4-signed: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                   r"\(or AWS_BEARER_TOKEN_BEDROCK\)"):
+        credential_for("bedrock.converse", request(bedrock_url), {})
+    assert credential_for("bedrock.converse", request(bedrock_url),
+                          {"AWS_BEARER_TOKEN_BEDROCK": "sk-test-bedrock-0013"}).headers \
+        == (("authorization", "Bearer sk-test-bedrock-0013"),)
+    signed = credential_for("bedrock.converse", request(bedrock_url),
+                            {"AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "sk-test-aws-0014"})
+    assert signed.signer is not None and signed.headers == ()
+    with pytest.raises(Skip, match="no GEMINI_API_KEY or GOOGLE_API_KEY"):
+        credential_for("gemini.live", request("https://generativelanguage.googleapis.com/ws/x"), {})

@@ -224,3 +224,54 @@ def test_policy_errors_name_the_file_and_family(tmp_path):
     bad.write_text("openai.chat:\n  severity:\n    usage: fatal\n")
     with pytest.raises(ValueError, match=r"policy.yaml: openai.chat.severity: 'fatal'"):
         Policy.load(bad)
+
+
+# As Gemini streamed before it added modelVersion and responseId to every chunk.
+GEMINI_STREAM = [
+    {"candidates": [{"content": {"parts": [{"text": "Red, "}], "role": "model"}, "index": 0}]},
+    {"candidates": [{"content": {"parts": [{"text": "yellow and blue."}], "role": "model"},
+                     "finishReason": "STOP", "index": 0}],
+     "usageMetadata": {"promptTokenCount": 6, "candidatesTokenCount": 8, "totalTokenCount": 14}},
+]
+
+
+def gemini_sse(chunks):
+    return Response(200, {"content-type": "text/event-stream"}, events=[SSEEvent(data=c) for c in chunks])
+
+
+@pytest.mark.parametrize("where", [0, 1])
+def test_a_gemini_chunk_that_gains_a_top_level_field_is_a_warning_only(where):
+    # Gemini's stream chunks are one type whatever fields they carry: a new
+    # field is a new field, not an event type that disappeared.
+    recorded = interaction(gemini_sse(GEMINI_STREAM), family="gemini.generate")
+    doc = shape_schema(infer_shapes([(recorded, "g.yaml#0")])["gemini.generate.sse"])
+    live = copy.deepcopy(GEMINI_STREAM)
+    live[where]["modelVersion"] = "gemini-2.5-flash"
+    findings = check_response(doc, gemini_sse(live))
+    assert kinds(findings) == [("warning", "field-added", "events.GenerateContentResponse.modelVersion")]
+
+
+def test_a_gemini_chunk_that_loses_its_candidates_is_still_critical():
+    recorded = interaction(gemini_sse(GEMINI_STREAM), family="gemini.generate")
+    doc = shape_schema(infer_shapes([(recorded, "g.yaml#0")])["gemini.generate.sse"])
+    live = copy.deepcopy(GEMINI_STREAM)
+    for chunk in live:
+        del chunk["candidates"]
+    assert ("critical", "field-removed", "events.GenerateContentResponse.candidates") in kinds(
+        check_response(doc, gemini_sse(live))
+    )
+
+
+def test_categorical_fields_are_the_families_own():
+    # Gemini's provider names finishReason as categorical: its values are the contract.
+    recorded = interaction(gemini_sse(GEMINI_STREAM), family="gemini.generate")
+    shape = infer_shapes([(recorded, "g.yaml#0")])["gemini.generate.sse"]
+    assert shape.stream is not None
+    finish = shape.stream.payloads["GenerateContentResponse"].properties["candidates"].items.properties["finishReason"]
+    assert finish.values == {"STOP"}
+    live = copy.deepcopy(GEMINI_STREAM)
+    live[1]["candidates"][0]["finishReason"] = "MALFORMED_FUNCTION_CALL"
+    doc = shape_schema(shape)
+    assert ("warning", "enum-added", "events.GenerateContentResponse.candidates[].finishReason") in kinds(
+        check_response(doc, gemini_sse(live))
+    )

@@ -174,6 +174,9 @@ def test_update_writes_whole_sessions_that_replay_to_the_sdks(
 def test_a_turn_ends_on_what_marks_its_last_message_out() -> None:
     from llmock_proxy.cassette.model import Payload, WSMessage
     from llmock_proxy.drift.capture import Turn, ends_turn
+    from llmock_proxy.providers.catalog import by_family
+
+    live, openai_realtime = by_family("gemini.live"), by_family("openai.realtime")
 
     def live_frame(value: Any) -> WSMessage:  # Live: pretty JSON in binary frames, kept exactly
         return WSMessage(False, Payload.from_bytes((json.dumps(value, indent=2) + "\n").encode(), exact=True),
@@ -186,11 +189,25 @@ def test_a_turn_ends_on_what_marks_its_last_message_out() -> None:
     # The last chunk of a Live turn may carry text and turnComplete together.
     last = live_frame({"serverContent": {"modelTurn": {"parts": [{"text": "!"}]}, "turnComplete": True},
                        "usageMetadata": {"totalTokenCount": 3}})
-    terminator = Turn(None, (text, text, last)).terminator()
+    terminator = Turn(None, (text, text, last)).terminator(live)
     assert terminator == ("serverContent", frozenset({"turnComplete"}))
-    assert not ends_turn(text, terminator)
-    assert ends_turn(live_frame({"serverContent": {"turnComplete": True}}), terminator)
-    assert Turn(None, (text, text)).terminator() is None  # nothing marks the end: count instead
+    assert not ends_turn(text, terminator, live)
+    assert ends_turn(live_frame({"serverContent": {"turnComplete": True}}), terminator, live)
+    assert Turn(None, (text, text)).terminator(live) is None  # nothing marks the end: count instead
     done = Turn(None, (realtime("response.output_text.delta"), realtime("response.output_text.delta"),
-                       realtime("response.done"))).terminator()
-    assert done == ("response.done", frozenset()) and ends_turn(realtime("response.done"), done)
+                       realtime("response.done"))).terminator(openai_realtime)
+    assert done == ("response.done", frozenset()) and ends_turn(realtime("response.done"), done, openai_realtime)
+
+
+def test_the_providers_say_where_a_websocket_turn_ends() -> None:
+    from llmock_proxy.providers.catalog import by_family
+
+    live = by_family("gemini.live")
+    assert live.turn_done({"serverContent": {"turnComplete": True}, "usageMetadata": {}})
+    assert live.turn_done({"toolCall": {"functionCalls": [{"id": "f1", "name": "get_weather", "args": {}}]}})
+    assert not live.turn_done({"serverContent": {"modelTurn": {"parts": [{"text": "Hi"}]}}})
+    assert not live.turn_done({"setupComplete": {}})
+    realtime, responses = by_family("openai.realtime"), by_family("openai.responses_ws")
+    assert realtime.turn_done({"type": "response.done"}) and not realtime.turn_done({"type": "response.text.delta"})
+    assert responses.turn_done({"type": "response.completed"}) and responses.turn_done({"type": "error"})
+    assert not responses.turn_done({"type": "response.output_text.delta"})

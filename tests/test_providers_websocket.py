@@ -162,7 +162,7 @@ def test_drift_shapes_see_the_message_type_sequence_of_exact_binary_frames() -> 
         frame({"serverContent": {"turnComplete": True}, "usageMetadata": {"totalTokenCount": 3}}),
     )
     assert response.websocket is not None and response.websocket.messages[1].payload.kind == "text"
-    assert [name for name, _ in typed_events(response)] == ["setupComplete", "serverContent", "serverContent"]
+    assert [name for name, _ in typed_events(response, LIVE)] == ["setupComplete", "serverContent", "serverContent"]
     interaction = Interaction(Request("GET", "/ws/x", UPGRADE), response, match={"family": "gemini.live"})
     shape = infer_shapes([(interaction, "mem#0")])["gemini.live.websocket"]
     assert shape.stream is not None and shape.stream.order == {("setupComplete", "serverContent")}

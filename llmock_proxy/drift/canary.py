@@ -38,7 +38,7 @@ from llmock_proxy.cassette.redact import PLACEHOLDER, URL_PLACEHOLDER, Redactor
 from llmock_proxy.drift.capture import LiveRequest, capture_http, capture_websocket
 from llmock_proxy.drift.contracts import Contracts, Recorded, is_shape_sample
 from llmock_proxy.drift.report import CheckResult, DriftReport
-from llmock_proxy.providers.catalog import FAMILIES
+from llmock_proxy.providers.catalog import FAMILIES, grammar_of
 from llmock_proxy.providers.generic import is_credential_param
 from llmock_proxy.record.recorder import UNSTORED_HEADERS, Recorder
 
@@ -91,58 +91,31 @@ def _env(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def _family_prefix(family: str) -> str:
-    return family.split(".", 1)[0]
-
-
-def _is_azure(request: Request) -> bool:
-    host = urlsplit(request.url).hostname or ""
-    return host.endswith((".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")) or (
-        "api-key" in request.headers
-    )
-
-
-def _bearer(token: str) -> Credential:
-    return Credential(headers=(("authorization", f"Bearer {token}"),), secrets=(token,))
-
-
 def credential_for(family: str, request: Request, env: Mapping[str, str]) -> Credential:
-    """The credential for one recorded request, from the environment.
+    """The credential for one recorded request, from the environment: the
+    family's provider says which variables hold it and how it is sent.
 
     Raises :class:`Skip` naming the variable(s) to set when there is none.
     """
-    prefix = _family_prefix(family)
-    if prefix == "openai":
-        if _is_azure(request):
-            key = _env(env, "AZURE_OPENAI_API_KEY")
-            if key is None:
-                raise Skip("no AZURE_OPENAI_API_KEY in the environment")
-            return Credential(headers=(("api-key", key),), secrets=(key,))
-        key = _env(env, "OPENAI_API_KEY")
-        if key is None:
-            raise Skip("no OPENAI_API_KEY in the environment")
-        return _bearer(key)
-    if prefix == "anthropic":
-        key = _env(env, "ANTHROPIC_API_KEY")
-        if key is None:
-            raise Skip("no ANTHROPIC_API_KEY in the environment")
-        return Credential(headers=(("x-api-key", key),), secrets=(key,))
-    if prefix == "gemini":
-        key = _env(env, "GEMINI_API_KEY", "GOOGLE_API_KEY")
-        if key is None:
-            raise Skip("no GEMINI_API_KEY or GOOGLE_API_KEY in the environment")
-        return Credential(headers=(("x-goog-api-key", key),), secrets=(key,))
-    if prefix == "cohere":
-        key = _env(env, "COHERE_API_KEY")
-        if key is None:
-            raise Skip("no COHERE_API_KEY in the environment")
-        return _bearer(key)
-    if prefix == "ollama":
-        # A local Ollama needs none; a hosted one takes a bearer token.
-        key = _env(env, "OLLAMA_API_KEY")
-        return _bearer(key) if key is not None else Credential()
-    if prefix == "bedrock":
-        return _bedrock_credential(request, env)
+    schemes = grammar_of(family).credential_schemes(request)
+    for scheme in schemes:
+        if scheme.sigv4:
+            if all(_env(env, name) for name in scheme.env):
+                return _sigv4_credential(request, env)
+            continue
+        key = _env(env, *scheme.env)
+        if key is not None:
+            return Credential(headers=((scheme.header, scheme.prefix + key),), secrets=(key,))
+    if any(scheme.optional for scheme in schemes):
+        return Credential()
+    signed = [" and ".join(scheme.env) for scheme in schemes if scheme.sigv4]
+    if signed:
+        others = [name for scheme in schemes if not scheme.sigv4 for name in scheme.env]
+        alternative = f" (or {' or '.join(others)})" if others else ""
+        raise Skip(f"{family} requests are SigV4-signed: set {signed[0]}{alternative}")
+    if schemes:
+        names = [name for scheme in schemes for name in scheme.env]
+        raise Skip(f"no {' or '.join(names)} in the environment")
     redacted = sorted(
         [name for name, value in request.headers.items() if is_redacted(value)]
         + [name for name, value in parse_qsl(urlsplit(request.url).query) if is_redacted(value)]
@@ -156,14 +129,9 @@ def credential_for(family: str, request: Request, env: Mapping[str, str]) -> Cre
 _BEDROCK_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
-def _bedrock_credential(request: Request, env: Mapping[str, str]) -> Credential:
-    token = _env(env, "AWS_BEARER_TOKEN_BEDROCK")
-    if token is not None:
-        return _bearer(token)
+def _sigv4_credential(request: Request, env: Mapping[str, str]) -> Credential:
     access, secret = _env(env, "AWS_ACCESS_KEY_ID"), _env(env, "AWS_SECRET_ACCESS_KEY")
-    if access is None or secret is None:
-        raise Skip("Bedrock requests are SigV4-signed: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                   "(or AWS_BEARER_TOKEN_BEDROCK)")
+    assert access is not None and secret is not None
     try:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest

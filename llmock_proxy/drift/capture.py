@@ -41,9 +41,9 @@ from llmock_proxy.cassette.model import (
     WSMessage,
     compact_json,
 )
-from llmock_proxy.drift.shape import payload_type
 from llmock_proxy.providers._ws_common import WebSocketProvider, message_json
-from llmock_proxy.providers.catalog import by_family
+from llmock_proxy.providers.base import Provider
+from llmock_proxy.providers.catalog import GENERIC, grammar_of
 from llmock_proxy.record.recorder import (
     Recorder,
     WebSocketTranscript,
@@ -120,11 +120,11 @@ async def capture_http(
 Mark = tuple[str, frozenset[str]]
 
 
-def message_mark(message: WSMessage) -> Mark:
+def message_mark(message: WSMessage, provider: Provider) -> Mark:
     """What tells one server message from another in a turn: its type and,
     for a message wrapping one object under its type (Gemini Live's
     ``{"serverContent": {"turnComplete": true}}``), that object's keys."""
-    kind = message_type(message)
+    kind = message_type(message, provider)
     payload = message_json(message)
     inner = payload.get(kind) if isinstance(payload, dict) else None
     return kind, frozenset(inner) if isinstance(inner, dict) else frozenset()
@@ -138,10 +138,10 @@ class Turn:
     client: WSMessage | None
     replies: tuple[WSMessage, ...] = ()
 
-    def types(self) -> list[str]:
-        return [message_type(m) for m in self.replies]
+    def types(self, provider: Provider) -> list[str]:
+        return [message_type(m, provider) for m in self.replies]
 
-    def terminator(self) -> Mark | None:
+    def terminator(self, provider: Provider) -> Mark | None:
         """What marks the turn's last reply out from the others: its type
         when no other reply has it (``response.done``), else the keys only it
         had (Live's ``serverContent`` with ``turnComplete``) — the message that
@@ -149,24 +149,24 @@ class Turn:
         does."""
         if not self.replies:
             return None
-        kind, keys = message_mark(self.replies[-1])
-        others = [message_mark(m)[1] for m in self.replies[:-1] if message_type(m) == kind]
+        kind, keys = message_mark(self.replies[-1], provider)
+        others = [message_mark(m, provider)[1] for m in self.replies[:-1] if message_type(m, provider) == kind]
         if not others:
             return kind, frozenset()
         distinct = keys - frozenset().union(*others)
         return (kind, distinct) if distinct else None
 
 
-def ends_turn(message: WSMessage, terminator: Mark) -> bool:
+def ends_turn(message: WSMessage, terminator: Mark, provider: Provider) -> bool:
     """Whether a live message is the turn's terminator (its type, with the
     keys that marked the recorded one out)."""
-    kind, keys = message_mark(message)
+    kind, keys = message_mark(message, provider)
     return kind == terminator[0] and keys >= terminator[1]
 
 
-def message_type(message: WSMessage) -> str:
-    """The message's type as the shapes read it (JSON in binary frames too)."""
-    return payload_type(message_json(message), "binary" if message.binary else "text")
+def message_type(message: WSMessage, provider: Provider) -> str:
+    """The message's type as the family's provider reads it (JSON in binary frames too)."""
+    return provider.stream_item_type(message_json(message), "binary" if message.binary else "text")
 
 
 def turns(session: WebSocketSession) -> list[Turn]:
@@ -198,25 +198,23 @@ class EchoedIds:
     recorded: dict[str, list[object]] = field(default_factory=dict)  # type -> payloads, in order
     live_count: dict[str, int] = field(default_factory=dict)
     live_for: dict[str, str] = field(default_factory=dict)  # recorded id -> live id
+    provider: Provider = GENERIC  # reads the messages' types
 
     @classmethod
     def of(cls, family: str, session: WebSocketSession) -> EchoedIds:
-        try:
-            provider = by_family(family)
-        except KeyError:
-            provider = None
+        provider = grammar_of(family)
         keys = provider.volatile_keys if isinstance(provider, WebSocketProvider) else frozenset()
-        ids = cls(keys=frozenset(keys) - {"event_id"})
+        ids = cls(keys=frozenset(keys) - {"event_id"}, provider=provider)
         for message in session.messages:
             if not message.from_client:
-                ids.recorded.setdefault(message_type(message), []).append(message_json(message))
+                ids.recorded.setdefault(message_type(message, provider), []).append(message_json(message))
         return ids
 
     def learn(self, message: WSMessage) -> None:
         """Pair a live server message with the recorded one of its type."""
         if not self.keys:
             return
-        kind = message_type(message)
+        kind = message_type(message, self.provider)
         index = self.live_count.get(kind, 0)
         self.live_count[kind] = index + 1
         recorded = self.recorded.get(kind, [])
@@ -373,11 +371,19 @@ async def _collect(
     arrived (or, without one, as many messages as recorded), the turn's time
     is up, or the session ends; ``turn`` None waits for the server to close.
     Returns whether the session is still open."""
-    terminator = turn.terminator() if turn is not None else None
+    provider = live.ids.provider
+    # The family says which messages end a model turn: the live turn is over
+    # after as many as the recorded one had (a client message may start more
+    # than one response). For a family that does not say, the recorded turn
+    # does: the type, or the keys, only its last reply had.
+    ends = provider.turn_done if isinstance(provider, WebSocketProvider) else None
+    turn_ends = sum(1 for m in turn.replies if ends(message_json(m))) if ends and turn is not None else 0
+    live_ends = 0
+    terminator = turn.terminator(provider) if turn is not None and not turn_ends else None
     expected = len(turn.replies) if turn is not None else None
     received = 0
     turn_deadline = min(deadline, time.monotonic() + per_turn)
-    while expected is None or (terminator is not None or received < expected):
+    while expected is None or (terminator is not None or turn_ends or received < expected):
         remaining = turn_deadline - time.monotonic()
         if remaining <= 0:
             return True
@@ -388,7 +394,11 @@ async def _collect(
         if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             message = live.add(msg.data, from_client=False)
             received += 1
-            if terminator is not None and ends_turn(message, terminator):
+            if turn_ends and ends is not None and ends(message_json(message)):
+                live_ends += 1
+                if live_ends == turn_ends:
+                    return True
+            if terminator is not None and ends_turn(message, terminator, provider):
                 return True
         elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             code = ws.close_code if ws.close_code is not None else (msg.data if isinstance(msg.data, int) else None)

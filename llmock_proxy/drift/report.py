@@ -14,7 +14,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,7 +64,7 @@ class DriftReport:
     results: list[CheckResult] = field(default_factory=list)
     fail_on: str = "critical"
     generated_at: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
 
     def add(self, result: CheckResult) -> None:

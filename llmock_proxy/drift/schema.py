@@ -28,6 +28,7 @@ from llmock_proxy.drift.shape import (
     media_type,
     typed_events,
 )
+from llmock_proxy.providers.catalog import grammar_of
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -108,9 +109,9 @@ def _pointer(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def event_list(response: Response) -> list[dict[str, Any]]:
+def event_list(response: Response, family: str) -> list[dict[str, Any]]:
     """A streamed response as the instance its stream schema validates."""
-    return [{"event": name, "data": payload} for name, payload in typed_events(response)]
+    return [{"event": name, "data": payload} for name, payload in typed_events(response, grammar_of(family))]
 
 
 def validate_recording(doc: dict[str, Any], response: Response) -> list[str]:
@@ -119,7 +120,7 @@ def validate_recording(doc: dict[str, Any], response: Response) -> list[str]:
     if doc["x-llmock"]["form"] == "body":
         instance = response.json
     else:
-        instance = event_list(response)
+        instance = event_list(response, doc["x-llmock"]["family"])
     validator = Draft202012Validator(doc)
     return [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(instance)]
 
@@ -155,7 +156,7 @@ def check_response(doc: dict[str, Any], response: Response, *, source: str = "")
             findings.extend(_schema_findings(doc, response.json, "", family, form, source))
         return _dedupe(findings)
 
-    events = list(typed_events(response))
+    events = list(typed_events(response, grammar_of(family)))
     defs: dict[str, Any] = doc.get("$defs", {}).get("events", {})
     reported_new: set[str] = set()
     for name, payload in events:
@@ -196,15 +197,15 @@ def _error_findings(
     if kind == "required":
         missing = [name for name in error.validator_value if name not in (error.instance or {})]
         return [
-            Finding(_grade("critical", _join(where, name)), family, form, "field-removed", _join(where, name),
+            Finding(_grade(family, "critical", _join(where, name)), family, form, "field-removed", _join(where, name),
                     f"field {_join(where, name)!r} disappeared", name, None, source)
             for name in missing
         ]
     if kind == "additionalProperties":
-        known = set((error.schema.get("properties") or {}))
+        known = set(error.schema.get("properties") or {})
         added = [name for name in error.instance if name not in known]
         return [
-            Finding(_grade("warning", _join(where, name)), family, form, "field-added", _join(where, name),
+            Finding(_grade(family, "warning", _join(where, name)), family, form, "field-added", _join(where, name),
                     f"new field {_join(where, name)!r}", None, json_type(error.instance[name]), source)
             for name in added
         ]
@@ -228,9 +229,9 @@ def _error_findings(
                     f"{where or '$'}: {error.message}", None, None, source)]
 
 
-def _grade(severity: str, path: str) -> str:
+def _grade(family: str, severity: str, path: str) -> str:
     """A token counter coming or going is a value, not a change of shape."""
-    return "info" if is_usage_path(path) else severity
+    return "info" if is_usage_path(family, path) else severity
 
 
 def _path(parts: Any) -> str:

@@ -16,38 +16,21 @@ from typing import Any
 
 from llmock_proxy.cassette.model import Interaction, Response
 from llmock_proxy.providers._ws_common import message_json
+from llmock_proxy.providers.base import Provider
+from llmock_proxy.providers.catalog import grammar_of
 
-# Fields whose *values* are part of the contract: a new value is drift.
-CATEGORICAL_KEYS = frozenset(
-    {
-        "finish_reason",
-        "finishReason",
-        "stop_reason",
-        "stopReason",
-        "done_reason",
-        "type",
-        "object",
-        "role",
-        "status",
-    }
-)
-
-# Token counters are values, and some APIs leave them out when they have
-# nothing to count (proto3 JSON drops a zero; Ollama drops prompt_eval_count
-# for a cached prompt; a thinking model adds thoughtsTokenCount). A counter
-# that appears or disappears inside one of these objects, or one of Ollama's
-# top-level counters, is info; a counter whose type changes is still critical.
-USAGE_OBJECTS = frozenset({"usage", "usageMetadata", "usage_metadata"})
-USAGE_FIELDS = frozenset(
-    {"prompt_eval_count", "eval_count", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration"}
-)
+# Which fields are categorical and which are token counters is each API
+# family's own business: its provider says (``categorical_fields``,
+# ``is_usage_path``), as it says the type of each stream element.
 
 
-def is_usage_path(path: str) -> bool:
-    """Whether a finding's path (``usage.prompt_tokens``,
-    ``events.done.prompt_eval_count``) names a token counter."""
-    parts = [part.removesuffix("[]") for part in path.split(".")]
-    return bool(parts) and (parts[-1] in USAGE_FIELDS or any(part in USAGE_OBJECTS for part in parts[:-1]))
+def is_usage_path(family: str, path: str) -> bool:
+    """Whether a finding's path names one of the family's token counters: token
+    counts are values, and some APIs leave them out when they have nothing to
+    count (proto3 JSON drops a zero; Ollama drops prompt_eval_count for a
+    cached prompt). A counter that appears or disappears is info; one whose
+    type changes is still critical."""
+    return grammar_of(family).is_usage_path(path)
 
 
 # Subtrees whose keys are the caller's data (tool arguments, JSON schemas the
@@ -85,11 +68,11 @@ class Node:
     values: set[str] | None = None  # categorical values, when categorical
     free_form: bool = False
 
-    def add(self, value: Any, *, key: str | None = None) -> None:
+    def add(self, value: Any, *, key: str | None = None, categorical: frozenset[str] = frozenset()) -> None:
         self.seen += 1
         kind = json_type(value)
         self.types.add(kind)
-        if key in CATEGORICAL_KEYS and isinstance(value, str):
+        if key in categorical and isinstance(value, str):
             if self.values is None:
                 self.values = set()
             self.values.add(value)
@@ -100,13 +83,13 @@ class Node:
         if kind == "object":
             self.as_object += 1
             for name, child in value.items():
-                self.properties.setdefault(name, Node()).add(child, key=name)
+                self.properties.setdefault(name, Node()).add(child, key=name, categorical=categorical)
         elif kind == "array":
             for item in value:
                 if self.items is None:
                     self.items = Node()
                 # Array items inherit the key: a list of `type` strings is categorical too.
-                self.items.add(item, key=key)
+                self.items.add(item, key=key, categorical=categorical)
 
     @property
     def required(self) -> list[str]:
@@ -126,7 +109,7 @@ class StreamShape:
     before: dict[tuple[str, str], int] = field(default_factory=dict)
     payloads: dict[str, Node] = field(default_factory=dict)
 
-    def add(self, events: list[tuple[str, Any]]) -> None:
+    def add(self, events: list[tuple[str, Any]], categorical: frozenset[str] = frozenset()) -> None:
         self.samples += 1
         firsts = first_occurrences(name for name, _ in events)
         present = set(firsts)
@@ -136,7 +119,7 @@ class StreamShape:
             for b in firsts[i + 1 :]:
                 self.before[(a, b)] = self.before.get((a, b), 0) + 1
         for name, payload in events:
-            self.payloads.setdefault(name, Node()).add(payload)
+            self.payloads.setdefault(name, Node()).add(payload, categorical=categorical)
 
     @property
     def order(self) -> set[tuple[str, str]]:
@@ -159,8 +142,13 @@ class Shape:
     def key(self) -> str:
         return f"{self.family}.{self.form}"
 
+    @property
+    def provider(self) -> Provider:
+        return grammar_of(self.family)
+
     def add(self, response: Response, source: str = "") -> None:
         self.statuses.add(response.status)
+        categorical = self.provider.categorical_fields
         ctype = media_type(response.headers.get("content-type"))
         if ctype:
             self.content_types.add(ctype)
@@ -170,11 +158,11 @@ class Shape:
             if response.body is not None and response.body.kind == "json":
                 if self.body is None:
                     self.body = Node()
-                self.body.add(response.body.value)
+                self.body.add(response.body.value, categorical=categorical)
             return
         if self.stream is None:
             self.stream = StreamShape()
-        self.stream.add(list(typed_events(response)))
+        self.stream.add(list(typed_events(response, self.provider)), categorical)
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -190,38 +178,21 @@ def first_occurrences(names: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def _type_of_payload(value: Any, fallback: str) -> str:
-    if isinstance(value, dict):
-        for key in ("type", "object"):
-            if isinstance(value.get(key), str):
-                return value[key]
-        if len(value) == 1:  # Gemini Live style: {"serverContent": {...}}
-            return next(iter(value))
-        named = [k for k in value if k != "usageMetadata"]
-        if len(named) == 1 and "usageMetadata" in value:  # Live: usage rides along
-            return named[0]
-        if "done" in value:  # Ollama NDJSON: the last line says done: true
-            return "done" if value["done"] is True else "chunk"
-    elif isinstance(value, str):
-        return value if value == "[DONE]" else fallback
-    return fallback
-
-
-def typed_events(response: Response) -> Iterator[tuple[str, Any]]:
+def typed_events(response: Response, provider: Provider) -> Iterator[tuple[str, Any]]:
     """(event type, payload) for each element of a streamed response.
 
     The type is the SSE event name when there is one, the EventStream
-    `:event-type`, otherwise the payload's own `type`/`object` field.
+    `:event-type`, otherwise what the family's provider reads from the payload.
     """
     if response.events is not None:
         for event in response.events:
             if event.comment is not None and event.data is None:
                 continue  # keep-alive comments are transport, not API
-            name = event.event or _type_of_payload(event.data, "message")
+            name = event.event or provider.stream_item_type(event.data, "message")
             yield name, event.data
     elif response.lines is not None:
         for line in response.lines:
-            yield _type_of_payload(line.data, "line"), line.data
+            yield provider.stream_item_type(line.data, "line"), line.data
     elif response.frames is not None:
         for frame in response.frames:
             payload = frame.payload.value if frame.payload.kind == "json" else None
@@ -233,7 +204,7 @@ def typed_events(response: Response) -> Iterator[tuple[str, Any]]:
             # JSON kept as text (a binary frame whose exact bytes were stored,
             # as Gemini Live sends them) is read as JSON too.
             payload = message_json(message)
-            yield _type_of_payload(payload, "binary" if message.binary else "text"), payload
+            yield provider.stream_item_type(payload, "binary" if message.binary else "text"), payload
 
 
 def infer_shapes(items: Iterable[tuple[Interaction, str]]) -> dict[str, Shape]:
@@ -254,9 +225,3 @@ def infer_shapes(items: Iterable[tuple[Interaction, str]]) -> dict[str, Shape]:
             shape = shapes[f"{family}.{form}"] = Shape(family=family, form=form)
         shape.add(response, source)
     return shapes
-
-
-def payload_type(value: Any, fallback: str) -> str:
-    """The type one stream element's payload names, as :func:`typed_events`
-    reads it (``type``/``object``, a single key, Ollama's ``done``)."""
-    return _type_of_payload(value, fallback)

@@ -14,10 +14,17 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
 from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
-from llmock_proxy.providers.base import Provider, chunk_text, split_url
+from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
+    Provider,
+    chunk_text,
+    split_url,
+)
 
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
@@ -49,6 +56,13 @@ class OpenAIProvider(Provider):
     (``path_endings``: OpenAI, Azure's deployment paths and the compatible
     servers' prefixes alike), errors in OpenAI's envelope."""
 
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"finish_reason"}
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        if is_azure(request):
+            return (CredentialScheme(("AZURE_OPENAI_API_KEY",), header="api-key", prefix=""),)
+        return (CredentialScheme(("OPENAI_API_KEY",)),)
+
     def error(
         self,
         status: int,
@@ -58,6 +72,14 @@ class OpenAIProvider(Provider):
         code: str | None = None,
     ) -> Response:
         return error_response(status, message, type=type, code=code)
+
+
+def is_azure(request: Request) -> bool:
+    """An Azure OpenAI request: an Azure host, or the api-key header Azure takes."""
+    host = urlsplit(request.url).hostname or ""
+    return host.endswith((".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")) or (
+        "api-key" in request.headers
+    )
 
 
 # -- errors --------------------------------------------------------------------

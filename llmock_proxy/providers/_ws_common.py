@@ -194,6 +194,12 @@ class WebSocketProvider(Provider):
         text = raw.decode("utf-8", "replace")
         return MessageKey("text", text, preview(repr(text)))
 
+    def turn_done(self, value: Any) -> bool:
+        """Whether this parsed server message ends the model's turn (the client
+        may speak again). False when the family does not say: callers then
+        learn the end of a turn from a recording."""
+        return False
+
     def sent_on_connect(self, message: WSMessage) -> bool:
         """Whether the service sends this server message on connect,
         whatever the client does (so replay sends it before any client turn)."""

@@ -40,6 +40,8 @@ from llmock_proxy.cassette.model import (
     compact_json,
 )
 from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
     Provider,
     RenderOptions,
     chunk_text,
@@ -99,6 +101,11 @@ _JSON_HEADERS = {"content-type": "application/json"}
 class AnthropicMessages(Provider):
     family = "anthropic.messages"
     stream_form = "sse"
+    # Stream events are typed by their SSE event names (message_start ...).
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"stop_reason"}
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        return (CredentialScheme(("ANTHROPIC_API_KEY",), header="x-api-key", prefix=""),)
 
     # -- 1. which requests are ours: POST .../v1/messages ---------------------
 

@@ -9,6 +9,16 @@ A provider module tells one API family's story top to bottom:
                    wire form, streaming or not (replay synthesis)
 * ``error``      – an error :class:`Response` in this family's own envelope
 
+and the grammar generic code (drift, replay) must never guess:
+
+* ``stream_item_type``     – the type of one stream element or WebSocket message
+* ``categorical_fields``   – fields whose *values* are part of the contract
+* ``usage_objects`` / ``usage_fields`` – token counters (values, not shape)
+* ``credential_schemes``   – which environment variables hold its credential,
+                             and how a request carries it
+* ``render_options``       – what the client asked about the wire form
+                             (usage chunks, embedding encoding)
+
 Providers know no mitmproxy, no sockets and no YAML: they work on the
 cassette models (:mod:`llmock_proxy.cassette`), whose stream elements are
 already decoded by :mod:`llmock_proxy.wire`.
@@ -52,6 +62,24 @@ class RenderOptions:
     include_usage: bool = True
 
 
+@dataclass(frozen=True)
+class CredentialScheme:
+    """One way a family's requests carry a credential taken from the environment."""
+
+    env: tuple[str, ...]  # variables tried in order
+    header: str = "authorization"
+    prefix: str = "Bearer "  # the header's value is prefix + the variable's value
+    # The API answers without one (a local Ollama).
+    optional: bool = False
+    # AWS SigV4: the request is signed with env[0] (access key id) and env[1]
+    # (secret access key) instead of carrying a header.
+    sigv4: bool = False
+
+
+# Fields whose values are part of every API's contract.
+COMMON_CATEGORICAL_FIELDS = frozenset({"type", "object", "role", "status"})
+
+
 class Provider:
     """Base class; subclasses set ``family`` and override what their API needs."""
 
@@ -90,6 +118,46 @@ class Provider:
     def is_stream_request(self, request: Request) -> bool:
         """Whether the client asked for a stream (body flag, path or query)."""
         return self.canonical(request).stream
+
+    # -- grammar: what drift and replay ask instead of guessing -----------------
+
+    # Fields whose values are part of the contract: a new value is drift.
+    categorical_fields: frozenset[str] = COMMON_CATEGORICAL_FIELDS
+    # Token counters are values, and APIs leave some out when there is
+    # nothing to count: objects holding counters, and counters found anywhere.
+    usage_objects: frozenset[str] = frozenset({"usage"})
+    usage_fields: frozenset[str] = frozenset()
+
+    def stream_item_type(self, payload: Any, fallback: str) -> str:
+        """The type of one stream element (its SSE event name or EventStream
+        ``:event-type`` comes first and is not asked here) or WebSocket message,
+        from its parsed payload; ``fallback`` when it names none."""
+        if isinstance(payload, dict):
+            for key in ("type", "object"):
+                value = payload.get(key)
+                if isinstance(value, str):
+                    return value
+        elif payload == "[DONE]":
+            return "[DONE]"
+        return fallback
+
+    def is_usage_path(self, path: str) -> bool:
+        """Whether a field path (``usage.prompt_tokens``,
+        ``events.done.prompt_eval_count``) names one of this family's token counters."""
+        parts = [part.removesuffix("[]") for part in path.split(".")]
+        return bool(parts) and (
+            parts[-1] in self.usage_fields or any(part in self.usage_objects for part in parts[:-1])
+        )
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        """How a (recorded) request of this family authenticates, first choice
+        first; none when the family needs no credential or has no known one."""
+        return ()
+
+    def render_options(self, request: Request, options: RenderOptions = RenderOptions()) -> RenderOptions:
+        """``options`` with what the client asked about the wire form (the bytes,
+        not the meaning, so none of it is in the canonical request)."""
+        return options
 
 
 # -- reading requests ------------------------------------------------------------

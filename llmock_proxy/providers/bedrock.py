@@ -51,6 +51,8 @@ from llmock_proxy.cassette.model import (
 )
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
     Provider,
     RenderOptions,
     StreamedToolCalls,
@@ -546,6 +548,14 @@ class ConverseCollector:
 class _BedrockProvider(Provider):
     stream_form = "eventstream"
     operations: tuple[str, ...] = ()
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"stopReason", "stop_reason"}
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        # An API key for Bedrock, else SigV4 with the AWS credentials.
+        return (
+            CredentialScheme(("AWS_BEARER_TOKEN_BEDROCK",)),
+            CredentialScheme(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), sigv4=True),
+        )
 
     def detect(self, method: str, host: str, path: str) -> bool:
         found = route(path)

@@ -74,7 +74,13 @@ def by_family(family: str) -> Provider:
         raise KeyError(f"unknown API family {family!r}; known: {', '.join(sorted(_BY_FAMILY))}") from None
 
 
+def grammar_of(family: str) -> Provider:
+    """The provider that knows a family's grammar; the generic one for a family
+    this version does not know (a cassette may name one it made up)."""
+    return _BY_FAMILY.get(family, GENERIC)
+
+
 FAMILIES: tuple[str, ...] = tuple(_BY_FAMILY)
 
 
-__all__ = ["CATALOG", "FAMILIES", "GENERIC", "Provider", "RenderOptions", "by_family", "identify"]
+__all__ = ["CATALOG", "FAMILIES", "GENERIC", "Provider", "RenderOptions", "by_family", "grammar_of", "identify"]

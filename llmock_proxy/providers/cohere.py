@@ -27,6 +27,8 @@ from llmock_proxy.canonical import (
 )
 from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
 from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
     Provider,
     RenderOptions,
     StreamedToolCalls,
@@ -193,6 +195,10 @@ class CohereChat(Provider):
     family = "cohere.chat"
     stream_form = "sse"
     path_endings = ("/v2/chat",)
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"finish_reason"}
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        return (CredentialScheme(("COHERE_API_KEY",)),)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)

@@ -52,6 +52,8 @@ from llmock_proxy.canonical import (
 )
 from llmock_proxy.cassette.model import Payload, Request, Response, SSEEvent
 from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
     Provider,
     RenderOptions,
     chunk_text,
@@ -165,11 +167,26 @@ def _error_summary(body: Any, status: int) -> dict[str, Any] | None:
     return {"status": code, "type": str(name), "message": str(err.get("message", ""))}
 
 
+# AI Studio keys; Vertex AI uses OAuth tokens, which the canary cannot mint.
+GEMINI_CREDENTIALS = (CredentialScheme(("GEMINI_API_KEY", "GOOGLE_API_KEY"), header="x-goog-api-key", prefix=""),)
+GEMINI_USAGE_OBJECTS = frozenset({"usageMetadata", "usage_metadata"})
+
+
 class _GeminiREST(Provider):
     """What the REST methods share: the model and method in the path, and
     errors in Google's envelope."""
 
     stream_form = "sse"
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"finishReason", "finish_reason"}
+    usage_objects = GEMINI_USAGE_OBJECTS
+
+    def stream_item_type(self, payload: Any, fallback: str) -> str:
+        # Every chunk of a stream is one GenerateContentResponse, whichever
+        # fields it carries (candidates, usageMetadata, modelVersion, ...).
+        return "GenerateContentResponse" if isinstance(payload, dict) else fallback
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        return GEMINI_CREDENTIALS
 
     def detect(self, method: str, host: str, path: str) -> bool:
         parsed = GeminiPath.parse(path)

@@ -54,9 +54,11 @@ from llmock_proxy.providers._ws_common import (
     json_values,
     message_json,
 )
-from llmock_proxy.providers.base import chunk_text
+from llmock_proxy.providers.base import CredentialScheme, chunk_text
 from llmock_proxy.providers.gemini import (
     DEFAULT_CHUNK_SIZE,
+    GEMINI_CREDENTIALS,
+    GEMINI_USAGE_OBJECTS,
     google_error,
     usage_metadata_for,
 )
@@ -70,6 +72,13 @@ _LIVE_PATH = re.compile(
     r"|google\.cloud\.aiplatform\.v1(?:beta1)?\.LlmBidiService/BidiGenerateContent"
     r")$"
 )
+
+# The kinds of message either side sends (protobuf oneof members).
+_MESSAGE_KINDS = frozenset({
+    "setup", "clientContent", "realtimeInput", "toolResponse",
+    "setupComplete", "serverContent", "toolCall", "toolCallCancellation", "goAway",
+    "sessionResumptionUpdate", "voiceActivityDetectionSignal", "voiceActivity",
+})
 
 # Function call ids are made by the server and echoed by the client;
 # resumption handles change on every run.
@@ -123,14 +132,39 @@ class GeminiLive(WebSocketProvider):
         # The model is only named in the setup message, after the upgrade.
         return CanonicalRequest(family=self.family, model=None, stream=True)
 
+    usage_objects = GEMINI_USAGE_OBJECTS
+
     def message_type(self, value: Any) -> str:
-        """The message's one top-level field (``setup``, ``serverContent`` ...);
-        ``usageMetadata`` rides along with the others."""
+        """The message's kind: its one top-level field (``setup``,
+        ``serverContent`` ...). ``usageMetadata`` rides along with the others,
+        and so may fields the service adds later: a known kind wins."""
         if isinstance(value, dict):
-            keys = [k for k in value if camel(k) != "usageMetadata"] or list(value)
-            if keys:
-                return camel(str(keys[0]))
+            keys = [camel(str(k)) for k in value]
+            for key in keys:
+                if key in _MESSAGE_KINDS:
+                    return key
+            named = [k for k in keys if k != "usageMetadata"] or keys
+            if named:
+                return named[0]
         return "json"
+
+    def stream_item_type(self, payload: Any, fallback: str) -> str:
+        return self.message_type(payload) if isinstance(payload, dict) else fallback
+
+    def turn_done(self, value: Any) -> bool:
+        """A model turn ends with ``turnComplete``, or pauses on a tool call."""
+        if not isinstance(value, dict):
+            return False
+        kind = self.message_type(value)
+        if kind == "toolCall":
+            return True
+        content = value.get("serverContent") or value.get("server_content")
+        return kind == "serverContent" and isinstance(content, dict) and bool(
+            content.get("turnComplete") or content.get("turn_complete")
+        )
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        return GEMINI_CREDENTIALS
 
     def conversation(self, request: Request) -> LiveConversation:
         return LiveConversation(self.canonical(request))

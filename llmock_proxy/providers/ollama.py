@@ -12,7 +12,7 @@ line of its own once it has.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from llmock_proxy.canonical import (
@@ -25,6 +25,8 @@ from llmock_proxy.canonical import (
 )
 from llmock_proxy.cassette.model import NDJSONLine, Payload, Request, Response
 from llmock_proxy.providers.base import (
+    COMMON_CATEGORICAL_FIELDS,
+    CredentialScheme,
     Provider,
     RenderOptions,
     chunk_text,
@@ -111,7 +113,7 @@ def wants_stream(body: dict[str, Any]) -> bool:
 
 def created_at() -> str:
     """The RFC 3339 UTC timestamp Ollama puts on every object."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def usage_of(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -175,6 +177,23 @@ class _OllamaProvider(Provider):
     object with ``done: true``, the reason and the counts."""
 
     stream_form = "ndjson"
+    categorical_fields = COMMON_CATEGORICAL_FIELDS | {"done_reason"}
+    # Ollama's counters sit at the top level of the last object, and it drops
+    # prompt_eval_count for a cached prompt.
+    usage_objects = frozenset()
+    usage_fields = frozenset(
+        {"prompt_eval_count", "eval_count", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration"}
+    )
+
+    def stream_item_type(self, payload: Any, fallback: str) -> str:
+        # Every line is a chunk; the last one says done: true.
+        if isinstance(payload, dict) and "done" in payload:
+            return "done" if payload["done"] is True else "chunk"
+        return super().stream_item_type(payload, fallback)
+
+    def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
+        # A local Ollama needs none; a hosted one takes a bearer token.
+        return (CredentialScheme(("OLLAMA_API_KEY",), optional=True),)
 
     def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
         return json_response({"error": message}, status)

@@ -19,7 +19,7 @@ empty ``choices`` when usage is known and the client asked for it, and ``data: [
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmock_proxy.canonical import (
@@ -47,6 +47,13 @@ class OpenAIChat(common.OpenAIProvider):
     family = FAMILY
     stream_form = "sse"
     path_endings = ("/chat/completions",)
+
+    def render_options(self, request: Request, options: RenderOptions = RenderOptions()) -> RenderOptions:
+        """A streamed answer ends with a usage chunk only when the client asked
+        (``stream_options.include_usage``): client code that reads
+        ``chunk.choices[0]`` breaks on one it did not ask for."""
+        asked = request_json(request).get("stream_options")
+        return replace(options, include_usage=isinstance(asked, dict) and asked.get("include_usage") is True)
 
     # -- canonical request -----------------------------------------------------
 

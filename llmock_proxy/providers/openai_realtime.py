@@ -68,6 +68,9 @@ from llmock_proxy.providers.base import (
 from llmock_proxy.providers.openai_responses import OpenAIResponses
 
 # Ids that change on every run: the client echoes the server's, or makes its own.
+# The events that end a turn of Responses over WebSocket (an error event too).
+_RESPONSE_ENDS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
 _VOLATILE = frozenset({"event_id", "id", "item_id", "call_id", "previous_item_id", "response_id",
                        "previous_response_id"})
 
@@ -99,6 +102,9 @@ class _OpenAIWebSocket(common.OpenAIProvider, WebSocketProvider):
 class OpenAIRealtime(_OpenAIWebSocket):
     family = "openai.realtime"
     path_endings = ("/realtime",)
+
+    def turn_done(self, value: Any) -> bool:
+        return isinstance(value, dict) and value.get("type") == "response.done"
 
     def sent_on_connect(self, message: WSMessage) -> bool:
         value = message_json(message)
@@ -681,6 +687,9 @@ _RESPONSES_HTTP = OpenAIResponses()
 class OpenAIResponsesWebSocket(_OpenAIWebSocket):
     family = "openai.responses_ws"
     path_endings = ("/responses",)
+
+    def turn_done(self, value: Any) -> bool:
+        return isinstance(value, dict) and value.get("type") in _RESPONSE_ENDS
 
     def protocol_error(self, text: str, *, client_message: WSMessage | None = None) -> TurnStep:
         return TurnStep(send=[json_server_message(responses_error_event(text, code="llmock_unexpected_event"))],

@@ -19,7 +19,7 @@ from llmock_proxy.canonical import CanonicalRequest, Summary
 from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
 from llmock_proxy.cassette.yamlio import gc_paused
 from llmock_proxy.match.matcher import Candidate, Matcher, NearMiss, RequestView
-from llmock_proxy.providers.base import Provider, RenderOptions, request_json, split_url
+from llmock_proxy.providers.base import Provider, RenderOptions, split_url
 from llmock_proxy.providers.catalog import GENERIC, identify
 from llmock_proxy.replay.fixture import (
     Fixture,
@@ -236,11 +236,7 @@ class ReplaySession:
             summary,
             view.canonical,
             stream=view.stream,
-            options=RenderOptions(
-                chunk_size=fixture.options.chunk_size or 0,
-                encoding_format=_encoding_format(request),
-                include_usage=_include_usage(request),
-            ),
+            options=provider.render_options(request, RenderOptions(chunk_size=fixture.options.chunk_size or 0)),
         )
         return Hit(provider, view, fixture, response, True, use)
 
@@ -257,15 +253,3 @@ def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:
     if summary.embeddings and len(summary.embeddings) == 1 and len(inputs) > 1:
         return dataclasses.replace(summary, embeddings=summary.embeddings * len(inputs))
     return summary
-
-
-def _include_usage(request: Request) -> bool:
-    """OpenAI chat streams end with a usage chunk only on request; client code
-    that reads ``chunk.choices[0]`` breaks on one it did not ask for."""
-    options = request_json(request).get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _encoding_format(request: Request) -> str:
-    value = request_json(request).get("encoding_format")
-    return value if isinstance(value, str) else "float"
