@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 from mitmproxy import exceptions
 
@@ -198,3 +199,29 @@ def test_the_documented_mitmdump_command_watches_and_reports(fresh, mitmdump, tm
     assert "| critical | openai.chat body | `system_fingerprint` |" in reports[1].read_text()
     recorded = list((tmp_path / "recorded").glob("*.yaml"))
     assert len(recorded) == 1 and "sk-test" not in recorded[0].read_text()
+
+
+def test_a_live_error_answer_is_not_graded_against_the_success_shape(fresh, proxy, tmp_path):
+    # Live traffic has its own rate limits: a 429 says nothing about the
+    # recorded shape of answers, so it is reported (with what it said) but not
+    # graded as drift; the success answer after it still is.
+    report = tmp_path / "watch.json"
+    running = proxy(
+        addons=[Drift()],
+        options={"llmock_drift_cassettes": [str(fresh.cassettes["openai.chat.body"])],
+                 "llmock_drift_report": [str(report)]},
+        fakes=fresh.fakes.values(),
+    )
+    client = sdk.openai_client(running)
+    fresh.fakes["openai"].script = Script(error_status=429, error_message="Rate limit reached for gpt-4o-mini")
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    fresh.fakes["openai"].script = Script(mutate=lambda d: {k: v for k, v in d.items() if k != "usage"})
+    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    running.stop()
+    data = json.loads(report.read_text())
+    error, success = data["results"]
+    assert error["outcome"] == "skipped" and error["findings"] == [] and error["live_status"] == 429
+    assert "HTTP 429" in error["live_error"] and "Rate limit reached for gpt-4o-mini" in error["live_error"]
+    assert success["outcome"] == "checked"
+    assert ("critical", "field-removed", "usage") in [(f["severity"], f["kind"], f["path"]) for f in success["findings"]]

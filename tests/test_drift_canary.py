@@ -484,3 +484,24 @@ def test_each_family_says_which_variables_hold_its_credential_and_how_it_is_sent
     assert signed.signer is not None and signed.headers == ()
     with pytest.raises(Skip, match="no GEMINI_API_KEY or GOOGLE_API_KEY"):
         credential_for("gemini.live", request("https://generativelanguage.googleapis.com/ws/x"), {})
+
+
+def test_a_live_error_answer_shows_its_status_and_message_and_where_it_went_in_every_format(
+    fresh: DriftWorld, tmp_path: Path, capsys
+):
+    fresh.fakes["openai"].script = Script(error_status=503, error_message="The engine is overloaded right now")
+    files = {"json": tmp_path / "r.json", "junit": tmp_path / "r.xml", "markdown": tmp_path / "r.md"}
+    code = main(["drift", str(fresh.cassettes["openai.chat.body"]), *fresh.upstream_args(),
+                 "--json", str(files["json"]), "--junit", str(files["junit"]), "--markdown", str(files["markdown"])])
+    assert code == 1
+    texts = {name: path.read_text() for name, path in files.items()}
+    texts["text"] = capsys.readouterr().out
+    live_url = fresh.fakes["openai"].url
+    for name, text in texts.items():
+        assert "HTTP 503" in text, name
+        assert "The engine is overloaded right now" in text, name
+        assert live_url in text and "https://api.openai.com/v1/chat/completions" in text, name
+    (result,) = json.loads(texts["json"])["results"]
+    assert result["live_status"] == 503 and result["live_url"].startswith(live_url)
+    assert result["url"] == "https://api.openai.com/v1/chat/completions"
+    assert ("critical", "status-changed", "status") in graded(json.loads(texts["json"]))

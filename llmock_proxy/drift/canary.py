@@ -36,8 +36,10 @@ from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cassette.model import Interaction, Request
 from llmock_proxy.cassette.redact import PLACEHOLDER, URL_PLACEHOLDER, Redactor
 from llmock_proxy.drift.capture import LiveRequest, capture_http, capture_websocket
-from llmock_proxy.drift.contracts import Contracts, Recorded, is_shape_sample
-from llmock_proxy.drift.report import CheckResult, DriftReport
+from llmock_proxy.drift.contracts import Contracts, Recorded, error_message, is_shape_sample
+from llmock_proxy.drift.findings import Finding
+from llmock_proxy.drift.report import CheckResult, DriftReport, Outcome
+from llmock_proxy.drift.shape import is_error_status
 from llmock_proxy.providers.catalog import FAMILIES, grammar_of
 from llmock_proxy.providers.generic import is_credential_param
 from llmock_proxy.record.recorder import UNSTORED_HEADERS, Recorder
@@ -361,15 +363,30 @@ class Canary:
         if progress is not None:
             progress.update(result)
 
-    def _result(self, recorded: Recorded, outcome: str, **fields: object) -> CheckResult:
+    def _result(
+        self,
+        recorded: Recorded,
+        outcome: Outcome,
+        *,
+        reason: str = "",
+        live: LiveRequest | None = None,
+        answer: Interaction | None = None,
+        findings: list[Finding] | None = None,
+    ) -> CheckResult:
+        response = answer.response if answer is not None else None
         return CheckResult(
             family=recorded.family,
             form=recorded.form,
             source=recorded.source,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
+            reason=reason,
             url=recorded.interaction.request.url,
+            live_url=live.url if live is not None else "",
+            live_status=response.status if response is not None else None,
+            live_error=self.secrets.scrub(error_message(recorded.family, recorded.interaction.request, response))
+            if response is not None and is_error_status(response.status) else "",
+            findings=findings or [],
             compared_with=self.contracts.recorded_sources(recorded.family, recorded.form),
-            **fields,  # type: ignore[arg-type]
         )
 
     async def _check(self, session: aiohttp.ClientSession, recorded: Recorded, live: LiveRequest) -> CheckResult:
@@ -391,29 +408,31 @@ class Canary:
                     timeout=self.options.timeout,
                 )
         except Exception as exc:  # one broken request must not end the run
-            return self._result(recorded, "error", reason=self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
+            return self._result(recorded, "error", live=live,
+                                reason=self.secrets.scrub(f"{type(exc).__name__}: {exc}"))
         response = interaction.response
         if interaction.error or response is None:
-            return self._result(recorded, "error", reason=self.secrets.scrub(f"no answer: {interaction.error}"))
+            return self._result(recorded, "error", live=live,
+                                reason=self.secrets.scrub(f"no answer: {interaction.error}"))
         recorded_status = recorded.interaction.response.status if recorded.interaction.response else None
         if response.status in AUTH_FAILURES and recorded_status not in AUTH_FAILURES:
             return self._result(
-                recorded, "error", live_status=response.status,
+                recorded, "error", live=live, answer=interaction,
                 reason=f"credentials refused: HTTP {response.status} (check the key for {recorded.family})",
             )
         if interaction.incomplete:
             return self._result(
-                recorded, "error", live_status=response.status,
+                recorded, "error", live=live, answer=interaction,
                 reason=self.secrets.scrub(f"the live answer broke off: {interaction.incomplete}"),
             )
         findings = self.contracts.check(recorded.family, recorded.form, response, source=recorded.source)
         if findings is None:
             return self._result(
-                recorded, "skipped", live_status=response.status,
+                recorded, "skipped", live=live, answer=interaction,
                 reason=f"no recorded shape for {recorded.family}.{recorded.form} to compare with",
             )
         self.answers.append(LiveAnswer(recorded, interaction))
-        return self._result(recorded, "checked", live_status=response.status, findings=findings)
+        return self._result(recorded, "checked", live=live, answer=interaction, findings=findings)
 
 
 def run_canary(

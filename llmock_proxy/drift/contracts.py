@@ -24,14 +24,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from llmock_proxy.cassette import store as cassette_store
-from llmock_proxy.cassette.model import Cassette, Interaction, Response
+from llmock_proxy.cassette.model import Cassette, Interaction, Request, Response
 from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, expand
 from llmock_proxy.cassette.yamlio import atomic_write_text
 from llmock_proxy.drift.findings import Finding, Policy
 from llmock_proxy.drift.schema import check_response, shape_schema
 from llmock_proxy.drift.shape import infer_shapes
 from llmock_proxy.errors import CassetteError
-from llmock_proxy.providers.catalog import by_family
+from llmock_proxy.providers.catalog import by_family, grammar_of
 
 SCHEMA_SUFFIX = ".schema.json"
 
@@ -182,3 +182,20 @@ class Contracts:
         if doc is None:
             return None
         return self.policy.filter(check_response(doc, live, source=source))
+
+
+def error_message(family: str, request: Request, response: Response) -> str:
+    """What a live error answer says, as its family's provider reads the
+    envelope: ``HTTP 503 overloaded_error: Overloaded``; the body's start when
+    the provider cannot read it."""
+    text = ""
+    try:
+        error = grammar_of(family).summarize(request, response).error or {}
+        kind, message = str(error.get("type") or ""), str(error.get("message") or "")
+        text = f"{kind}: {message}" if kind and message else kind or message
+    except Exception:  # an envelope the provider does not know is still worth showing
+        pass
+    if not text and response.body is not None:
+        raw = response.body.to_bytes().decode("utf-8", "replace").strip()
+        text = raw if len(raw) <= 200 else raw[:199] + "…"
+    return f"HTTP {response.status}" + (f" {text}" if text else "")

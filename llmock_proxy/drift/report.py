@@ -36,8 +36,12 @@ class CheckResult:
     outcome: Outcome
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""  # why skipped / what failed
-    url: str = ""
+    url: str = ""  # the recorded request's URL
+    # Where the live request went, when not to the recorded URL (--upstream).
+    live_url: str = ""
     live_status: int | None = None
+    # What a live error answer said (status, error type and message).
+    live_error: str = ""
     # The recordings the live answer's shape was compared with.
     compared_with: list[str] = field(default_factory=list)
 
@@ -45,15 +49,27 @@ class CheckResult:
     def key(self) -> str:
         return f"{self.family}.{self.form}"
 
+    def notes(self) -> list[str]:
+        """What every format says about the live exchange besides its findings:
+        where it went when that was not the recorded URL, and a live error."""
+        out = []
+        if self.live_url and self.live_url != self.url:
+            out.append(f"sent to {self.live_url} (recorded {self.url})")
+        if self.live_error:
+            out.append(f"live answer: {self.live_error}")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "family": self.family,
             "form": self.form,
             "source": self.source,
             "url": self.url,
+            "live_url": self.live_url or self.url,
             "outcome": self.outcome,
             "reason": self.reason,
             "live_status": self.live_status,
+            "live_error": self.live_error,
             "compared_with": list(self.compared_with),
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -137,6 +153,8 @@ def render_text(report: DriftReport) -> str:
                 lines.append(f"SKIPPED  {key} [{result.source}]: {result.reason}")
             elif result.outcome == "error":
                 lines.append(f"ERROR    {key} [{result.source}]: {result.reason}")
+            if result.findings or result.outcome == "error":
+                lines.extend(f"         {key} [{result.source}]: {note}" for note in result.notes())
             for finding in sorted(result.findings, key=lambda f: (-severity_rank(f.severity), f.path)):
                 lines.append(finding_line(finding))
     c = report.counts()
@@ -187,15 +205,22 @@ def render_junit(report: DriftReport) -> str:
                 message=f"{len(failing)} finding(s) at or above {report.fail_on} in {family} {form}",
                 type="drift",
             )
-            node.text = "\n".join(finding_line(f) for f in failing)
+            notes = [f"{r.source}: {note}" for r in results if r.findings for note in r.notes()]
+            node.text = "\n".join([finding_line(f) for f in failing] + notes)
         elif failed_requests:
             errors += 1
             node = ET.SubElement(case, "error", message=failed_requests[0].reason, type="request-failed")
-            node.text = "\n".join(f"{r.source}: {r.reason}" for r in failed_requests)
+            node.text = "\n".join(
+                line for r in failed_requests for line in [f"{r.source}: {r.reason}"] + [
+                    f"{r.source}: {note}" for note in r.notes()]
+            )
         elif all(r.outcome == "skipped" for r in results):
             skipped += 1
             ET.SubElement(case, "skipped", message=results[0].reason)
-        out_lines = [f"{r.outcome} {r.source}" + (f": {r.reason}" if r.reason else "") for r in results]
+        out_lines = [
+            f"{r.outcome} {r.source}" + (f": {r.reason}" if r.reason else "") + "".join(f"; {n}" for n in r.notes())
+            for r in results
+        ]
         out_lines += [finding_line(f) for f in findings if f not in failing]
         ET.SubElement(case, "system-out").text = "\n".join(out_lines)
     suite.set("tests", str(tests))
@@ -259,6 +284,11 @@ def render_markdown(report: DriftReport) -> str:
                 f"| {f.severity} | {_cell(f.family)} {_cell(f.form)} | {_code(f.path)} | {_cell(f.kind)} | "
                 f"{_code(f.recorded)} | {_code(f.live)} | {_cell(f.source)} |"
             )
+    noted = [r for r in report.results if r.outcome != "skipped" and (r.findings or r.outcome == "error") and r.notes()]
+    if noted:
+        lines += ["", "### Live answers", ""]
+        for r in noted:
+            lines.append(f"- {_cell(r.key)} `{_cell(r.source)}`: " + "; ".join(_cell(n) for n in r.notes()))
     unusual = [r for r in report.results if r.outcome != "checked"]
     if unusual:
         lines += ["", "### Skipped and failed requests", ""]

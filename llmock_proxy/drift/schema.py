@@ -23,6 +23,7 @@ from llmock_proxy.drift.shape import (
     Node,
     Shape,
     first_occurrences,
+    is_error_status,
     is_usage_path,
     json_type,
     media_type,
@@ -137,6 +138,8 @@ def check_response(doc: dict[str, Any], response: Response, *, source: str = "")
     def add(severity: str, kind: str, path: str, message: str, recorded: Any = None, live: Any = None) -> None:
         findings.append(Finding(severity, family, form, kind, path, message, recorded, live, source))
 
+    if is_error_status(response.status) and response.status in meta["statuses"]:
+        return findings  # an error the recordings had too: the provider's envelope, not drift
     if meta["statuses"] and response.status not in meta["statuses"]:
         add("critical", "status-changed", "status",
             f"status changed: recorded {meta['statuses']}, live {response.status}",
@@ -146,6 +149,10 @@ def check_response(doc: dict[str, Any], response: Response, *, source: str = "")
         add("critical", "content-type-changed", "content-type",
             f"content type changed: recorded {meta['contentTypes']}, live {ctype}",
             meta["contentTypes"], ctype)
+    if is_error_status(response.status):
+        # An error envelope is not the answer's shape: the status (and the
+        # content type) say what changed; the reports show what the error said.
+        return findings
     if response.wire_form != form:
         add("critical", "form-changed", "form",
             f"wire form changed: recorded {form}, live {response.wire_form}", form, response.wire_form)

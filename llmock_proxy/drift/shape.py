@@ -150,10 +150,14 @@ class Shape:
         self.statuses.add(response.status)
         categorical = self.provider.categorical_fields
         ctype = media_type(response.headers.get("content-type"))
-        if ctype:
+        if ctype and not is_error_status(response.status):
             self.content_types.add(ctype)
         if source:
             self.sources.append(source)
+        if is_error_status(response.status):
+            # An error answer has the provider's error envelope, not this
+            # family's answer: its status is part of the contract, its body is not.
+            return
         if self.form == "body":
             if response.body is not None and response.body.kind == "json":
                 if self.body is None:
@@ -163,6 +167,10 @@ class Shape:
         if self.stream is None:
             self.stream = StreamShape()
         self.stream.add(list(typed_events(response, self.provider)), categorical)
+
+
+def is_error_status(status: int) -> bool:
+    return status >= 400
 
 
 def media_type(content_type: str | None) -> str | None:

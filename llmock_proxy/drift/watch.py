@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass, field
 
 from llmock_proxy.cassette.model import Interaction
-from llmock_proxy.drift.contracts import Contracts, expected_form
+from llmock_proxy.drift.contracts import Contracts, error_message, expected_form
 from llmock_proxy.drift.findings import Finding
 from llmock_proxy.drift.report import CheckResult, DriftReport, finding_line
+from llmock_proxy.drift.shape import is_error_status
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,25 @@ class Watcher:
         family = str(interaction.match.get("family") or "generic")
         form = expected_form(interaction)
         where = f"{interaction.request.method} {interaction.request.url}"
+        if is_error_status(response.status):
+            # Live traffic has rate limits and bad requests of its own: an
+            # error envelope says nothing about the success shape recorded.
+            if self.contracts.document(family, form) is None:
+                return None
+            result = CheckResult(
+                family=family,
+                form=form,
+                source=where,
+                outcome="skipped",
+                reason="an error answer, not compared with the recorded answers",
+                url=interaction.request.url,
+                live_status=response.status,
+                live_error=error_message(family, interaction.request, response),
+                compared_with=self.contracts.recorded_sources(family, form),
+            )
+            self.report.add(result)
+            log.info("llmock drift: %s %s: %s (not compared)", family, where, result.live_error)
+            return result
         findings = self.contracts.check(family, form, response, source=where)
         if findings is None:
             key = f"{family}.{form}"
