@@ -76,8 +76,8 @@ def test_findings_are_logged_live_and_reported_at_shutdown_next_to_the_recorder(
     assert text == "Hello from the fake upstream."
     # Logged as it happened, before mitmproxy stops.
     lines = drift_lines(running)
-    assert any("CRITICAL anthropic.messages sse events.ping: event type 'ping' disappeared" in l for l in lines), lines
-    assert any("WARNING  anthropic.messages sse events.message_start.message.container" in l for l in lines), lines
+    assert any("CRITICAL anthropic.messages sse events.ping: event type 'ping' disappeared" in ln for ln in lines), lines
+    assert any("WARNING  anthropic.messages sse events.message_start.message.container" in ln for ln in lines), lines
 
     with sdk.openai_client(running) as client:
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
@@ -137,7 +137,7 @@ def test_committed_schemas_as_the_contract_without_the_recorder(fresh, proxy, tm
     assert [(f["severity"], f["kind"], f["path"]) for f in data["results"][0]["findings"]] == [
         ("critical", "field-removed", "events.GenerateContentResponse.responseId")
     ]
-    assert any("no recorded shape for gemini.generate.body" in l for l in running.log_lines())
+    assert any("no recorded shape for gemini.generate.body" in ln for ln in running.log_lines())
 
 
 def test_a_report_name_without_a_known_extension_is_refused(fresh, proxy, tmp_path):

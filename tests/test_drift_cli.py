@@ -100,11 +100,11 @@ def test_reports_from_a_run_with_drift(fresh: DriftWorld, tmp_path: Path, capsys
     out, err = capsys.readouterr()
 
     anthropic_sse = str(fresh.cassettes["anthropic.messages.sse"])
-    line = next(l for l in out.splitlines() if "events.ping" in l)
+    line = next(ln for ln in out.splitlines() if "events.ping" in ln)
     assert line.startswith("CRITICAL anthropic.messages sse events.ping: event type 'ping' disappeared")
     assert line.endswith(f"(recorded: ping; live: -) [{anthropic_sse}#0]")
     assert out.splitlines()[-1].startswith(f"drift: {len(fresh.cassettes)} checked, 0 skipped, 0 errors; 1 critical")
-    progress = [l for l in err.splitlines() if l.startswith("drift: ")]
+    progress = [ln for ln in err.splitlines() if ln.startswith("drift: ")]
     assert len(progress) == len(fresh.cassettes)
     assert progress[-1].startswith(f"drift: {len(fresh.cassettes)}/{len(fresh.cassettes)} done")
 

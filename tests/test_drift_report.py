@@ -45,10 +45,10 @@ def sample_report(fail_on: str = "critical") -> DriftReport:
 
 def test_text_names_path_values_severity_and_recording():
     text = render_text(sample_report())
-    line = next(l for l in text.splitlines() if "events.ping" in l)
+    line = next(ln for ln in text.splitlines() if "events.ping" in ln)
     assert line.startswith("CRITICAL")
     assert "anthropic.messages sse" in line and "recorded: ping; live: -" in line and "[cassettes/a.yaml#2]" in line
-    enum = next(l for l in text.splitlines() if "finish_reason" in l)
+    enum = next(ln for ln in text.splitlines() if "finish_reason" in ln)
     assert 'recorded: ["stop"]; live: refusal' in enum
     assert "SKIPPED  cohere.chat.sse [cassettes/c.yaml#0]: no COHERE_API_KEY" in text
     assert "ERROR    ollama.chat.ndjson" in text
@@ -95,7 +95,7 @@ def test_markdown_summary_table_and_findings():
     assert lines[0] == "## API drift canary"
     assert "| anthropic.messages | sse | 1 | 0 | 0 | 1 | 0 | 0 |" in lines
     assert "| openai.chat | body | 2 | 0 | 0 | 0 | 2 | 0 |" in lines
-    row = next(l for l in lines if "`events.ping`" in l)
+    row = next(ln for ln in lines if "`events.ping`" in ln)
     assert row.startswith("| critical |") and "cassettes/a.yaml#2" in row
     assert "- **skipped** cohere.chat.sse `cassettes/c.yaml#0`: no COHERE_API_KEY in the environment" in lines
 
@@ -103,7 +103,7 @@ def test_markdown_summary_table_and_findings():
 def test_markdown_escapes_table_breaking_values():
     odd = Finding("warning", "generic", "body", "enum-added", "status", "x", ["a|b"], "c|d", "f.yaml#0")
     md = render_markdown(DriftReport(results=[CheckResult("generic", "body", "f.yaml#0", "checked", [odd])]))
-    row = next(l for l in md.splitlines() if l.startswith("| warning"))
+    row = next(ln for ln in md.splitlines() if ln.startswith("| warning"))
     assert "c\\|d" in row and row.count(" | ") == 6
 
 

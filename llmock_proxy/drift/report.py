@@ -259,7 +259,7 @@ def render_markdown(report: DriftReport) -> str:
         "| API family | form | checked | skipped | errors | critical | warning | info |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for key, results in report.groups().items():
+    for _key, results in report.groups().items():
         by_severity = {s: 0 for s in SEVERITIES}
         for result in results:
             for finding in result.findings:

@@ -201,23 +201,28 @@ def _error_findings(
 ) -> list[Finding]:
     where = _join(prefix, _path(error.absolute_path))
     kind = error.validator
+    # The keyword's value in the schema, the failing instance and its schema
+    # (jsonschema's stubs type them as possibly unset).
+    rule: Any = error.validator_value
+    instance: Any = error.instance
+    subschema: Any = error.schema
     if kind == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+        missing = [name for name in rule if name not in (instance or {})]
         return [
             Finding(_grade(family, "critical", _join(where, name)), family, form, "field-removed", _join(where, name),
                     f"field {_join(where, name)!r} disappeared", name, None, source)
             for name in missing
         ]
     if kind == "additionalProperties":
-        known = set(error.schema.get("properties") or {})
-        added = [name for name in error.instance if name not in known]
+        known = set(subschema.get("properties") or {})
+        added = [name for name in instance if name not in known]
         return [
             Finding(_grade(family, "warning", _join(where, name)), family, form, "field-added", _join(where, name),
-                    f"new field {_join(where, name)!r}", None, json_type(error.instance[name]), source)
+                    f"new field {_join(where, name)!r}", None, json_type(instance[name]), source)
             for name in added
         ]
     if kind == "type":
-        recorded, live = error.validator_value, json_type(error.instance)
+        recorded, live = rule, json_type(instance)
         if live == "null" or recorded == "null":
             # A nullable field showed only one of its two types in the
             # recordings (stop_sequence null until a stop sequence hits).
@@ -229,9 +234,9 @@ def _error_findings(
                         recorded, live, source)]
     if kind == "enum":
         return [Finding("warning", family, form, "enum-added", where or "$",
-                        f"new value {error.instance!r} at {where or '$'} "
-                        f"(recorded: {', '.join(map(repr, error.validator_value))})",
-                        error.validator_value, error.instance, source)]
+                        f"new value {instance!r} at {where or '$'} "
+                        f"(recorded: {', '.join(map(repr, rule))})",
+                        rule, instance, source)]
     return [Finding("warning", family, form, f"schema-{kind}", where or "$",
                     f"{where or '$'}: {error.message}", None, None, source)]
 

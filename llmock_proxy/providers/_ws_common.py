@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -261,7 +261,7 @@ def json_values(messages: Iterable[WSMessage]) -> list[Any]:
     return out
 
 
-def event_ids(prefix: str, seed: str) -> Iterable[str]:
+def event_ids(prefix: str, seed: str) -> Iterator[str]:
     """Endless ids ``prefix`` + 20 hex digits, derived from ``seed``: stable across replays."""
     counter = 0
     while True:

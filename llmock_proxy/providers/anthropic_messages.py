@@ -46,6 +46,7 @@ from llmock_proxy.providers.base import (
     RenderOptions,
     chunk_text,
     json_digest,
+    object_at,
     parse_arguments,
     request_json,
     token_counts,
@@ -273,7 +274,7 @@ def _response_format(body: dict[str, Any]) -> Any:
 
 
 def _error_of(body: dict[str, Any], status: int) -> dict[str, Any]:
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    err = object_at(body, "error")
     err_type = str(err.get("type") or ERROR_TYPES_BY_STATUS.get(status, "api_error"))
     if status < 400:  # an error event inside a 200 stream
         status = _STATUS_BY_ERROR_TYPE.get(err_type, 500)
@@ -318,7 +319,7 @@ class _StreamCollector:
             return  # comments, keep-alives, malformed data: nothing to learn
         kind = name or data.get("type")
         if kind == "message_start":
-            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            message = object_at(data, "message")
             self.summary.model = message.get("model")
             self._merge_usage(message.get("usage"))
         elif kind == "content_block_start":
@@ -328,7 +329,7 @@ class _StreamCollector:
         elif kind == "content_block_stop":
             self._stop(data.get("index"))
         elif kind == "message_delta":
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = object_at(data, "delta")
             if delta.get("stop_reason") is not None:
                 self.summary.finish_reason = delta["stop_reason"]
             self._merge_usage(data.get("usage"))

@@ -184,6 +184,12 @@ def request_json(request: Request) -> dict[str, Any]:
     return {}
 
 
+def object_at(container: Any, key: str) -> dict[str, Any]:
+    """The JSON object under ``key`` of ``container``; {} when either is not an object."""
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def parse_arguments(value: Any) -> Any:
     """Tool-call arguments as data: providers send JSON strings or objects."""
     if isinstance(value, str):

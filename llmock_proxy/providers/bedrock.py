@@ -60,6 +60,7 @@ from llmock_proxy.providers.base import (
     chunk_text,
     json_digest,
     json_uuid,
+    object_at,
     parse_arguments,
     request_json,
     split_url,
@@ -284,7 +285,8 @@ def converse_conversation(body: dict[str, Any]) -> tuple[str | None, list[Messag
     A user turn holding tool results becomes a ``tool`` message (text beside
     the results follows as the user's), as the other families do.
     """
-    system_blocks = body.get("system") if isinstance(body.get("system"), list) else []
+    raw_system = body.get("system")
+    system_blocks = raw_system if isinstance(raw_system, list) else []
     system = "\n".join(
         b["text"] for b in system_blocks if isinstance(b, dict) and isinstance(b.get("text"), str)
     )
@@ -335,12 +337,12 @@ def tool_call(use: dict[str, Any]) -> ToolCall:
 
 
 def converse_tools(body: dict[str, Any]) -> list[Tool]:
-    config = body.get("toolConfig") if isinstance(body.get("toolConfig"), dict) else {}
+    config = object_at(body, "toolConfig")
     tools = []
     for entry in config.get("tools") or []:
         spec = entry.get("toolSpec") if isinstance(entry, dict) else None
         if isinstance(spec, dict) and spec.get("name"):
-            schema = spec.get("inputSchema") if isinstance(spec.get("inputSchema"), dict) else {}
+            schema = object_at(spec, "inputSchema")
             name, description = str(spec["name"]), spec.get("description")
             tools.append(Tool(name=name, description=description, parameters=schema.get("json")))
     return tools
@@ -375,12 +377,12 @@ def converse_request(
 
 def converse_response_format(body: dict[str, Any]) -> Any:
     """``outputConfig.textFormat``: a JSON schema, sent as a string."""
-    config = body.get("outputConfig") if isinstance(body.get("outputConfig"), dict) else {}
+    config = object_at(body, "outputConfig")
     fmt = config.get("textFormat") if isinstance(config.get("textFormat"), dict) else None
     if fmt is None:
         return None
-    structure = fmt.get("structure") if isinstance(fmt.get("structure"), dict) else {}
-    definition = structure.get("jsonSchema") if isinstance(structure.get("jsonSchema"), dict) else {}
+    structure = object_at(fmt, "structure")
+    definition = object_at(structure, "jsonSchema")
     out: dict[str, Any] = {"type": str(fmt.get("type") or "json_schema")}
     if "schema" in definition:
         out["schema"] = parse_arguments(definition["schema"])
@@ -425,8 +427,8 @@ def stop_reason(summary: Summary) -> str:
 
 def summarize_converse(data: dict[str, Any]) -> Summary:
     """A Converse (or Nova InvokeModel) response body."""
-    output = data.get("output") if isinstance(data.get("output"), dict) else {}
-    message = output.get("message") if isinstance(output.get("message"), dict) else {}
+    output = object_at(data, "output")
+    message = object_at(output, "message")
     summary = Summary(finish_reason=data.get("stopReason"), usage=converse_usage(data.get("usage")))
     for block in message.get("content") or []:
         if not isinstance(block, dict):
@@ -518,12 +520,12 @@ class ConverseCollector:
             return
         index = data.get("contentBlockIndex", 0)
         if event_type == "contentBlockStart":
-            start = data.get("start") if isinstance(data.get("start"), dict) else {}
+            start = object_at(data, "start")
             use = start.get("toolUse")
             if isinstance(use, dict):
                 self._calls.start(index, ToolCall(name=str(use.get("name") or ""), id=use.get("toolUseId")))
         elif event_type == "contentBlockDelta":
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = object_at(data, "delta")
             if isinstance(delta.get("text"), str):
                 self.summary.text += delta["text"]
             elif isinstance(delta.get("toolUse"), dict):
@@ -965,6 +967,7 @@ class BedrockInvoke(_BedrockProvider):
         self, summary: Summary, request: CanonicalRequest, kind: str, options: RenderOptions
     ) -> list[dict[str, Any]]:
         """The vendor's own stream events, each to be wrapped in a chunk frame."""
+        events: list[dict[str, Any]]
         if kind == CONVERSE_STYLE:
             events = [{name: payload} for name, payload in converse_events(summary, options.chunk_size)]
             events[-1]["amazon-bedrock-invocationMetrics"] = _invocation_metrics(summary.usage)
@@ -980,7 +983,7 @@ class BedrockInvoke(_BedrockProvider):
         # Anthropic: the Messages API stream, without the pings Bedrock does not send.
         rendered = self._anthropic.render(summary, request, stream=True, options=options)
         events = [
-            e.data for e in rendered.events or [] if isinstance(e.data, dict) and e.data.get("type") != "ping"
+            data for e in rendered.events or [] if isinstance(data := e.data, dict) and data.get("type") != "ping"
         ]
         if events and events[-1].get("type") == "message_stop":
             metrics = _invocation_metrics(summary.usage)

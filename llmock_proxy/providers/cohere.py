@@ -37,6 +37,7 @@ from llmock_proxy.providers.base import (
     function_tool_calls,
     function_tools,
     json_uuid,
+    object_at,
     request_json,
     text_of,
     token_counts,
@@ -162,23 +163,23 @@ class _StreamCollector:
 
     def take(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
-        message = delta.get("message") if isinstance(delta.get("message"), dict) else {}
+        delta = object_at(data, "delta")
+        message = object_at(delta, "message")
         index = data.get("index", 0)
         if kind in ("content-start", "content-delta"):
-            content = message.get("content") if isinstance(message.get("content"), dict) else {}
+            content = object_at(message, "content")
             self.summary.text += content.get("text") or ""
             self.summary.reasoning = _append(self.summary.reasoning, content.get("thinking"))
         elif kind == "tool-plan-delta":
             self.summary.reasoning = _append(self.summary.reasoning, message.get("tool_plan"))
         elif kind == "tool-call-start":
-            call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
-            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            call = object_at(message, "tool_calls")
+            function = object_at(call, "function")
             started = ToolCall(name=str(function.get("name") or ""), id=call.get("id"))
             self._calls.start(index, started, function.get("arguments") or "")
         elif kind == "tool-call-delta":
-            call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
-            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            call = object_at(message, "tool_calls")
+            function = object_at(call, "function")
             self._calls.add(index, function.get("arguments") or "")
         elif kind == "message-end":
             self.summary.finish_reason = delta.get("finish_reason")

@@ -58,6 +58,7 @@ from llmock_proxy.providers.base import (
     RenderOptions,
     chunk_text,
     json_digest,
+    object_at,
     parse_arguments,
     request_json,
     split_url,
@@ -489,7 +490,7 @@ class _ChunkCollector:
         candidate = candidates[0]  # the SDK's .text and .function_calls read the first
         if candidate.get("finishReason"):
             self.summary.finish_reason = candidate["finishReason"]
-        content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+        content = object_at(candidate, "content")
         for part in content.get("parts") or []:
             if not isinstance(part, dict):
                 continue

@@ -175,7 +175,8 @@ def _tools(body: dict[str, Any]) -> list[Tool]:
         if not isinstance(raw, dict):
             continue
         kind = raw.get("type", "function")
-        spec = raw.get(kind) if isinstance(raw.get(kind), dict) else raw
+        inner = raw.get(kind)
+        spec = inner if isinstance(inner, dict) else raw
         tools.append(
             Tool(
                 name=str(spec.get("name") or kind),

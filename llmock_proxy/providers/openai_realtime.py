@@ -61,6 +61,7 @@ from llmock_proxy.providers._ws_common import (
 from llmock_proxy.providers.base import (
     RenderOptions,
     arguments_json,
+    object_at,
     parse_arguments,
     split_url,
     token_counts,
@@ -360,7 +361,7 @@ class RealtimeConversation:
         return TurnStep()
 
     def _response_create(self, event: dict[str, Any]) -> TurnStep:
-        params = event.get("response") if isinstance(event.get("response"), dict) else {}
+        params = object_at(event, "response")
         self._pending = params
         instructions = params.get("instructions", self.session.get("instructions"))
         tools = params.get("tools", self.session.get("tools"))

@@ -41,6 +41,7 @@ from llmock_proxy.providers import _openai_common as common
 from llmock_proxy.providers.base import (
     RenderOptions,
     arguments_json,
+    object_at,
     parse_arguments,
     request_json,
     token_counts,
@@ -84,7 +85,7 @@ class OpenAIResponses(common.OpenAIProvider):
         if isinstance(instructions, str):
             system_parts.append(instructions)
         messages = _input_messages(body.get("input"), system_parts)
-        text_options = body.get("text") if isinstance(body.get("text"), dict) else {}
+        text_options = object_at(body, "text")
         extra: dict[str, Any] = {}
         # The id differs on every recording run; that the request continues a
         # stored conversation does not, and it changes the answer.
@@ -192,7 +193,7 @@ def _finish_reason(response: dict[str, Any], has_calls: bool) -> str | None:
     status = response.get("status")
     if status == "incomplete":
         reason = (response.get("incomplete_details") or {}).get("reason")
-        return _INCOMPLETE_REASONS.get(reason, "length")
+        return _INCOMPLETE_REASONS.get(str(reason), "length")
     if status == "completed":
         return "tool_calls" if has_calls else "stop"
     return None
@@ -302,7 +303,7 @@ def _summarize_stream(response: Response) -> Summary:
             continue
         kind = data.get("type") or event.event
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else data
+            error = object_at(data, "error") or data
             return Summary(
                 model=accumulator.model,
                 error={

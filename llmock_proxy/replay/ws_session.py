@@ -466,7 +466,7 @@ def open_replay(session: ReplaySession, request: Request, factor: float = 1.0) -
     if recorded:
         session.hits += 1
         sessions = [RecordedSession.of(f, provider) for f in recorded]
-        follower = _RecordedFollower(provider, sessions, factor)
+        follower: _RecordedFollower | _FixtureFollower = _RecordedFollower(provider, sessions, factor)
         first = sessions[0]
         return WSReplay(provider, request, follower, subprotocol=first.subprotocol, headers=first.headers)
     conversation = provider.conversation(request)

@@ -4,15 +4,15 @@ Independent of ``llmock_proxy.providers`` on purpose: the proxy is tested
 against these. See docs/testing.md.
 """
 
-from .anthropic import AnthropicFake
-from .base import FakeProvider, RecordedRequest, Script, StreamEvent, ToolCall
-from .bedrock import BedrockFake
-from .cohere import CohereFake
-from .gemini import GeminiFake
-from .ollama import OllamaFake
-from .openai import OpenAIFake
-from .server import FakeServer
-from .tls import TestPKI
+from tests.fakes.anthropic import AnthropicFake
+from tests.fakes.base import FakeProvider, RecordedRequest, Script, StreamEvent, ToolCall
+from tests.fakes.bedrock import BedrockFake
+from tests.fakes.cohere import CohereFake
+from tests.fakes.gemini import GeminiFake
+from tests.fakes.ollama import OllamaFake
+from tests.fakes.openai import OpenAIFake
+from tests.fakes.server import FakeServer
+from tests.fakes.tls import TestPKI
 
 PROVIDER_FAKES: dict[str, type[FakeProvider]] = {
     fake.name: fake

@@ -21,8 +21,9 @@ import string
 import struct
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from aiohttp import web
 

@@ -35,9 +35,8 @@ from botocore.credentials import Credentials
 
 from llmock_proxy.cassette.model import EventStreamFrame, Payload
 from llmock_proxy.wire.eventstream import encode_frame
-
-from .anthropic import content_blocks, message_events
-from .base import (
+from tests.fakes.anthropic import content_blocks, message_events
+from tests.fakes.base import (
     FakeProvider,
     JSONDict,
     RecordedRequest,

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import (
+from tests.fakes.base import (
     FakeProvider,
     JSONDict,
     RecordedRequest,

@@ -33,15 +33,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .base import (
-    RECORDED,
-    FakeProvider,
-    JSONDict,
-    RecordedRequest,
-    Script,
-    count_tokens,
-    random_id,
-)
+from tests.fakes.base import RECORDED, FakeProvider, JSONDict, RecordedRequest, Script, count_tokens, random_id
 
 LIVE_PATHS = tuple(
     f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"

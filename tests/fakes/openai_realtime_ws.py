@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .base import (
+from tests.fakes.base import (
     RECORDED,
     FakeProvider,
     JSONDict,

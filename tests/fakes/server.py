@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeProvider, RecordedRequest, Script
-from .tls import TestPKI
+from tests.fakes.base import FakeProvider, RecordedRequest, Script
+from tests.fakes.tls import TestPKI
 
 _START_TIMEOUT = 10.0
 # In-flight handlers (e.g. a deliberately slow stream) get this long at stop.
