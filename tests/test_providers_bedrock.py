@@ -28,7 +28,8 @@ from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette.model import EventStreamFrame, Payload, Request, Response
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import RenderOptions
-from llmock_proxy.providers.bedrock import BedrockConverse, BedrockInvoke
+from llmock_proxy.providers.bedrock.converse import BedrockConverse
+from llmock_proxy.providers.bedrock.invoke import BedrockInvoke
 from llmock_proxy.providers.catalog import identify
 from tests.support.providers import decode_stream, wire_bytes
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
 from llmock_proxy.providers.base import Provider, RenderOptions, split_url
-from llmock_proxy.providers.bedrock import BedrockConverse, BedrockInvoke
+from llmock_proxy.providers.bedrock.converse import BedrockConverse
+from llmock_proxy.providers.bedrock.invoke import BedrockInvoke
 from llmock_proxy.providers.cohere import CohereChat
 from llmock_proxy.providers.gemini import GeminiEmbed, GeminiGenerate
 from llmock_proxy.providers.gemini_live import GeminiLive
