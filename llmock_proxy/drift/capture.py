@@ -8,11 +8,13 @@ recorded one (match, summary, redaction), so it can be compared with the
 recorded shape and, with ``--update``, written back.
 
 WebSocket sessions replay the recorded client turns: after connecting, and
-after each client message, server messages are collected until the message
-that ended the recorded turn arrives again (``response.done``, Gemini Live's
-``serverContent`` with ``turnComplete``: however many deltas come first), or
-— for a turn without such a marker — as many messages as the recording had;
-in any case no longer than the turn's time limit. Ids the server made up and
+after each client message, server messages are collected until the turn is
+over: as many turn-ending messages as the recorded turn had, as the family's
+provider tells them (``turn_done``: Realtime's ``response.done``, Gemini
+Live's ``turnComplete`` or ``toolCall``); for a turn without one, until the
+message that ended the recorded turn arrives again (its type, or the keys
+only it had), or as many messages as the recording had; in any case no
+longer than the turn's time limit. Ids the server made up and
 the client echoes (a tool result's ``call_id``, ``previous_response_id``, a
 Live function call's ``id``) are swapped for the ones the live server made
 up, so a tool round trip is not refused for naming the recording's ids.
