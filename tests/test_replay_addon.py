@@ -403,3 +403,35 @@ def test_chaos_through_the_addon_never_sticks_to_a_recording(tmp_path: Path, sto
         cut = ask(**{"x-llmock-chaos-disconnect": "1"})
         assert cut.status_code == 502  # mitmproxy's answer to a dropped upstream connection
     assert all(a.requested[0] == "127.0.0.1" for a in router.attempts)  # the engine only
+
+
+async def test_a_request_that_arrives_before_the_engine_runs_waits_for_it() -> None:
+    # mitmproxy 12 accepts connections before the addons' running hooks are
+    # done; a stream asked for in that window must wait for the replay engine,
+    # and the proxy must already be lazy (never connect upstream first).
+    import asyncio
+
+    from mitmproxy.addons.proxyserver import Proxyserver
+    from mitmproxy.test import taddons, tflow
+
+    examples = Path(__file__).resolve().parent.parent / "cassettes" / "examples"
+    addon = Replay()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, llmock_cassettes=[str(examples)], llmock_fixtures=[str(examples)],
+                       llmock_cassette_dir="")
+        assert tctx.options.connection_strategy == "lazy"
+        flow = tflow.tflow()
+        flow.request = http.Request.make(
+            "POST", "https://api.openai.com/v1/chat/completions",
+            json.dumps({"model": "gpt-4o-mini", "stream": True,
+                        "messages": [{"role": "user", "content": "Say hello"}]}),
+            {"content-type": "application/json"},
+        )
+        answering = asyncio.create_task(addon.request(flow))
+        done, _ = await asyncio.wait({answering}, timeout=0.05)
+        assert not done and flow.response is None  # waiting, not failed
+        await addon.running()
+        await answering
+        assert flow.response is None  # a stream: sent to the engine to be played out
+        assert (flow.request.host, flow.request.port) == ("127.0.0.1", addon.engine.port)
+        await addon.done()

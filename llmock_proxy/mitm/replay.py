@@ -70,6 +70,7 @@ class Replay:
         self._record = Record(on_recorded=self._recorded)
         self._record_ready = False
         self._loopback = Loopback(self.engine)
+        self._engine_started = asyncio.Event()
         self._misses: set[str] = set()
 
     # -- options ---------------------------------------------------------------
@@ -111,6 +112,11 @@ class Replay:
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        # Without lazy connections mitmproxy connects upstream before the
+        # request hook runs: a replayed request would fail on DNS / 502. Set
+        # here, before the proxy listens, not only once it is running.
+        if opts.connection_strategy != "lazy":
+            opts.update(connection_strategy="lazy")
         if "llmock_timing" in updated:
             try:
                 self.engine.set_timing(Timing.parse(opts.llmock_timing))
@@ -150,13 +156,12 @@ class Replay:
     # -- lifecycle -------------------------------------------------------------
 
     async def running(self) -> None:
-        # Without lazy connections mitmproxy connects upstream before the
-        # request hook runs: a replayed request would fail on DNS / 502.
         if ctx.options.connection_strategy != "lazy":
             ctx.options.update(connection_strategy="lazy")
         if self.engine.port is None:
             await self.engine.start("127.0.0.1", 0)
             log.info("llmock: replay engine on http://127.0.0.1:%d", self.engine.port)
+        self._engine_started.set()
 
     async def done(self) -> None:
         if self._record_ready:
@@ -168,6 +173,9 @@ class Replay:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return  # answered by another addon
+        # mitmproxy 12 accepts connections before the running hooks are done:
+        # a request that early waits for the replay engine instead of failing.
+        await self._engine_started.wait()
         try:
             await self._answer(flow)
         except Exception as exc:
