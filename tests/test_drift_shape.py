@@ -15,6 +15,8 @@ from llmock_proxy.cassette.model import (
     Request,
     Response,
     SSEEvent,
+    WebSocketSession,
+    WSMessage,
 )
 from llmock_proxy.drift.findings import Finding, Policy
 from llmock_proxy.drift.schema import check_response, shape_schema, validate_recording
@@ -275,3 +277,52 @@ def test_categorical_fields_are_the_families_own():
     assert ("warning", "enum-added", "events.GenerateContentResponse.candidates[].finishReason") in kinds(
         check_response(doc, gemini_sse(live))
     )
+
+
+OPENAI_STREAM = [
+    {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+     "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+    {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+     "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]},
+    {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    "[DONE]",
+]
+
+
+def test_an_openai_chunk_that_gains_a_type_field_is_a_warning_only():
+    # OpenAI chat chunks say what they are in `object`: a `type` the API adds
+    # later is a new field, not a new kind of chunk (nor a vanished one).
+    recorded = interaction(gemini_sse(OPENAI_STREAM), family="openai.chat")
+    doc = shape_schema(infer_shapes([(recorded, "o.yaml#0")])["openai.chat.sse"])
+    assert doc["x-llmock"]["requiredEventTypes"] == ["[DONE]", "chat.completion.chunk"]
+    live = copy.deepcopy(OPENAI_STREAM)
+    for chunk in live[:-1]:
+        chunk["type"] = "chunk"
+    assert kinds(check_response(doc, gemini_sse(live))) == [
+        ("warning", "field-added", "events.chat.completion.chunk.type")
+    ]
+
+
+def live_session(messages):
+    return Response(101, {}, websocket=WebSocketSession(messages=[WSMessage(False, Payload.json(m)) for m in messages]))
+
+
+LIVE_TURN = [
+    {"setupComplete": {}},
+    {"serverContent": {"modelTurn": {"parts": [{"text": "Hi"}]}}},
+    {"serverContent": {"turnComplete": True}, "usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 5}},
+]
+
+
+def test_a_gemini_live_message_that_gains_a_top_level_field_is_a_warning_only():
+    # Live messages are typed by their kind (serverContent, ...), not by
+    # every top-level field they carry.
+    recorded = interaction(live_session(LIVE_TURN), family="gemini.live")
+    doc = shape_schema(infer_shapes([(recorded, "l.yaml#0")])["gemini.live.websocket"])
+    assert doc["x-llmock"]["requiredEventTypes"] == ["serverContent", "setupComplete"]
+    live = copy.deepcopy(LIVE_TURN)
+    live[1]["groundingInfo"] = {"sources": []}
+    assert kinds(check_response(doc, live_session(live))) == [
+        ("warning", "field-added", "events.serverContent.groundingInfo")
+    ]

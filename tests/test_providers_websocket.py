@@ -167,3 +167,19 @@ def test_drift_shapes_see_the_message_type_sequence_of_exact_binary_frames() -> 
     shape = infer_shapes([(interaction, "mem#0")])["gemini.live.websocket"]
     assert shape.stream is not None and shape.stream.order == {("setupComplete", "serverContent")}
     assert "usageMetadata" in shape.stream.payloads["serverContent"].properties
+
+
+def test_drift_types_server_messages_as_replay_types_them() -> None:
+    messages = [
+        {"type": "response.done", "response": {"status": "completed"}},
+        {"serverContent": {"turnComplete": True}, "usageMetadata": {"totalTokenCount": 5}},
+        {"usageMetadata": {"totalTokenCount": 5}, "toolCall": {"functionCalls": []}},
+    ]
+    for provider in (REALTIME, RESPONSES_WS, LIVE):
+        for value in messages:
+            assert provider.stream_item_type(value, fallback="text") == provider.message_type(value)
+        # A message that is no JSON object is typed by its frame.
+        assert provider.stream_item_type(None, fallback="binary") == "binary"
+    # Live: the message's kind, whatever rides along (usageMetadata, fields added later).
+    assert LIVE.stream_item_type({"usageMetadata": {}, "toolCall": {}, "newField": 1}) == "toolCall"
+    assert REALTIME.stream_item_type({"type": "response.done"}) == "response.done"

@@ -168,7 +168,7 @@ def ends_turn(message: WSMessage, terminator: Mark, provider: Provider) -> bool:
 
 def message_type(message: WSMessage, provider: Provider) -> str:
     """The message's type as the family's provider reads it (JSON in binary frames too)."""
-    return provider.stream_item_type(message_json(message), "binary" if message.binary else "text")
+    return provider.stream_item_type(message_json(message), fallback="binary" if message.binary else "text")
 
 
 def turns(session: WebSocketSession) -> list[Turn]:

@@ -187,24 +187,21 @@ def first_occurrences(names: Iterable[str]) -> list[str]:
 
 
 def typed_events(response: Response, provider: Provider) -> Iterator[tuple[str, Any]]:
-    """(event type, payload) for each element of a streamed response.
-
-    The type is the SSE event name when there is one, the EventStream
-    `:event-type`, otherwise what the family's provider reads from the payload.
-    """
+    """(event type, payload) for each element of a streamed response, the
+    type as the family's provider reads it (from the SSE event name or the
+    EventStream ``:event-type`` the wire gave the element, and its payload)."""
     if response.events is not None:
         for event in response.events:
             if event.comment is not None and event.data is None:
                 continue  # keep-alive comments are transport, not API
-            name = event.event or provider.stream_item_type(event.data, "message")
-            yield name, event.data
+            yield provider.stream_item_type(event.data, event.event, fallback="message"), event.data
     elif response.lines is not None:
         for line in response.lines:
-            yield provider.stream_item_type(line.data, "line"), line.data
+            yield provider.stream_item_type(line.data, fallback="line"), line.data
     elif response.frames is not None:
         for frame in response.frames:
             payload = frame.payload.value if frame.payload.kind == "json" else None
-            yield frame.event_type or "frame", payload
+            yield provider.stream_item_type(payload, frame.event_type, fallback="frame"), payload
     elif response.websocket is not None:
         for message in response.websocket.messages:
             if message.from_client:
@@ -212,7 +209,7 @@ def typed_events(response: Response, provider: Provider) -> Iterator[tuple[str, 
             # JSON kept as text (a binary frame whose exact bytes were stored,
             # as Gemini Live sends them) is read as JSON too.
             payload = message_json(message)
-            yield provider.stream_item_type(payload, "binary" if message.binary else "text"), payload
+            yield provider.stream_item_type(payload, fallback="binary" if message.binary else "text"), payload
 
 
 def infer_shapes(items: Iterable[tuple[Interaction, str]]) -> dict[str, Shape]:

@@ -181,6 +181,12 @@ class WebSocketProvider(Provider):
             return value["type"]
         return "json"
 
+    def stream_item_type(self, payload: Any, name: str | None = None, *, fallback: str = "message") -> str:
+        """A server message is typed as replay types client messages
+        (:meth:`message_type`); one that is not a JSON object by its frame
+        (``fallback``: text or binary)."""
+        return self.message_type(payload) if isinstance(payload, dict) else fallback
+
     def message_key(self, message: WSMessage) -> MessageKey:
         value = message_json(message)
         if value is not None:

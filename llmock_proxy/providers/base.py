@@ -128,10 +128,18 @@ class Provider:
     usage_objects: frozenset[str] = frozenset({"usage"})
     usage_fields: frozenset[str] = frozenset()
 
-    def stream_item_type(self, payload: Any, fallback: str) -> str:
-        """The type of one stream element (its SSE event name or EventStream
-        ``:event-type`` comes first and is not asked here) or WebSocket message,
-        from its parsed payload; ``fallback`` when it names none."""
+    def stream_item_type(self, payload: Any, name: str | None = None, *, fallback: str = "message") -> str:
+        """The type of one stream element (SSE event, NDJSON line, EventStream
+        frame) or WebSocket message: ``name`` is the label the wire gave it
+        (the SSE ``event:``, the EventStream ``:event-type``), ``payload`` its
+        parsed data; ``fallback`` when neither names one.
+
+        Drift compares the elements of one type with each other, so the type
+        must not change when the API adds a field: a family reads it from the
+        one place its API puts it. The default: the wire's label, else the
+        payload's ``type`` or ``object``."""
+        if name:
+            return name
         if isinstance(payload, dict):
             for key in ("type", "object"):
                 value = payload.get(key)

@@ -181,10 +181,10 @@ class _GeminiREST(Provider):
     categorical_fields = COMMON_CATEGORICAL_FIELDS | {"finishReason", "finish_reason"}
     usage_objects = GEMINI_USAGE_OBJECTS
 
-    def stream_item_type(self, payload: Any, fallback: str) -> str:
+    def stream_item_type(self, payload: Any, name: str | None = None, *, fallback: str = "message") -> str:
         # Every chunk of a stream is one GenerateContentResponse, whichever
         # fields it carries (candidates, usageMetadata, modelVersion, ...).
-        return "GenerateContentResponse" if isinstance(payload, dict) else fallback
+        return "GenerateContentResponse" if isinstance(payload, dict) else name or fallback
 
     def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
         return GEMINI_CREDENTIALS

@@ -148,9 +148,6 @@ class GeminiLive(WebSocketProvider):
                 return named[0]
         return "json"
 
-    def stream_item_type(self, payload: Any, fallback: str) -> str:
-        return self.message_type(payload) if isinstance(payload, dict) else fallback
-
     def turn_done(self, value: Any) -> bool:
         """A model turn ends with ``turnComplete``, or pauses on a tool call."""
         if not isinstance(value, dict):

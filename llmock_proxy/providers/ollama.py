@@ -185,11 +185,11 @@ class _OllamaProvider(Provider):
         {"prompt_eval_count", "eval_count", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration"}
     )
 
-    def stream_item_type(self, payload: Any, fallback: str) -> str:
+    def stream_item_type(self, payload: Any, name: str | None = None, *, fallback: str = "message") -> str:
         # Every line is a chunk; the last one says done: true.
         if isinstance(payload, dict) and "done" in payload:
             return "done" if payload["done"] is True else "chunk"
-        return super().stream_item_type(payload, fallback)
+        return super().stream_item_type(payload, name, fallback=fallback)
 
     def credential_schemes(self, request: Request) -> tuple[CredentialScheme, ...]:
         # A local Ollama needs none; a hosted one takes a bearer token.

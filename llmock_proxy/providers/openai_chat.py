@@ -48,6 +48,17 @@ class OpenAIChat(common.OpenAIProvider):
     stream_form = "sse"
     path_endings = ("/chat/completions",)
 
+    def stream_item_type(self, payload: Any, name: str | None = None, *, fallback: str = "message") -> str:
+        """Chunks say what they are in ``object`` (``chat.completion.chunk``);
+        the stream ends with ``[DONE]``. A field the API adds later, even one
+        called ``type``, is a new field of the chunk, not a new kind of chunk."""
+        if name:
+            return name
+        if isinstance(payload, dict):
+            kind = payload.get("object")
+            return kind if isinstance(kind, str) else fallback
+        return "[DONE]" if payload == "[DONE]" else fallback
+
     def render_options(self, request: Request, options: RenderOptions = RenderOptions()) -> RenderOptions:
         """A streamed answer ends with a usage chunk only when the client asked
         (``stream_options.include_usage``): client code that reads
