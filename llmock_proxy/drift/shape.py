@@ -19,9 +19,10 @@ from llmock_proxy.providers._ws_common import message_json
 from llmock_proxy.providers.base import Provider
 from llmock_proxy.providers.catalog import grammar_of
 
-# Which fields are categorical and which are token counters is each API
-# family's own business: its provider says (``categorical_fields``,
-# ``is_usage_path``), as it says the type of each stream element.
+# Which fields are categorical, which hold the caller's own data and which
+# are token counters is each API family's own business: its provider says
+# (``categorical_fields``, ``free_form_fields``, ``is_usage_path``), as it
+# says the type of each stream element (``stream_item_type``).
 
 
 def is_usage_path(family: str, path: str) -> bool:
@@ -33,11 +34,19 @@ def is_usage_path(family: str, path: str) -> bool:
     return grammar_of(family).is_usage_path(path)
 
 
-# Subtrees whose keys are the caller's data (tool arguments, JSON schemas the
-# caller sent): their inner structure depends on the request, not the API.
-FREE_FORM_KEYS = frozenset(
-    {"input", "args", "arguments", "parameters", "input_schema", "schema", "properties", "metadata"}
-)
+@dataclass(frozen=True)
+class FieldRoles:
+    """What a family's provider says about its fields, as a shape needs it."""
+
+    # Fields whose values are part of the contract.
+    categorical: frozenset[str] = frozenset()
+    # Subtrees whose keys are the caller's data (tool arguments, JSON schemas
+    # the caller sent): their inner structure depends on the request, not the API.
+    free_form: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, provider: Provider) -> FieldRoles:
+        return cls(provider.categorical_fields, provider.free_form_fields)
 
 
 def json_type(value: Any) -> str:
@@ -68,28 +77,28 @@ class Node:
     values: set[str] | None = None  # categorical values, when categorical
     free_form: bool = False
 
-    def add(self, value: Any, *, key: str | None = None, categorical: frozenset[str] = frozenset()) -> None:
+    def add(self, value: Any, *, key: str | None = None, roles: FieldRoles = FieldRoles()) -> None:
         self.seen += 1
         kind = json_type(value)
         self.types.add(kind)
-        if key in categorical and isinstance(value, str):
+        if key in roles.categorical and isinstance(value, str):
             if self.values is None:
                 self.values = set()
             self.values.add(value)
-        if key in FREE_FORM_KEYS:
+        if key in roles.free_form:
             self.free_form = True
         if self.free_form:
             return
         if kind == "object":
             self.as_object += 1
             for name, child in value.items():
-                self.properties.setdefault(name, Node()).add(child, key=name, categorical=categorical)
+                self.properties.setdefault(name, Node()).add(child, key=name, roles=roles)
         elif kind == "array":
             for item in value:
                 if self.items is None:
                     self.items = Node()
                 # Array items inherit the key: a list of `type` strings is categorical too.
-                self.items.add(item, key=key, categorical=categorical)
+                self.items.add(item, key=key, roles=roles)
 
     @property
     def required(self) -> list[str]:
@@ -109,7 +118,7 @@ class StreamShape:
     before: dict[tuple[str, str], int] = field(default_factory=dict)
     payloads: dict[str, Node] = field(default_factory=dict)
 
-    def add(self, events: list[tuple[str, Any]], categorical: frozenset[str] = frozenset()) -> None:
+    def add(self, events: list[tuple[str, Any]], roles: FieldRoles = FieldRoles()) -> None:
         self.samples += 1
         firsts = first_occurrences(name for name, _ in events)
         present = set(firsts)
@@ -119,7 +128,7 @@ class StreamShape:
             for b in firsts[i + 1 :]:
                 self.before[(a, b)] = self.before.get((a, b), 0) + 1
         for name, payload in events:
-            self.payloads.setdefault(name, Node()).add(payload, categorical=categorical)
+            self.payloads.setdefault(name, Node()).add(payload, roles=roles)
 
     @property
     def order(self) -> set[tuple[str, str]]:
@@ -148,7 +157,7 @@ class Shape:
 
     def add(self, response: Response, source: str = "") -> None:
         self.statuses.add(response.status)
-        categorical = self.provider.categorical_fields
+        roles = FieldRoles.of(self.provider)
         ctype = media_type(response.headers.get("content-type"))
         if ctype and not is_error_status(response.status):
             self.content_types.add(ctype)
@@ -162,11 +171,11 @@ class Shape:
             if response.body is not None and response.body.kind == "json":
                 if self.body is None:
                     self.body = Node()
-                self.body.add(response.body.value, categorical=categorical)
+                self.body.add(response.body.value, roles=roles)
             return
         if self.stream is None:
             self.stream = StreamShape()
-        self.stream.add(list(typed_events(response, self.provider)), categorical)
+        self.stream.add(list(typed_events(response, self.provider)), roles)
 
 
 def is_error_status(status: int) -> bool:

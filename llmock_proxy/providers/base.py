@@ -13,6 +13,8 @@ and the grammar generic code (drift, replay) must never guess:
 
 * ``stream_item_type``     – the type of one stream element or WebSocket message
 * ``categorical_fields``   – fields whose *values* are part of the contract
+* ``free_form_fields``     – fields holding the caller's own data (tool
+                             arguments, JSON schemas), whose inside is no shape
 * ``usage_objects`` / ``usage_fields`` – token counters (values, not shape)
 * ``credential_schemes``   – which environment variables hold its credential,
                              and how a request carries it
@@ -78,6 +80,12 @@ class CredentialScheme:
 
 # Fields whose values are part of every API's contract.
 COMMON_CATEGORICAL_FIELDS = frozenset({"type", "object", "role", "status"})
+# Fields whose inside is the caller's data in the families' answers: tool-call
+# arguments (``arguments``, ``input``, ``args``), JSON schemas the caller sent
+# (``parameters``, ``input_schema``, ``schema``, ``properties``), ``metadata``.
+COMMON_FREE_FORM_FIELDS = frozenset(
+    {"input", "args", "arguments", "parameters", "input_schema", "schema", "properties", "metadata"}
+)
 
 
 class Provider:
@@ -123,6 +131,8 @@ class Provider:
 
     # Fields whose values are part of the contract: a new value is drift.
     categorical_fields: frozenset[str] = COMMON_CATEGORICAL_FIELDS
+    # Fields whose structure depends on the request, not the API.
+    free_form_fields: frozenset[str] = COMMON_FREE_FORM_FIELDS
     # Token counters are values, and APIs leave some out when there is
     # nothing to count: objects holding counters, and counters found anywhere.
     usage_objects: frozenset[str] = frozenset({"usage"})
