@@ -505,3 +505,42 @@ def test_a_live_error_answer_shows_its_status_and_message_and_where_it_went_in_e
     assert result["live_status"] == 503 and result["live_url"].startswith(live_url)
     assert result["url"] == "https://api.openai.com/v1/chat/completions"
     assert ("critical", "status-changed", "status") in graded(json.loads(texts["json"]))
+
+
+def test_sigv4_signs_for_the_service_and_region_the_provider_names():
+    from llmock_proxy.cassette.model import Request
+    from llmock_proxy.drift.canary import Skip, credential_for, live_request
+
+    keys = {"AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "sk-test-aws-0015"}
+
+    def scope(url: str, env: dict[str, str]) -> str:
+        recorded = Request("POST", url, headers={"content-type": "application/json",
+                                                 "x-amz-security-token": "stale-session-token"})
+        live = live_request(recorded, "bedrock.converse", credential_for("bedrock.converse", recorded, env))
+        headers = {name.lower(): value for name, value in live.headers}
+        assert headers.get("x-amz-security-token") != "stale-session-token"
+        # The SigV4 credential scope: <key id>/<date>/<region>/<service>/aws4_request.
+        return headers["authorization"].split("Credential=", 1)[1].split(",", 1)[0]
+
+    # The region is the one the endpoint's host names, whatever AWS_REGION says.
+    assert scope("https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse",
+                 {**keys, "AWS_REGION": "us-east-1"}).endswith("/eu-west-1/bedrock/aws4_request")
+    # A host that names none (a gateway, a fake): the environment's region.
+    gateway = "http://127.0.0.1:9/model/m/converse"
+    assert scope(gateway, {**keys, "AWS_REGION": "ap-south-1"}).endswith("/ap-south-1/bedrock/aws4_request")
+    with pytest.raises(Skip, match="set AWS_REGION"):
+        scope(gateway, keys)
+
+
+def test_a_recorded_credential_header_of_the_family_is_never_replayed():
+    from llmock_proxy.cassette.model import Request
+    from llmock_proxy.drift.canary import credential_for, live_request
+
+    # A hand-edited cassette whose key survived: the family's header is
+    # replaced by the canary's credential, not sent twice.
+    recorded = Request("POST", "https://api.anthropic.com/v1/messages",
+                       headers={"x-api-key": "old-key-left-in-a-cassette", "anthropic-version": "2023-06-01"})
+    credential = credential_for("anthropic.messages", recorded, {"ANTHROPIC_API_KEY": "sk-test-anthropic-0016"})
+    assert live_request(recorded, "anthropic.messages", credential).headers == [
+        ("anthropic-version", "2023-06-01"), ("x-api-key", "sk-test-anthropic-0016")
+    ]

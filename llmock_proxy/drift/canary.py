@@ -40,14 +40,14 @@ from llmock_proxy.drift.contracts import Contracts, Recorded, error_message, is_
 from llmock_proxy.drift.findings import Finding
 from llmock_proxy.drift.report import CheckResult, DriftReport, Outcome
 from llmock_proxy.drift.shape import is_error_status
+from llmock_proxy.providers.base import CredentialScheme, SigV4
 from llmock_proxy.providers.catalog import FAMILIES, grammar_of
 from llmock_proxy.providers.generic import is_credential_param
 from llmock_proxy.record.recorder import UNSTORED_HEADERS, Recorder
 
-# Headers that carry a credential in one family or another; never replayed.
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "x-amz-security-token"}
-)
+# Headers that carry a credential in any HTTP API; each family's provider
+# names its own besides (``Credential.replaces``). Never replayed.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 # Parts of an AWS SigV4 signature, recomputed for every request.
 SIGV4_HEADERS = frozenset({"x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "authorization"})
 
@@ -83,6 +83,8 @@ class Credential:
     headers: tuple[tuple[str, str], ...] = ()
     secrets: tuple[str, ...] = ()
     signer: Signer | None = None
+    # Headers the family's credentials travel in: a recorded one is never replayed.
+    replaces: frozenset[str] = frozenset()
 
 
 def _env(env: Mapping[str, str], *names: str) -> str | None:
@@ -100,19 +102,20 @@ def credential_for(family: str, request: Request, env: Mapping[str, str]) -> Cre
     Raises :class:`Skip` naming the variable(s) to set when there is none.
     """
     schemes = grammar_of(family).credential_schemes(request)
+    replaces = frozenset(scheme.header for scheme in schemes if scheme.sigv4 is None)
     for scheme in schemes:
-        if scheme.sigv4:
+        if scheme.sigv4 is not None:
             if all(_env(env, name) for name in scheme.env):
-                return _sigv4_credential(request, env)
+                return _sigv4_credential(family, request, scheme, scheme.sigv4, env, replaces)
             continue
         key = _env(env, *scheme.env)
         if key is not None:
-            return Credential(headers=((scheme.header, scheme.prefix + key),), secrets=(key,))
+            return Credential(headers=((scheme.header, scheme.prefix + key),), secrets=(key,), replaces=replaces)
     if any(scheme.optional for scheme in schemes):
-        return Credential()
-    signed = [" and ".join(scheme.env) for scheme in schemes if scheme.sigv4]
+        return Credential(replaces=replaces)
+    signed = [" and ".join(scheme.env) for scheme in schemes if scheme.sigv4 is not None]
     if signed:
-        others = [name for scheme in schemes if not scheme.sigv4 for name in scheme.env]
+        others = [name for scheme in schemes if scheme.sigv4 is None for name in scheme.env]
         alternative = f" (or {' or '.join(others)})" if others else ""
         raise Skip(f"{family} requests are SigV4-signed: set {signed[0]}{alternative}")
     if schemes:
@@ -128,32 +131,37 @@ def credential_for(family: str, request: Request, env: Mapping[str, str]) -> Cre
     return Credential()
 
 
-_BEDROCK_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
-
-
-def _sigv4_credential(request: Request, env: Mapping[str, str]) -> Credential:
-    access, secret = _env(env, "AWS_ACCESS_KEY_ID"), _env(env, "AWS_SECRET_ACCESS_KEY")
+def _sigv4_credential(
+    family: str,
+    request: Request,
+    scheme: CredentialScheme,
+    sigv4: SigV4,
+    env: Mapping[str, str],
+    replaces: frozenset[str],
+) -> Credential:
+    access, secret = _env(env, scheme.env[0]), _env(env, scheme.env[1])
     assert access is not None and secret is not None
     try:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
     except ImportError:
-        raise Skip("Bedrock requests are SigV4-signed and botocore is not installed") from None
-    match = _BEDROCK_HOST.match(urlsplit(request.url).hostname or "")
-    region = match.group(1) if match else _env(env, "AWS_REGION", "AWS_DEFAULT_REGION")
+        raise Skip(f"{family} requests are SigV4-signed and botocore is not installed") from None
+    region = sigv4.region or _env(env, *sigv4.region_env)
     if region is None:
-        raise Skip("cannot tell the AWS region of the Bedrock endpoint: set AWS_REGION")
-    session_token = _env(env, "AWS_SESSION_TOKEN")
+        raise Skip(f"cannot tell the AWS region of the {family} endpoint: set {sigv4.region_env[0]}")
+    session_token = _env(env, *sigv4.session_env)
     aws_credentials = Credentials(access, secret, session_token)
 
     def sign(method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
         unsigned = [(k, v) for k, v in headers if k.lower() not in SIGV4_HEADERS]
         aws_request = AWSRequest(method=method, url=url, data=body, headers=dict(unsigned))
-        SigV4Auth(aws_credentials, "bedrock", region).add_auth(aws_request)
+        SigV4Auth(aws_credentials, sigv4.service, region).add_auth(aws_request)
         return [(k, v) for k, v in aws_request.headers.items() if k.lower() != "host"]
 
-    return Credential(secrets=tuple(s for s in (access, secret, session_token) if s), signer=sign)
+    return Credential(
+        secrets=tuple(s for s in (access, secret, session_token) if s), signer=sign, replaces=replaces | SIGV4_HEADERS
+    )
 
 
 @dataclass
@@ -243,7 +251,10 @@ def live_request(
     headers = [
         (name, value)
         for name, value in recorded.headers.items()
-        if name not in UNSTORED_HEADERS and name not in CREDENTIAL_HEADERS and not is_redacted(value)
+        if name not in UNSTORED_HEADERS
+        and name not in CREDENTIAL_HEADERS
+        and name not in credential.replaces
+        and not is_redacted(value)
     ]
     headers += list(credential.headers)
     body = recorded.body.to_bytes() if recorded.body is not None else None

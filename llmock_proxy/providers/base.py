@@ -17,7 +17,7 @@ and the grammar generic code (drift, replay) must never guess:
                              arguments, JSON schemas), whose inside is no shape
 * ``usage_objects`` / ``usage_fields`` – token counters (values, not shape)
 * ``credential_schemes``   – which environment variables hold its credential,
-                             and how a request carries it
+                             and how a request carries it (a header, or SigV4)
 * ``render_options``       – what the client asked about the wire form
                              (usage chunks, embedding encoding)
 
@@ -65,6 +65,17 @@ class RenderOptions:
 
 
 @dataclass(frozen=True)
+class SigV4:
+    """AWS Signature Version 4: the request is signed rather than given a header."""
+
+    service: str  # the signing name ("bedrock")
+    # The endpoint's region when its host names one; else the first of region_env.
+    region: str | None = None
+    region_env: tuple[str, ...] = ("AWS_REGION", "AWS_DEFAULT_REGION")
+    session_env: tuple[str, ...] = ("AWS_SESSION_TOKEN",)
+
+
+@dataclass(frozen=True)
 class CredentialScheme:
     """One way a family's requests carry a credential taken from the environment."""
 
@@ -73,9 +84,9 @@ class CredentialScheme:
     prefix: str = "Bearer "  # the header's value is prefix + the variable's value
     # The API answers without one (a local Ollama).
     optional: bool = False
-    # AWS SigV4: the request is signed with env[0] (access key id) and env[1]
-    # (secret access key) instead of carrying a header.
-    sigv4: bool = False
+    # Signed instead of carrying a header: env[0] is the access key id and
+    # env[1] the secret access key, both required.
+    sigv4: SigV4 | None = None
 
 
 # Fields whose values are part of every API's contract.

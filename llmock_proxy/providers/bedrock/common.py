@@ -23,6 +23,7 @@ from llmock_proxy.providers.base import (
     COMMON_CATEGORICAL_FIELDS,
     CredentialScheme,
     Provider,
+    SigV4,
     json_uuid,
     split_url,
 )
@@ -34,6 +35,8 @@ DEFAULT_CHUNK_SIZE = 8
 _ROUTE = re.compile(
     r"/model/(?P<model>.+)/(?P<operation>converse-stream|converse|invoke-with-response-stream|invoke)/?$"
 )
+# bedrock-runtime[-fips].<region>.amazonaws.com
+_RUNTIME_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 
 STOP_REASONS = (
     "end_turn",
@@ -93,6 +96,13 @@ def route(path: str) -> tuple[str, str] | None:
     if found is None:
         return None
     return unquote(found["model"]), found["operation"]
+
+
+def host_region(url: str) -> str | None:
+    """The AWS region a Bedrock Runtime URL names in its host; None for any
+    other host (a gateway, a VPC endpoint, a local fake)."""
+    found = _RUNTIME_HOST.match(split_url(url)[0])
+    return found["region"] if found else None
 
 
 def request_id(*parts: Any) -> str:
@@ -231,7 +241,10 @@ class BedrockProvider(Provider):
         # An API key for Bedrock, else SigV4 with the AWS credentials.
         return (
             CredentialScheme(("AWS_BEARER_TOKEN_BEDROCK",)),
-            CredentialScheme(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), sigv4=True),
+            CredentialScheme(
+                ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+                sigv4=SigV4("bedrock", region=host_region(request.url)),
+            ),
         )
 
     def detect(self, method: str, host: str, path: str) -> bool:
