@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from llmock_proxy.cassette.model import Request
+from llmock_proxy.drift.contracts import error_message
 from llmock_proxy.drift.findings import Finding
 from llmock_proxy.drift.report import (
     CheckResult,
@@ -18,6 +20,7 @@ from llmock_proxy.drift.report import (
     render_text,
     write_report,
 )
+from llmock_proxy.providers.catalog import CATALOG, by_family
 
 REMOVED = Finding("critical", "anthropic.messages", "sse", "event-removed", "events.ping",
                   "event type 'ping' disappeared", "ping", None, "cassettes/a.yaml#2")
@@ -125,3 +128,13 @@ def test_verdicts():
     assert ok.verdict() == "no drift" and not ok.drifted
     failed = DriftReport(results=[CheckResult("openai.chat", "body", "x#0", "error", reason="boom")])
     assert failed.verdict() == "could not check everything"
+
+
+@pytest.mark.parametrize("family", [p.family for p in CATALOG])
+def test_every_family_reads_its_own_error_envelope(family):
+    # A refused WebSocket upgrade is an HTTP answer in the family's envelope too.
+    provider = by_family(family)
+    answer = provider.error(429, "Slow down for a minute")
+    said = error_message(family, Request("POST", "https://api.example/v1/x"), answer)
+    assert said.startswith("HTTP 429 ") and said.endswith("Slow down for a minute")
+    assert "{" not in said  # read from the envelope, not its raw JSON

@@ -190,7 +190,7 @@ def error_message(family: str, request: Request, response: Response) -> str:
     the provider cannot read it."""
     text = ""
     try:
-        error = grammar_of(family).summarize(request, response).error or {}
+        error = grammar_of(family).error_detail(request, response) or {}
         kind, message = str(error.get("type") or ""), str(error.get("message") or "")
         text = f"{kind}: {message}" if kind and message else kind or message
     except Exception:  # an envelope the provider does not know is still worth showing

@@ -183,6 +183,11 @@ class Provider:
         first; none when the family needs no credential or has no known one."""
         return ()
 
+    def error_detail(self, request: Request, response: Response) -> dict[str, Any] | None:
+        """What an error answer says in this family's envelope (``type``,
+        ``message``); None when the answer is not one the family knows."""
+        return self.summarize(request, response).error
+
     def render_options(self, request: Request, options: RenderOptions = RenderOptions()) -> RenderOptions:
         """``options`` with what the client asked about the wire form (the bytes,
         not the meaning, so none of it is in the canonical request)."""

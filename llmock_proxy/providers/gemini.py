@@ -156,7 +156,7 @@ def google_error(status: int, message: str, type: str = "") -> Response:
     return Response(status=status, headers=dict(_JSON_HEADERS), body=Payload.json(body))
 
 
-def _error_summary(body: Any, status: int) -> dict[str, Any] | None:
+def google_error_summary(body: Any, status: int) -> dict[str, Any] | None:
     """Summary.error for a Google error envelope, or None when it is not one."""
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return None
@@ -249,7 +249,7 @@ class GeminiGenerate(_GeminiREST):
             chunks = []
         collector = _ChunkCollector()
         for chunk in chunks:
-            error = _error_summary(chunk, response.status)
+            error = google_error_summary(chunk, response.status)
             if error is not None:
                 collector.summary.error = error
             elif isinstance(chunk, dict):
@@ -328,7 +328,7 @@ class GeminiEmbed(_GeminiREST):
 
     def summarize(self, request: Request, response: Response) -> Summary:
         body = response.json
-        error = _error_summary(body, response.status)
+        error = google_error_summary(body, response.status)
         if error is not None:
             return Summary(error=error)
         if not isinstance(body, dict):

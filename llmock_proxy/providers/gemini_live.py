@@ -60,6 +60,7 @@ from llmock_proxy.providers.gemini import (
     GEMINI_CREDENTIALS,
     GEMINI_USAGE_OBJECTS,
     google_error,
+    google_error_summary,
     usage_metadata_for,
 )
 from llmock_proxy.providers.gemini import _messages as gemini_messages
@@ -180,6 +181,11 @@ class GeminiLive(WebSocketProvider):
     def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
         # A refused upgrade is an ordinary HTTP response in Google's envelope.
         return google_error(status, message, type)
+
+    def error_detail(self, request: Request, response: Response) -> dict[str, Any] | None:
+        if response.websocket is not None:
+            return super().error_detail(request, response)
+        return google_error_summary(response.json, response.status)
 
 
 @dataclass

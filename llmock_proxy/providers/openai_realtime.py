@@ -88,6 +88,12 @@ class _OpenAIWebSocket(common.OpenAIProvider, WebSocketProvider):
     http_method = "GET"
     volatile_keys = _VOLATILE
 
+    def error_detail(self, request: Request, response: Response) -> dict[str, Any] | None:
+        # A refused upgrade is an HTTP answer in OpenAI's envelope.
+        if response.websocket is None:
+            return common.response_error(response)
+        return super().error_detail(request, response)
+
     def canonical(self, request: Request) -> CanonicalRequest:
         _, _, query = split_url(request.url)
         return CanonicalRequest(
