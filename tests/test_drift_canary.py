@@ -507,6 +507,21 @@ def test_a_live_error_answer_shows_its_status_and_message_and_where_it_went_in_e
     assert ("critical", "status-changed", "status") in graded(json.loads(texts["json"]))
 
 
+def test_a_live_error_stays_in_every_report_when_the_policy_mutes_the_status(fresh: DriftWorld, tmp_path: Path,
+                                                                              capsys):
+    fresh.fakes["openai"].script = Script(error_status=429, error_message="Rate limit reached, try again later")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("openai.chat:\n  ignore: [status]\n")
+    markdown = tmp_path / "r.md"
+    code, report = run_drift([str(fresh.cassettes["openai.chat.body"]), *fresh.upstream_args(),
+                              "--policy", str(policy), "--markdown", str(markdown)], tmp_path)
+    assert code == 0 and graded(report) == []
+    (result,) = report["results"]
+    assert result["live_status"] == 429 and "Rate limit reached, try again later" in result["live_error"]
+    for text in (capsys.readouterr().out, markdown.read_text()):
+        assert "HTTP 429" in text and "Rate limit reached, try again later" in text
+
+
 def test_sigv4_signs_for_the_service_and_region_the_provider_names():
     from llmock_proxy.cassette.model import Request
     from llmock_proxy.drift.canary import Skip, credential_for, live_request

@@ -130,6 +130,39 @@ def test_verdicts():
     assert failed.verdict() == "could not check everything"
 
 
+def test_a_live_error_answer_shows_in_every_format_even_when_it_was_not_graded():
+    # The watching addon lists a live 429 as skipped (not graded against the
+    # recorded answers); every format still says what the provider answered.
+    report = DriftReport(results=[
+        CheckResult("openai.chat", "body", "POST https://api.openai.com/v1/chat/completions", "skipped",
+                    reason="an error answer, not compared with the recorded answers",
+                    url="https://api.openai.com/v1/chat/completions", live_status=429,
+                    live_error="HTTP 429 requests: Rate limit reached for gpt-4o-mini"),
+    ])
+    rendered = {
+        "text": render_text(report),
+        "json": json.dumps(render_json(report)),
+        "junit": render_junit(report),
+        "markdown": render_markdown(report),
+    }
+    for name, text in rendered.items():
+        assert "HTTP 429" in text and "Rate limit reached for gpt-4o-mini" in text, name
+
+
+def test_a_live_url_other_than_the_recorded_one_is_shown_next_to_it():
+    report = DriftReport(results=[
+        CheckResult("openai.chat", "body", "cassettes/b.yaml#0", "checked", [ADDED],
+                    url="https://api.openai.com/v1/chat/completions",
+                    live_url="http://127.0.0.1:4010/v1/chat/completions", live_status=200),
+    ])
+    for text in (render_text(report), render_junit(report), render_markdown(report)):
+        assert ("sent to http://127.0.0.1:4010/v1/chat/completions "
+                "(recorded https://api.openai.com/v1/chat/completions)") in text
+    (result,) = render_json(report)["results"]
+    assert result["live_url"] == "http://127.0.0.1:4010/v1/chat/completions"
+    assert result["url"] == "https://api.openai.com/v1/chat/completions"
+
+
 @pytest.mark.parametrize("family", [p.family for p in CATALOG])
 def test_every_family_reads_its_own_error_envelope(family):
     # A refused WebSocket upgrade is an HTTP answer in the family's envelope too.

@@ -49,6 +49,13 @@ class CheckResult:
     def key(self) -> str:
         return f"{self.family}.{self.form}"
 
+    @property
+    def noteworthy(self) -> bool:
+        """Whether the reports list this result (and so its notes): it has
+        findings, failed, or the live service answered with an error, whatever
+        the policy made of it."""
+        return bool(self.findings) or self.outcome == "error" or bool(self.live_error)
+
     def notes(self) -> list[str]:
         """What every format says about the live exchange besides its findings:
         where it went when that was not the recorded URL, and a live error."""
@@ -153,7 +160,7 @@ def render_text(report: DriftReport) -> str:
                 lines.append(f"SKIPPED  {key} [{result.source}]: {result.reason}")
             elif result.outcome == "error":
                 lines.append(f"ERROR    {key} [{result.source}]: {result.reason}")
-            if result.findings or result.outcome == "error":
+            if result.noteworthy:
                 lines.extend(f"         {key} [{result.source}]: {note}" for note in result.notes())
             for finding in sorted(result.findings, key=lambda f: (-severity_rank(f.severity), f.path)):
                 lines.append(finding_line(finding))
@@ -284,7 +291,7 @@ def render_markdown(report: DriftReport) -> str:
                 f"| {f.severity} | {_cell(f.family)} {_cell(f.form)} | {_code(f.path)} | {_cell(f.kind)} | "
                 f"{_code(f.recorded)} | {_code(f.live)} | {_cell(f.source)} |"
             )
-    noted = [r for r in report.results if r.outcome != "skipped" and (r.findings or r.outcome == "error") and r.notes()]
+    noted = [r for r in report.results if r.noteworthy and r.notes()]
     if noted:
         lines += ["", "### Live answers", ""]
         for r in noted:
