@@ -225,3 +225,37 @@ def test_a_live_error_answer_is_not_graded_against_the_success_shape(fresh, prox
     assert "HTTP 429" in error["live_error"] and "Rate limit reached for gpt-4o-mini" in error["live_error"]
     assert success["outcome"] == "checked"
     assert ("critical", "field-removed", "usage") in [(f["severity"], f["kind"], f["path"]) for f in success["findings"]]
+
+
+def test_a_recorded_error_answer_is_neither_part_of_the_shape_nor_graded_as_drift(tmp_path):
+    # A cassette recorded through a busy afternoon holds a 429 next to the
+    # answers: its envelope must not make the answer's fields optional, and a
+    # live 429 is reported with what it said, not graded against the answers.
+    from llmock_proxy.cassette.model import Cassette, Interaction, Payload, Request, Response
+    from llmock_proxy.drift.contracts import Contracts
+    from llmock_proxy.drift.watch import Watcher
+
+    url = "https://api.openai.com/v1/chat/completions"
+    answer = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}]}
+    limited = {"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "code": None}}
+
+    def exchange(status: int, body: dict) -> Interaction:
+        return Interaction(request=Request("POST", url), match={"family": "openai.chat"},
+                           response=Response(status, {"content-type": "application/json"}, body=Payload.json(body)))
+
+    path = tmp_path / "busy.yaml"
+    cassette_store.save(Cassette([exchange(429, limited), exchange(200, answer)]), path)
+    documents = infer_documents(load_recordings([path]))
+    doc = documents["openai.chat.body"]
+    assert doc["x-llmock"]["statuses"] == [200] and "error" not in doc["properties"]
+    assert {"choices", "id", "object", "model"} <= set(doc["required"])
+
+    watcher = Watcher(Contracts(documents))
+    error = watcher.observe(exchange(429, limited))
+    assert error is not None and error.outcome == "skipped" and error.findings == []
+    assert error.live_status == 429 and "Rate limit reached for gpt-4o-mini" in error.live_error
+    without_choices = {k: v for k, v in answer.items() if k != "choices"}
+    checked = watcher.observe(exchange(200, without_choices))
+    assert checked is not None and checked.outcome == "checked"
+    assert [(f.severity, f.kind, f.path) for f in checked.findings] == [("critical", "field-removed", "choices")]
