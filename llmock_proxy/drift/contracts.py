@@ -29,7 +29,7 @@ from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, expand
 from llmock_proxy.cassette.yamlio import atomic_write_text
 from llmock_proxy.drift.findings import Finding, Policy
 from llmock_proxy.drift.schema import check_response, shape_schema
-from llmock_proxy.drift.shape import infer_shapes
+from llmock_proxy.drift.shape import infer_shapes, is_error_status
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.providers.catalog import by_family, grammar_of
 
@@ -80,7 +80,7 @@ def is_shape_sample(interaction: Interaction) -> bool:
     response = interaction.response
     return (
         response is not None
-        and response.status < 400
+        and not is_error_status(response.status)
         and not interaction.incomplete
         and not interaction.error
     )

@@ -157,16 +157,16 @@ class Shape:
 
     def add(self, response: Response, source: str = "") -> None:
         self.statuses.add(response.status)
-        roles = FieldRoles.of(self.provider)
-        ctype = media_type(response.headers.get("content-type"))
-        if ctype and not is_error_status(response.status):
-            self.content_types.add(ctype)
         if source:
             self.sources.append(source)
         if is_error_status(response.status):
             # An error answer has the provider's error envelope, not this
             # family's answer: its status is part of the contract, its body is not.
             return
+        ctype = media_type(response.headers.get("content-type"))
+        if ctype:
+            self.content_types.add(ctype)
+        roles = FieldRoles.of(self.provider)
         if self.form == "body":
             if response.body is not None and response.body.kind == "json":
                 if self.body is None:

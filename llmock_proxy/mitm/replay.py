@@ -5,10 +5,10 @@ network. The protocol work lives elsewhere (matching in
 :mod:`llmock_proxy.replay.session`, wire bytes and timing in
 :mod:`llmock_proxy.replay.server`); this module maps mitmproxy's hooks onto it:
 
-* ``running``          force ``connection_strategy=lazy`` (so mitmproxy never
-                       connects upstream before a request is answered) and
-                       start the replay engine on ``127.0.0.1:0`` in
-                       mitmproxy's own loop.
+* ``configure``        force ``connection_strategy=lazy`` (so mitmproxy never
+                       connects upstream before a request is answered).
+* ``running``          start the replay engine on ``127.0.0.1:0`` in
+                       mitmproxy's own loop; requests that came earlier wait.
 * ``request``          resolve the request. A body answer is set right here
                        (``flow.response``). A stream is planned, parked in the
                        engine and the flow re-targeted to it, because an
@@ -156,8 +156,6 @@ class Replay:
     # -- lifecycle -------------------------------------------------------------
 
     async def running(self) -> None:
-        if ctx.options.connection_strategy != "lazy":
-            ctx.options.update(connection_strategy="lazy")
         if self.engine.port is None:
             await self.engine.start("127.0.0.1", 0)
             log.info("llmock: replay engine on http://127.0.0.1:%d", self.engine.port)
