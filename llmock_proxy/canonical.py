@@ -141,6 +141,19 @@ class Summary:
     embeddings: list[list[float]] | None = None
     # Provider error, when the response was one: {"status", "type", "message"}.
     error: dict[str, Any] | None = None
+    # The order text and tool calls are sent in, when it is not "text first"
+    # (an llmock fixture's ``blocks``): each item is a text segment or the
+    # index of a call in ``tool_calls``. ``text`` is still the whole text.
+    segments: list[str | int] | None = None
+    # Values a hand-written answer pins instead of the derived ones (llmock's
+    # response overrides): the response id, its creation time (Unix seconds)
+    # and OpenAI's system_fingerprint.
+    response_id: str | None = None
+    created: int | None = None
+    system_fingerprint: str | None = None
+    # Web searches the answer ran first (their queries), for the families
+    # that report them as items of their own (OpenAI Responses).
+    web_searches: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Compact mapping for a cassette: empty fields are left out."""
@@ -153,7 +166,10 @@ class Summary:
             out["tool_calls"] = [
                 {k: v for k, v in asdict(c).items() if v is not None} for c in self.tool_calls
             ]
-        for key in ("finish_reason", "usage", "model", "embeddings", "error"):
+        for key in (
+            "finish_reason", "usage", "model", "embeddings", "error",
+            "segments", "response_id", "created", "system_fingerprint", "web_searches",
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -174,6 +190,11 @@ class Summary:
             model=data.get("model"),
             embeddings=data.get("embeddings"),
             error=data.get("error"),
+            segments=data.get("segments"),
+            response_id=data.get("response_id"),
+            created=data.get("created"),
+            system_fingerprint=data.get("system_fingerprint"),
+            web_searches=data.get("web_searches"),
         )
 
 

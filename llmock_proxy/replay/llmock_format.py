@@ -22,7 +22,7 @@ from llmock_proxy.replay.fixture import (
 # -- llmock fixture files ------------------------------------------------------
 
 
-def load_fixture_file(path: str | Path) -> list[Fixture]:
+def load_fixture_file(path: str | Path, *, lenient: bool = False) -> list[Fixture]:
     """The entries of one llmock fixture file, in file order (first match wins)."""
 
     p = Path(path)

@@ -122,11 +122,13 @@ class ReplaySession:
         fixtures: Iterable[str | Path] = (),
         *,
         name: str = "replay",
+        lenient_fixtures: bool = False,
     ) -> ReplaySession:
-        """A session over cassette and llmock fixture files or directories."""
+        """A session over cassette and llmock fixture files or directories
+        (``lenient_fixtures``: see :func:`~llmock_proxy.replay.sources.load_sources`)."""
         # Loading builds large trees of fresh objects with no cycles to free.
         with gc_paused():
-            return cls(load_sources(cassettes, fixtures), name=name)
+            return cls(load_sources(cassettes, fixtures, lenient_fixtures=lenient_fixtures), name=name)
 
     def __len__(self) -> int:
         return sum(len(c.fixtures) for c in self.matcher.candidates)

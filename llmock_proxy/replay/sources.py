@@ -54,7 +54,10 @@ def _load_all(
 
 
 def load_sources(
-    cassettes: Iterable[str | Path] = (), fixtures: Iterable[str | Path] = ()
+    cassettes: Iterable[str | Path] = (),
+    fixtures: Iterable[str | Path] = (),
+    *,
+    lenient_fixtures: bool = False,
 ) -> list[Fixture]:
     """All fixtures of the given cassette and fixture files/directories.
 
@@ -63,8 +66,15 @@ def load_sources(
     (directory contents sorted by path) and entries in file order. Inside a
     directory, YAML/JSON files of another kind (no ``interactions`` /
     ``fixtures`` at the top) are skipped; a file named directly must load.
+
+    ``lenient_fixtures`` turns a fixture file's unknown or malformed
+    ``match`` keys from load errors into warnings (for users migrating).
     """
+
+    def load_fixtures(path: str | Path) -> list[Fixture]:
+        return load_fixture_file(path, lenient=lenient_fixtures)
+
     return [
         *_load_all(cassettes, CASSETTE_SUFFIXES, "interactions", load_cassette, "a cassette"),
-        *_load_all(fixtures, FIXTURE_SUFFIXES, "fixtures", load_fixture_file, "an llmock fixture file"),
+        *_load_all(fixtures, FIXTURE_SUFFIXES, "fixtures", load_fixtures, "an llmock fixture file"),
     ]
