@@ -244,7 +244,7 @@ CASSETTE_RULES: list[tuple[Mutation, str]] = [
     (_set(f"{I}/3/response/websocket/close/by", "proxy"), "x.yaml: interactions[3].response.websocket.close.by: 'proxy' is not one of 'client', 'server'"),
     (_set(f"{I}/3/response/websocket/close/reason", None), "x.yaml: interactions[3].response.websocket.close.reason: null is not of type 'string'"),
     # summary
-    (_set(f"{I}/0/summary/answer", "x"), "x.yaml: interactions[0].summary.answer: unknown field (allowed here: embeddings, error, finish_reason, model, reasoning, text, tool_calls, usage)"),
+    (_set(f"{I}/0/summary/answer", "x"), "x.yaml: interactions[0].summary.answer: unknown field (allowed here: created, embeddings, error, finish_reason, model, reasoning, response_id, segments, system_fingerprint, text, tool_calls, usage, web_searches)"),
     (_set(f"{I}/0/summary/text", ["a"]), "x.yaml: interactions[0].summary.text: a list is not of type 'string'"),
     (_del(f"{I}/0/summary/tool_calls/0/name"), "x.yaml: interactions[0].summary.tool_calls[0]: missing required field 'name'"),
     (_set(f"{I}/0/summary/tool_calls/0/id", 1), "x.yaml: interactions[0].summary.tool_calls[0].id: 1 is not of type 'string'"),
