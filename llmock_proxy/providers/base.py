@@ -370,3 +370,47 @@ def json_uuid(*parts: Any) -> str:
     """A UUID derived from ``parts``, for ids the API spells as UUIDs: the same
     answer gets the same id, so every replay of it is identical."""
     return str(uuid.UUID(hex=json_digest(list(parts), 32)))
+
+
+# -- what an answer says, for every family's renderer ------------------------------
+
+# Finish reasons in OpenAI's vocabulary, the one a hand-written answer (an
+# llmock fixture's ``finishReason``) speaks; each family translates these and
+# passes its own (a recorded summary's) through.
+OPENAI_FINISH_REASONS = frozenset({"stop", "tool_calls", "length", "content_filter"})
+
+
+def answer_parts(summary: Summary) -> list[str | int]:
+    """What an answer says, in the order it says it: text segments (``str``)
+    and tool calls (``int``, the index in ``summary.tool_calls``).
+
+    ``summary.segments`` when it gives an order (an llmock fixture's
+    ``blocks``), else the text, then every call. Empty text is left out; a
+    call the segments do not name follows at the end, so none is lost.
+    """
+    calls = len(summary.tool_calls)
+    if not summary.segments:
+        return ([summary.text] if summary.text else []) + list(range(calls))
+    parts: list[str | int] = []
+    named: set[int] = set()
+    for segment in summary.segments:
+        if isinstance(segment, str):
+            if segment:
+                parts.append(segment)
+        elif isinstance(segment, int) and not isinstance(segment, bool) and 0 <= segment < calls:
+            if segment not in named:
+                named.add(segment)
+                parts.append(segment)
+    return parts + [index for index in range(calls) if index not in named]
+
+
+def token_total(usage: dict[str, Any] | None) -> int:
+    """The total a usage mapping gives in any family's spelling, else input
+    plus output (the total is derived when a hand-written answer leaves it out)."""
+    if isinstance(usage, dict):
+        for key in ("total_tokens", "totalTokenCount", "totalTokens"):
+            value = usage.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return int(value)
+    prompt, completion = token_counts(usage)
+    return prompt + completion

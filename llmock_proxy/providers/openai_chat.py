@@ -34,10 +34,12 @@ from llmock_proxy.cassette.model import Request, Response, SSEEvent
 from llmock_proxy.providers import _openai_common as common
 from llmock_proxy.providers.base import (
     RenderOptions,
+    answer_parts,
     arguments_json,
     parse_arguments,
     request_json,
     token_counts,
+    token_total,
 )
 
 FAMILY = "openai.chat"
@@ -115,10 +117,10 @@ class OpenAIChat(common.OpenAIProvider):
             return common.render_summary_error(summary.error)
         ids = common.DerivedIds.for_render(request, summary)
         header = _ChunkHeader(
-            id="chatcmpl-" + ids.alnum("completion", 29),
-            created=ids.timestamp(),
+            id=summary.response_id or "chatcmpl-" + ids.alnum("completion", 29),
+            created=summary.created if summary.created is not None else ids.timestamp(),
             model=summary.model or request.model or "gpt-4o-mini",
-            system_fingerprint="fp_" + ids.hex("system_fingerprint", 10),
+            system_fingerprint=summary.system_fingerprint or "fp_" + ids.hex("system_fingerprint", 10),
         )
         calls = [
             {
@@ -132,13 +134,16 @@ class OpenAIChat(common.OpenAIProvider):
         if stream:
             events = _stream_events(header, summary, calls, finish_reason, options)
             return common.sse_response(events, request_id=ids.request_id())
-        prompt_tokens, completion_tokens = token_counts(summary.usage)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": summary.text if summary.text or not calls else None,
             "refusal": None,
             "annotations": [],
         }
+        if summary.reasoning:
+            # Not OpenAI's own field: the OpenAI-compatible servers that reason
+            # (DeepSeek, vLLM) send it next to the content, as llmock does.
+            message["reasoning_content"] = summary.reasoning
         if calls:
             message["tool_calls"] = calls
         body = {
@@ -146,7 +151,7 @@ class OpenAIChat(common.OpenAIProvider):
             "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
             ],
-            "usage": _chat_usage(prompt_tokens, completion_tokens),
+            "usage": _chat_usage(summary.usage),
         }
         return common.json_response(body, request_id=ids.request_id())
 
@@ -270,11 +275,12 @@ class _ChunkHeader:
         return SSEEvent(data={**self.fields("chat.completion.chunk"), "choices": [choice]})
 
 
-def _chat_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def _chat_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    prompt_tokens, completion_tokens = token_counts(usage)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "total_tokens": token_total(usage),
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -292,31 +298,36 @@ def _stream_events(
     finish_reason: str,
     options: RenderOptions,
 ) -> list[SSEEvent]:
-    events: list[SSEEvent] = []
     first: dict[str, Any] = {"role": "assistant", "content": "" if summary.text or not calls else None, "refusal": None}
-    pending_calls = list(enumerate(calls))
-    if not summary.text and pending_calls:
-        # With no text the real API announces the first tool call in the role chunk.
-        index, call = pending_calls.pop(0)
-        first["tool_calls"] = [_call_header(index, call)]
-        events.append(header.chunk(first))
-        events.extend(_argument_chunks(header, index, call, options))
-    else:
-        events.append(header.chunk(first))
-    for piece in common.chunks(summary.text, options.chunk_size):
-        events.append(header.chunk({"content": piece}))
-    for index, call in pending_calls:
-        events.append(header.chunk({"tool_calls": [_call_header(index, call)]}))
-        events.extend(_argument_chunks(header, index, call, options))
+    # What follows the role chunk, in the order the answer says it: the
+    # reasoning (as the OpenAI-compatible servers that reason send it), then
+    # text and tool calls as the answer orders them.
+    deltas: list[dict[str, Any]] = [
+        {"reasoning_content": piece} for piece in common.chunks(summary.reasoning or "", options.chunk_size)
+    ]
+    for part in answer_parts(summary):
+        if isinstance(part, str):
+            deltas += [{"content": piece} for piece in common.chunks(part, options.chunk_size)]
+        else:
+            deltas.append({"tool_calls": [_call_header(part, calls[part])]})
+            deltas += [
+                {"tool_calls": [{"index": part, "function": {"arguments": piece}}]}
+                for piece in common.chunks(calls[part]["function"]["arguments"], options.chunk_size)
+            ]
+    if deltas and "tool_calls" in deltas[0]:
+        # A call said first is announced in the role chunk, as the real API does.
+        first.update(deltas.pop(0))
+    events = [header.chunk(first), *(header.chunk(delta) for delta in deltas)]
     events.append(header.chunk({}, finish_reason))
-    if summary.usage is not None and options.include_usage:
-        prompt_tokens, completion_tokens = token_counts(summary.usage)
+    # Asked for, the usage chunk comes whether or not the answer says its
+    # counts (a hand-written one does not): zeros then, as in a non-stream answer.
+    if options.include_usage:
         events.append(
             SSEEvent(
                 data={
                     **header.fields("chat.completion.chunk"),
                     "choices": [],
-                    "usage": _chat_usage(prompt_tokens, completion_tokens),
+                    "usage": _chat_usage(summary.usage),
                 }
             )
         )
@@ -331,15 +342,6 @@ def _call_header(index: int, call: dict[str, Any]) -> dict[str, Any]:
         "type": "function",
         "function": {"name": call["function"]["name"], "arguments": ""},
     }
-
-
-def _argument_chunks(
-    header: _ChunkHeader, index: int, call: dict[str, Any], options: RenderOptions
-) -> list[SSEEvent]:
-    return [
-        header.chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-        for piece in common.chunks(call["function"]["arguments"], options.chunk_size)
-    ]
 
 
 # -- summarize a recorded stream -------------------------------------------------
