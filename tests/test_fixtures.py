@@ -95,22 +95,35 @@ def test_error_fixture_is_rendered_in_the_requested_providers_envelope(tmp_path:
     }
 
 
+def test_a_bad_match_fails_the_file_naming_file_fixture_and_key(tmp_path: Path) -> None:
+    entry = {"match": {"sequenceIndex": -1}, "response": {"content": "x"}}
+    path = write_json(tmp_path / "bad.json", {"fixtures": [{"match": {}, "response": {"content": "ok"}}, entry]})
+    with pytest.raises(CassetteError) as caught:
+        load_fixture_file(path)
+    assert caught.value.problems == [f"{path}: fixtures[1].match.sequenceIndex: expected an integer >= 0, got -1"]
+
+
 @pytest.mark.parametrize(
     ("entry", "field"),
     [
-        ({"match": {}, "response": {"content": "x"}, "chunkSize": 0}, "fixtures[0].chunkSize"),
-        ({"match": {}, "response": {"toolCalls": [{"name": "f", "arguments": "{oops"}]}}, "fixtures[0].response"),
-        ({"match": {"sequenceIndex": -1}, "response": {"content": "x"}}, "fixtures[0].match.sequenceIndex"),
-        ({"match": {}, "response": {"content": "x"}, "chaos": {"dropRate": 1.5}}, "fixtures[0].chaos.dropRate"),
-        ({"match": {}, "response": {"nothing": True}}, "fixtures[0].response"),
+        ({"match": {}, "response": {"content": "x"}, "chunkSize": 0}, "fixtures[1].chunkSize"),
+        ({"match": {}, "response": {"toolCalls": [{"name": ""}]}}, "fixtures[1].response.toolCalls[0].name"),
+        ({"match": {}, "response": {"content": "x"}, "chaos": {"dropRate": 1.5}}, "fixtures[1].chaos.dropRate"),
+        ({"match": {}, "response": {"nothing": True}}, "fixtures[1].response"),
     ],
 )
-def test_bad_fixture_file_names_file_fixture_and_field(tmp_path: Path, entry: dict[str, Any], field: str) -> None:
-    path = write_json(tmp_path / "bad.json", {"fixtures": [entry]})
-    with pytest.raises(CassetteError) as caught:
-        load_fixture_file(path)
-    assert str(path) in str(caught.value)
-    assert field in str(caught.value)
+def test_a_bad_answer_breaks_only_its_fixture(
+    tmp_path: Path, entry: dict[str, Any], field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = {"match": {"userMessage": "hello"}, "response": {"content": "Hi!"}}
+    path = write_json(tmp_path / "bad.json", {"fixtures": [good, entry]})
+    loaded = load_fixture_file(path)
+    assert [f.source for f in loaded] == [f"{path}: fixtures[0]", f"{path}: fixtures[1]"]
+    assert loaded[0].summary is not None and loaded[0].summary.text == "Hi!"
+    broken = loaded[1].error
+    assert broken is not None and broken.status == 500
+    assert f"{path}: {field}" in broken.message
+    assert f"{path}: {field}" in caplog.text  # said at load time too
 
 
 def test_not_json_names_the_file(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette.model import Interaction, Payload, Request
-from llmock_proxy.errors import MatchSpecError
+from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.key import derive_match
-from llmock_proxy.match.matcher import Matcher, RequestView
+from llmock_proxy.match.matcher import MATCH_KEYS, Matcher, RequestView
 from llmock_proxy.providers.catalog import identify
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
 from llmock_proxy.replay.llmock_format import parse_fixture_entries
@@ -311,16 +311,28 @@ def test_unknown_match_key_in_a_cassette_is_an_error_naming_it() -> None:
         Matcher([fixture])
 
 
-def test_unknown_match_key_in_a_fixture_file_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    # llmock ignores match keys it does not know, so its files keep loading.
-    matcher = Matcher(fixtures({"match": {"userMessage": "hi", "predicate": "x"}, "response": {"content": "x"}}))
+def test_unknown_match_key_in_a_fixture_file_is_an_error_with_a_suggestion() -> None:
+    # A typo would turn the fixture into a catch-all that answers everything.
+    entry = {"match": {"userMesage": "hi"}, "response": {"content": "x"}}
+    with pytest.raises(CassetteError) as caught:
+        fixtures(entry)
+    assert caught.value.problems == [
+        "mem.json: fixtures[0].match.userMesage: unknown match key; did you mean 'userMessage'? (known: "
+        + ", ".join(MATCH_KEYS) + ")"
+    ]
+
+
+def test_lenient_fixtures_ignore_an_unknown_match_key_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    entry = {"match": {"userMessage": "hi", "predicate": "x"}, "response": {"content": "x"}}
+    matcher = Matcher(parse_fixture_entries({"fixtures": [entry]}, "mem.json", lenient=True))
     assert matcher.find(view(chat("hi")), {}) is not None
-    assert "mem.json: fixtures[0].match.predicate: unknown match key ignored" in caplog.text
+    assert "mem.json: fixtures[0].match.predicate: unknown match key" in caplog.text
+    assert "ignored (--lenient-fixtures)" in caplog.text
 
 
 def test_bad_regex_is_an_error() -> None:
-    with pytest.raises(MatchSpecError, match=r"mem.json: fixtures\[0\]\.match\.userMessage: bad regex"):
-        Matcher(fixtures({"match": {"userMessage": "/(unclosed/"}, "response": {"content": "x"}}))
+    with pytest.raises(CassetteError, match=r"mem.json: fixtures\[0\]\.match\.userMessage: bad regex"):
+        fixtures({"match": {"userMessage": "/(unclosed/"}, "response": {"content": "x"}})
 
 
 def test_tool_call_fixture_renders_tool_calls() -> None:

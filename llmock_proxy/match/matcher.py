@@ -17,12 +17,25 @@ method, path   the HTTP method and URL path (the generic family)
 userMessage *  last user message: substring for fixtures, exact for recordings,
                ``/regex/flags`` for either
 inputText *    embedding input, same rules as userMessage
-toolCallId *   id of the last tool result sent back
+systemMessage * the system prompt: substring, a list of substrings (all present),
+               or ``/regex/flags``
+toolCallId *   the request ends on a tool result for this call id
+toolResultContains * the request ends on a tool result whose text holds this
 toolName *     one of the tools offered has this name
 toolNames      the tools offered, exactly (recordings)
 responseFormat * the response format type (``json_object``, ``json_schema`` ...)
+hasToolResult * the current turn (after the last user message) holds a tool result
+endpoint *     the kind of API: ``chat``, ``embedding``, ``realtime`` (others are
+               aimock's image/audio/video APIs, which are not replayed)
+context *      the request's ``x-llmock-context`` (or ``x-aimock-context``) header
 sequenceIndex * only the n-th (0-based) time these criteria match
+turnIndex *    prefer this fixture when the conversation has this many assistant
+               turns (a tie-breaker among matching fixtures, as in aimock)
 ============== ===================================================================
+
+A fixture's ``model`` also matches a dated version of the model
+(``gpt-4o`` matches ``gpt-4o-2024-08-06``), as in aimock; a recording's model
+is matched exactly.
 
 Fixtures are tried in order and the first that matches wins, as in llmock.
 Several recordings with the same ``match`` form one candidate that answers
@@ -61,10 +74,13 @@ log = logging.getLogger(__name__)
 class RequestView:
     """The values the criteria look at, each computed at most once per request."""
 
-    def __init__(self, canonical: CanonicalRequest, method: str = "POST", path: str = "/") -> None:
+    def __init__(
+        self, canonical: CanonicalRequest, method: str = "POST", path: str = "/", context: str | None = None
+    ) -> None:
         self.canonical = canonical
         self.method = method.upper()
         self.path = path
+        self.context = context
 
     @property
     def family(self) -> str:
@@ -97,12 +113,40 @@ class RequestView:
 
     @cached_property
     def tool_call_id(self) -> str | None:
-        """The id of the last tool result in the conversation (llmock: the last
-        ``tool`` message's ``tool_call_id``)."""
-        for message in reversed(self.canonical.messages):
-            if message.tool_results:
-                return message.tool_results[-1].tool_call_id
-        return None
+        """The call id of the tool result the request ends on (llmock: the last
+        message is a ``tool`` message with this ``tool_call_id``)."""
+        result = self.canonical.last_tool_result
+        return result.tool_call_id if result is not None else None
+
+    @cached_property
+    def tool_result_text(self) -> str | None:
+        """The text of the tool result the request ends on."""
+        result = self.canonical.last_tool_result
+        return None if result is None else _result_text(result.content)
+
+    @cached_property
+    def system_text(self) -> str | None:
+        return self.canonical.system or None
+
+    @cached_property
+    def current_turn_has_tool_result(self) -> bool:
+        """aimock's ``hasToolResult``: a tool result after the last user message
+        (the whole conversation when there is no user message)."""
+        messages = self.canonical.messages
+        start = 0
+        for index in range(len(messages) - 1, -1, -1):
+            if messages[index].role == "user":
+                start = index + 1
+                break
+        return any(m.tool_results for m in messages[start:])
+
+    @cached_property
+    def assistant_turns(self) -> int:
+        return sum(1 for m in self.canonical.messages if m.role == "assistant")
+
+    @property
+    def endpoint(self) -> str:
+        return ENDPOINT_OF_FAMILY.get(self.family, CHAT_ENDPOINT)
 
     @cached_property
     def tool_names(self) -> list[str]:
@@ -136,6 +180,35 @@ class RequestView:
         if self.tool_call_id:
             parts.append(f"toolCallId {self.tool_call_id!r}")
         return ", ".join(parts)
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        if texts:
+            return "".join(texts)  # type: ignore[arg-type]
+    return "" if content is None else canonical_json(content)
+
+
+# aimock's ``endpoint`` values for the families we replay; aimock's other
+# endpoints (images, speech, transcription, video, ...) are not replayed.
+ENDPOINT_OF_FAMILY: dict[str, str] = {
+    "openai.embeddings": "embedding",
+    "gemini.embed": "embedding",
+    "ollama.embed": "embedding",
+    "openai.realtime": "realtime",
+    "generic": "other",
+}
+CHAT_ENDPOINT = "chat"  # every other family
+AIMOCK_ENDPOINTS = (
+    "chat", "image", "speech", "transcription", "translation", "video", "embedding", "audio-gen",
+    "elevenlabs-tts", "elevenlabs-voice-design", "elevenlabs-voice", "elevenlabs-voice-get",
+    "elevenlabs-voice-delete", "fal-audio", "fal", "realtime", "realtime-transcription",
+    "realtime-translation", "openai-live",
+)
+REPLAYED_ENDPOINTS = ("chat", "embedding", "realtime")
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -209,35 +282,153 @@ def _equal_criterion(key: str, value: Any, getter: Callable[[RequestView], Any])
     return Criterion(key, value, lambda view: getter(view) == value, getter)
 
 
+# Keys that only say something about sequence state or preference, not about
+# the request: the candidate handles them.
+_STATE_KEYS = ("sequenceIndex", "turnIndex")
+FIXTURE_MATCH_KEYS = (
+    "userMessage", "systemMessage", "inputText", "toolCallId", "toolResultContains", "toolName", "model",
+    "responseFormat", "sequenceIndex", "turnIndex", "hasToolResult", "endpoint", "context",
+)
+RECORDED_MATCH_KEYS = ("family", "stream", "fingerprint", "method", "path", "toolNames")
+MATCH_KEYS = tuple(sorted({*FIXTURE_MATCH_KEYS, *RECORDED_MATCH_KEYS}))
+
+
+def match_problems(match: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """What is wrong with a ``match`` section: (key, message) pairs, each
+    message naming ``where`` and the key; an unknown key gets a did-you-mean.
+    Empty when every key is known and well formed."""
+    problems: list[tuple[str, str]] = []
+    for key, value in match.items():
+        try:
+            if key not in MATCH_KEYS:
+                raise MatchSpecError(f"{where}.{key}: unknown match key{_did_you_mean(key, MATCH_KEYS)}")
+            _criterion(key, value, recorded=False, where=where)
+        except MatchSpecError as exc:
+            problems.append((key, str(exc)))
+    return problems
+
+
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close:
+        close = [k for k in known if k.lower() == key.lower()]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (known: {', '.join(known)})"
+
+
 def _compile(match: Mapping[str, Any], *, recorded: bool, where: str) -> list[Criterion]:
     out: list[Criterion] = []
     for key, value in match.items():
-        if key == "sequenceIndex":
-            continue  # sequence state, handled by the candidate
-        if key in ("userMessage", "inputText"):
-            getter = _get_user_message if key == "userMessage" else _get_input_text
-            out.append(_text_criterion(key, value, getter, substring=not recorded, where=where))
-        elif key == "model":
-            if isinstance(value, str) and parse_pattern(value, f"{where}.model") is not None:
-                out.append(_text_criterion(key, value, _get_model, substring=False, where=where))
-            else:
-                out.append(_equal_criterion(key, value, _get_model))
-        elif key == "toolName":
-            out.append(Criterion(key, value, _has_tool(value), _get_tool_names))
-        elif key in _EQUALITY_GETTERS:
-            out.append(_equal_criterion(key, value, _EQUALITY_GETTERS[key]))
-        else:
-            known = ", ".join(sorted((*_EQUALITY_GETTERS, "userMessage", "inputText", "model",
-                                      "toolName", "sequenceIndex")))
-            if recorded:
-                # A cassette's match is ours: an unknown key is a typo that
-                # would silently loosen the match.
-                raise MatchSpecError(f"{where}.{key}: unknown match key (known: {known})")
-            # llmock ignores match keys it does not know; so do we, loudly.
-            log.warning("%s.%s: unknown match key ignored (known: %s)", where, key, known)
+        if key not in MATCH_KEYS:
+            # An unknown key is a typo that would silently loosen the match.
+            raise MatchSpecError(f"{where}.{key}: unknown match key{_did_you_mean(key, MATCH_KEYS)}")
+        criterion = _criterion(key, value, recorded=recorded, where=where)
+        if criterion is not None:
+            out.append(criterion)
     # Cheap, selective tests first: a miss is decided as early as possible.
     out.sort(key=lambda c: _ORDER.get(c.key, 50))
     return out
+
+
+def _criterion(key: str, value: Any, *, recorded: bool, where: str) -> Criterion | None:
+    """The test for one ``match`` key (None for the state keys); raises
+    :class:`MatchSpecError` naming ``where.key`` for a malformed value."""
+    if key in _STATE_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MatchSpecError(f"{where}.{key}: expected an integer >= 0, got {value!r}")
+        return None
+    if key in ("userMessage", "inputText"):
+        getter = _get_user_message if key == "userMessage" else _get_input_text
+        return _text_criterion(key, value, getter, substring=not recorded, where=where)
+    if key == "systemMessage":
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise MatchSpecError(f"{where}.{key}: expected a string or a list of strings")
+            needles = list(value)
+            return Criterion(key, value, lambda view: _holds_all(view.system_text, needles), _get_system)
+        return _text_criterion(key, value, _get_system, substring=not recorded, where=where)
+    if key == "toolResultContains":
+        if not isinstance(value, str):
+            raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+        return Criterion(key, value, lambda view: _holds_all(view.tool_result_text, [value]), _get_tool_result)
+    if key == "hasToolResult":
+        if not isinstance(value, bool):
+            raise MatchSpecError(f"{where}.{key}: expected true or false, got {value!r}")
+        return _equal_criterion(key, value, _get_has_tool_result)
+    if key == "endpoint":
+        if value not in AIMOCK_ENDPOINTS:
+            raise MatchSpecError(f"{where}.{key}: expected one of {', '.join(AIMOCK_ENDPOINTS)}, got {value!r}")
+        return _equal_criterion(key, value, _get_endpoint)
+    if key == "context":
+        if not isinstance(value, str):
+            raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+        return _equal_criterion(key, value, _get_context)
+    if key == "model":
+        if not isinstance(value, str):
+            raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+        if parse_pattern(value, f"{where}.model") is not None:
+            return _text_criterion(key, value, _get_model, substring=False, where=where)
+        if recorded:
+            return _equal_criterion(key, value, _get_model)
+        return Criterion(key, value, _model_or_dated(value), _get_model)
+    if key == "toolName":
+        if not isinstance(value, str):
+            raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+        return Criterion(key, value, _has_tool(value), _get_tool_names)
+    if key in ("toolCallId", "responseFormat", "method", "path", "fingerprint", "family"):
+        if not isinstance(value, str):
+            raise MatchSpecError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+    elif key == "stream" and not isinstance(value, bool):
+        raise MatchSpecError(f"{where}.{key}: expected true or false, got {value!r}")
+    elif key == "toolNames" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise MatchSpecError(f"{where}.{key}: expected a list of strings")
+    return _equal_criterion(key, value, _EQUALITY_GETTERS[key])
+
+
+def _answer_kind(embedding: bool) -> Criterion:
+    if embedding:
+        return Criterion("endpoint", "embedding", lambda view: view.endpoint == "embedding", _get_endpoint)
+    return Criterion("endpoint", CHAT_ENDPOINT, lambda view: view.endpoint != "embedding", _get_endpoint)
+
+
+def _holds_all(text: str | None, needles: list[str]) -> bool:
+    return bool(text) and all(n in text for n in needles)  # type: ignore[operator]
+
+
+_DATED_SUFFIX = re.compile(r"-\d")
+
+
+def _model_or_dated(expected: str) -> Callable[[RequestView], bool]:
+    """aimock's model rule: the name itself, or a version of it (``gpt-4o``
+    matches ``gpt-4o-2024-08-06``; ``gpt-4`` does not match ``gpt-4o``)."""
+
+    def test(view: RequestView) -> bool:
+        model = view.model
+        if model == expected:
+            return True
+        return model is not None and model.startswith(expected) and bool(_DATED_SUFFIX.match(model, len(expected)))
+
+    return test
+
+
+def _get_system(view: RequestView) -> str | None:
+    return view.system_text
+
+
+def _get_tool_result(view: RequestView) -> str | None:
+    return view.tool_result_text
+
+
+def _get_has_tool_result(view: RequestView) -> bool:
+    return view.current_turn_has_tool_result
+
+
+def _get_endpoint(view: RequestView) -> str:
+    return view.endpoint
+
+
+def _get_context(view: RequestView) -> str | None:
+    return view.context
 
 
 def _get_user_message(view: RequestView) -> str | None:
@@ -301,6 +492,7 @@ class Candidate:
     # with the same criteria and a sequenceIndex, count together.
     key: str
     sequence_index: int | None = None
+    turn_index: int | None = None
     fingerprint: str | None = None
     content_fingerprint: str | None = None
     form_criteria: list[Criterion] = field(default_factory=list)
@@ -402,6 +594,10 @@ class Matcher:
         self._unindexed: list[int] = []
         # Whether any candidate's answer depends on how often it matched.
         self.has_sequence_indices = False
+        # Whether matching needs more than the request body: a turnIndex
+        # weighs matching fixtures against each other, a context reads a header.
+        self.has_turn_indices = False
+        self.has_context = False
         for fixture in fixtures:
             self.add(fixture)
 
@@ -419,15 +615,16 @@ class Matcher:
         # Problems name the field as it sits in the file: "...: fixtures[2].match.userMessage".
         where = f"{fixture.source}.match"
         criteria = _compile(fixture.match, recorded=fixture.recorded, where=where)
+        if fixture.summary is not None and not fixture.recorded and "endpoint" not in fixture.match:
+            # A hand-written answer is an embedding or a reply, and only
+            # answers requests of its kind (aimock's handlers do the same).
+            criteria.append(_answer_kind(bool(fixture.summary.embeddings)))
         sequence_index = fixture.match.get("sequenceIndex")
-        if sequence_index is not None and (
-            isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0
-        ):
-            raise MatchSpecError(f"{where}.sequenceIndex: expected an integer >= 0")
+        turn_index = fixture.match.get("turnIndex")
         if fixture.recorded:
             key = group_key
         elif sequence_index is not None:
-            rest = {k: v for k, v in fixture.match.items() if k != "sequenceIndex"}
+            rest = {k: v for k, v in fixture.match.items() if k not in _STATE_KEYS}
             key = "sequence:" + canonical_json(rest)
         else:
             key = "fixture:" + fixture.source
@@ -439,6 +636,7 @@ class Matcher:
             fixtures=[fixture],
             key=key,
             sequence_index=sequence_index,
+            turn_index=turn_index,
             fingerprint=fingerprint if isinstance(fingerprint, str) else None,
             content_fingerprint=fixture.content_fingerprint,
             form_criteria=[c for c in criteria if c.key not in _FORM_KEYS],
@@ -446,6 +644,8 @@ class Matcher:
         )
         self.candidates.append(candidate)
         self.has_sequence_indices |= sequence_index is not None
+        self.has_turn_indices |= turn_index is not None
+        self.has_context |= "context" in fixture.match
         index = candidate.order
         if candidate.fingerprint is not None:
             self._by_fingerprint.setdefault(candidate.fingerprint, []).append(index)
@@ -471,12 +671,18 @@ class Matcher:
         ``can_synthesize`` false (the request's family has no wire format to
         render an answer in), hand-written text, tool-call and embedding
         fixtures are passed over: they could only fail."""
+        admitted: list[Candidate] = []
         for index in self._in_order(self._by_fingerprint.get(view.fingerprint, [])):
             candidate = self.candidates[index]
             if not can_synthesize and candidate.needs_synthesis:
                 continue
             if candidate.admits(view, counts):
-                return Found(candidate, candidate.pick(counts.get(candidate.key, 0)))
+                if not self.has_turn_indices or candidate.fixtures[0].recorded:
+                    return Found(candidate, candidate.pick(counts.get(candidate.key, 0)))
+                admitted.append(candidate)
+        if admitted:
+            chosen = _by_turn_index(admitted, view.assistant_turns)
+            return Found(chosen, chosen.pick(counts.get(chosen.key, 0)))
         for index in self._by_content.get(view.content_fingerprint, ()):
             candidate = self.candidates[index]
             if candidate.admits_other_form(view, counts):
@@ -515,6 +721,27 @@ class Matcher:
         ]
         scored.sort(key=lambda item: item[:4])
         return [item[4] for item in scored[:limit]]
+
+
+def _by_turn_index(admitted: list[Candidate], turns: int) -> Candidate:
+    """aimock's choice among fixtures that all match, ``turns`` being the
+    conversation's assistant turns: the fixture scripted for the latest turn
+    not after this one; at exactly this turn an earlier fixture without a
+    turnIndex still wins (file order); when every scripted turn lies ahead, a
+    fixture without one, else the earliest scripted turn. Ties go to file order."""
+    fallback = next((c for c in admitted if c.turn_index is None), None)
+    best: Candidate | None = None
+    for candidate in admitted:
+        t = candidate.turn_index
+        if t is not None and t <= turns and (best is None or t > best.turn_index):  # type: ignore[operator]
+            best = candidate
+    if best is not None:
+        if best.turn_index == turns and fallback is not None and fallback.order < best.order:
+            return fallback
+        return best
+    if fallback is not None:
+        return fallback
+    return min(admitted, key=lambda c: (c.turn_index, c.order))
 
 
 # What a hand-written text / tool-call / embedding fixture needs: an API

@@ -40,18 +40,32 @@ class StreamingProfile:
 
 
 @dataclass(frozen=True)
+class RecordedTimings:
+    """aimock's captured stream timing: the first chunk after ``ttft_ms``, then
+    each gap in turn (the last one repeating); ``replaySpeed`` divides them."""
+
+    ttft_ms: float = 0.0
+    gaps_ms: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Chaos:
     """llmock's failure injection: each request is dropped (a 500 error),
-    answered with malformed JSON, or disconnected with these probabilities
-    (0..1), tried in that order."""
+    answered with malformed JSON, refused with a 429 (aimock's rateLimitRate)
+    or disconnected with these probabilities (0..1), tried in that order;
+    ``latency_ms`` delays every answer (aimock's latencyMs)."""
 
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
     disconnect_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    latency_ms: float = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.drop_rate or self.malformed_rate or self.disconnect_rate)
+        return bool(
+            self.drop_rate or self.malformed_rate or self.disconnect_rate or self.rate_limit_rate or self.latency_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class FixtureOptions:
     truncate_after_chunks: int | None = None  # truncateAfterChunks: drop the connection after N
     disconnect_after_ms: float | None = None  # disconnectAfterMs: drop it after N ms
     streaming_profile: StreamingProfile | None = None  # streamingProfile
+    recorded_timings: RecordedTimings | None = None  # recordedTimings (aimock)
+    replay_speed: float | None = None  # replaySpeed (aimock): recorded timings divided by it
     chaos: Chaos | None = None  # chaos: {dropRate, malformedRate, disconnectRate}
     # WebSocket sessions: the close a truncateAfterChunks / disconnectAfterMs
     # drop sends (closeCode, closeReason); without a code the connection is cut.
@@ -88,6 +104,17 @@ class FixtureError:
     message: str
     type: str | None = None
     code: str | None = None
+    param: str | None = None
+    # Seconds for the Retry-After header of a 429 (aimock's retryAfter; 1 when unset).
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """A hand-written answer sent as it is written (aimock's ``{json, status}``)."""
+
+    status: int
+    body: Any
 
 
 @dataclass(eq=False)
@@ -105,6 +132,7 @@ class Fixture:
     interaction: Interaction | None = None
     summary: Summary | None = None
     error: FixtureError | None = None
+    raw: RawAnswer | None = None
     options: FixtureOptions = _NO_OPTIONS
     # Recorded fixtures only: the API family and the content fingerprint
     # (conversation without the stream flag) of the recorded request, so a

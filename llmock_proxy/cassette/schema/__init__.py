@@ -90,12 +90,17 @@ def cassette_problems(data: Any, where: str) -> list[str]:
 
 
 def fixture_file_problems(data: Any, where: str) -> list[str]:
-    """Every problem of a parsed llmock fixture file, as messages."""
+    """Every schema problem of a parsed llmock fixture file, as messages."""
     if not isinstance(data, dict):
         return [f"{where}: the file holds {_show(data)}; expected an object with a fixtures list"]
-    found = _describe_all(_checker(FIXTURES_SCHEMA).errors(data))
-    found += _tool_call_argument_problems(data)
-    return [_prefixed(where, p) for p in _by_location(found)]
+    return [f"{where}: {text}" for _, text in fixture_file_findings(data)]
+
+
+def fixture_file_findings(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """The schema problems of a parsed fixture file as (path, message) pairs,
+    the message starting with the path (``fixtures[2].response.error: ...``),
+    so a loader can tell a fixture's problems from the file's."""
+    return [(p.path, str(p)) for p in _by_location(_describe_all(_checker(FIXTURES_SCHEMA).errors(data)))]
 
 
 def validate_cassette(data: Any, where: str) -> None:
@@ -111,30 +116,6 @@ def validate_fixture_file(data: Any, where: str) -> None:
 def _raise_if_any(problems: list[str], where: str) -> None:
     if problems:
         raise CassetteError("\n".join(problems), path=where, problems=problems)
-
-
-# -- checks a schema cannot express ------------------------------------------------
-
-
-def _tool_call_argument_problems(data: Any) -> Iterable[_Problem]:
-    """llmock rejects tool-call ``arguments`` that are not a JSON document."""
-    fixtures = data.get("fixtures") if isinstance(data, dict) else None
-    if not isinstance(fixtures, list):
-        return
-    for i, entry in enumerate(fixtures):
-        response = entry.get("response") if isinstance(entry, dict) else None
-        calls = response.get("toolCalls") if isinstance(response, dict) else None
-        if not isinstance(calls, list):
-            continue
-        for j, call in enumerate(calls):
-            arguments = call.get("arguments") if isinstance(call, dict) else None
-            if not isinstance(arguments, str):
-                continue  # the schema reports it
-            try:
-                json.loads(arguments)
-            except ValueError as exc:
-                path = ("fixtures", i, "response", "toolCalls", j, "arguments")
-                yield _Problem(path, f"{_show(arguments)} is not valid JSON ({exc})")
 
 
 # -- messages ------------------------------------------------------------------------
