@@ -122,10 +122,10 @@ def test_usage_errors_exit_2_and_bad_files_exit_1(tmp_path: Path) -> None:
     no_upstream = run("--mode", "auto")
     assert no_upstream.returncode == 2 and "--upstream" in no_upstream.stderr
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "x"}, "chunkSize": 0}]}))
+    broken.write_text(json.dumps({"fixtures": [{"match": {"userMesage": "x"}, "response": {"content": "x"}}]}))
     bad_file = run("--fixtures", str(broken))
     assert bad_file.returncode == 1
-    assert "broken.json" in bad_file.stderr and "fixtures[0].chunkSize" in bad_file.stderr
+    assert "broken.json: fixtures[0].match.userMesage: unknown match key; did you mean 'userMessage'?" in bad_file.stderr
 
 
 @pytest.mark.parametrize("mode", ["passthrough", "auto"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Payload, Request, Response
-from llmock_proxy.replay.fixture import Chaos, FixtureOptions
+from llmock_proxy.replay.fixture import Chaos, FixtureOptions, RecordedTimings
 from llmock_proxy.replay.session import Hit
 
 log = logging.getLogger("llmock_proxy.replay")
@@ -142,9 +142,14 @@ class Planner:
 
     def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
         """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
-        action = self._chaos(hit.options.chaos, headers)
+        action, latency = self._chaos(hit.options.chaos, headers)
         if action is not None:
-            return _chaos_plan(action, hit, arrival)
+            return replace(_chaos_plan(action, hit, arrival), delay_ms=latency)
+        if latency:
+            return _delayed(self._plan(hit, arrival), latency)
+        return self._plan(hit, arrival)
+
+    def _plan(self, hit: Hit, arrival: float) -> Plan:
         response = hit.response
         options = hit.options
         factor = self.timing.factor
@@ -186,20 +191,29 @@ class Planner:
         chunks = [Chunk(at * factor, data) for at, (_, data) in zip(offsets, items)]
         return replace(base, headers=list(answer_headers), chunks=chunks)
 
-    def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> str | None:
+    def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> tuple[str | None, float]:
         """llmock's chaos: the fixture's rates, each overridden by its
-        ``x-llmock-chaos-*`` request header; drop, malformed and disconnect
-        are tried in that order, each with its own draw."""
-        rates = [chaos.drop_rate, chaos.malformed_rate, chaos.disconnect_rate] if chaos else [0.0, 0.0, 0.0]
+        ``x-llmock-chaos-*`` (or aimock's ``x-aimock-chaos-*``) request
+        header; drop, malformed, rate limit and disconnect are tried in that
+        order, each with its own draw. Returns the action and the latency
+        (ms) to add before the answer."""
+        rates = (
+            [chaos.drop_rate, chaos.malformed_rate, chaos.rate_limit_rate, chaos.disconnect_rate]
+            if chaos else [0.0, 0.0, 0.0, 0.0]
+        )
+        latency = chaos.latency_ms if chaos else 0.0
         if headers:
-            for i, name in enumerate(CHAOS_HEADERS):
-                value = headers.get(name)
+            for i, action in enumerate(CHAOS_ACTIONS):
+                name, value = _chaos_header(headers, action)
                 if value is not None:
                     rates[i] = _rate(name, value, rates[i])
+            name, value = _chaos_header(headers, "latency")
+            if value is not None:
+                latency = _latency(name, value, latency)
         for action, rate in zip(CHAOS_ACTIONS, rates):
             if rate > 0 and self.rng.random() < rate:
-                return action
-        return None
+                return action, latency
+        return None, latency
 
     def _offsets(self, options: FixtureOptions, recorded: list[float]) -> list[float]:
         """Chunk offsets: llmock's streaming physics when the fixture asks for
@@ -207,6 +221,9 @@ class Planner:
         gap varied by ``jitter``; otherwise ``latency`` before every chunk),
         the recorded ``t`` values otherwise."""
         profile = options.streaming_profile
+        timings = options.recorded_timings
+        if timings is not None and profile is None:
+            return _recorded_offsets(timings, options.replay_speed, len(recorded))
         if profile is None and not options.latency:
             return recorded
         offsets: list[float] = []
@@ -225,10 +242,61 @@ class Planner:
         return offsets
 
 
-CHAOS_ACTIONS = ("drop", "malformed", "disconnect")
+CHAOS_ACTIONS = ("drop", "malformed", "rate_limit", "disconnect")
 
 
-CHAOS_HEADERS = ("x-llmock-chaos-drop", "x-llmock-chaos-malformed", "x-llmock-chaos-disconnect")
+# The request headers that override a fixture's chaos, by action: ours, then aimock's.
+CHAOS_HEADERS = {
+    "drop": ("x-llmock-chaos-drop", "x-aimock-chaos-drop"),
+    "malformed": ("x-llmock-chaos-malformed", "x-aimock-chaos-malformed"),
+    "rate_limit": ("x-llmock-chaos-rate-limit", "x-aimock-chaos-ratelimit"),
+    "disconnect": ("x-llmock-chaos-disconnect", "x-aimock-chaos-disconnect"),
+    "latency": ("x-llmock-chaos-latency", "x-aimock-chaos-latency"),
+}
+
+# aimock's bound on a chaos latency (ms).
+MAX_CHAOS_LATENCY_MS = 30000.0
+
+
+def _chaos_header(headers: Mapping[str, str], action: str) -> tuple[str, str | None]:
+    for name in CHAOS_HEADERS[action]:
+        value = headers.get(name)
+        if value is not None:
+            return name, value
+    return CHAOS_HEADERS[action][0], None
+
+
+def _latency(name: str, value: str, default: float) -> float:
+    try:
+        latency = float(value)
+    except ValueError:
+        latency = -1.0
+    if not 0 <= latency <= MAX_CHAOS_LATENCY_MS:
+        log.warning("%s: %r is not a latency from 0 to %g ms; ignored", name, value, MAX_CHAOS_LATENCY_MS)
+        return default
+    return latency
+
+
+def _delayed(plan: Plan, latency: float) -> Plan:
+    """A plan whose answer starts ``latency`` ms later (chaos latency)."""
+    if plan.chunks is not None:
+        return replace(plan, chunks=[Chunk(c.at_ms + latency, c.data) for c in plan.chunks])
+    return replace(plan, delay_ms=plan.delay_ms + latency)
+
+
+def _recorded_offsets(timings: RecordedTimings, speed: float | None, count: int) -> list[float]:
+    """aimock's recordedTimings: the first chunk at ``ttft``, then each recorded
+    gap in turn (the last repeating when there are more chunks than gaps),
+    all divided by ``replaySpeed``."""
+    divisor = speed or 1.0
+    offsets: list[float] = []
+    now = timings.ttft_ms
+    for index in range(count):
+        if index:
+            gaps = timings.gaps_ms
+            now += gaps[min(index - 1, len(gaps) - 1)] if gaps else 0.0
+        offsets.append(now / divisor)
+    return offsets
 
 
 # What llmock answers a "malformed" roll with.
@@ -254,4 +322,8 @@ def _chaos_plan(action: str, hit: Hit, arrival: float) -> Plan:
         return Plan(500, response_headers(response), body=body_bytes(response.body), arrival=arrival, chaos=action)
     if action == "malformed":
         return Plan(200, [("content-type", "application/json")], body=MALFORMED_BODY, arrival=arrival, chaos=action)
+    if action == "rate_limit":
+        response = hit.provider.error(429, "Chaos: rate limit exceeded", type="rate_limit_error")
+        headers = [*response_headers(response), ("retry-after", "1")]
+        return Plan(429, headers, body=body_bytes(response.body), arrival=arrival, chaos=action)
     return Plan(200, [], disconnect_after_ms=0.0, arrival=arrival, chaos=action)
