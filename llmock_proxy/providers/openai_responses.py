@@ -12,13 +12,16 @@ tools (``{type: web_search}``...); ``text.format`` (the response format);
 ``stream``.
 
 Response: one ``response`` object whose ``output`` lists ``reasoning``,
+``web_search_call`` (a search the model ran: ``action {type: search, query}``),
 ``message`` (``output_text`` parts) and ``function_call`` items, or with
 ``stream: true`` named SSE events, each carrying a ``sequence_number``:
 ``response.created``, ``response.in_progress``, per output item
 ``response.output_item.added`` / (``response.content_part.added``,
 ``response.output_text.delta``..., ``response.output_text.done``,
 ``response.content_part.done``) or (``response.function_call_arguments.delta``...,
-``response.function_call_arguments.done``) / ``response.output_item.done``,
+``response.function_call_arguments.done``) or (``response.reasoning_summary_*``)
+or (``response.web_search_call.in_progress``, ``.searching``, ``.completed``)
+/ ``response.output_item.done``,
 and finally ``response.completed`` (``response.incomplete``,
 ``response.failed``) with the whole response. There is no ``[DONE]``.
 """
@@ -40,11 +43,13 @@ from llmock_proxy.cassette.model import Request, Response, SSEEvent
 from llmock_proxy.providers import _openai_common as common
 from llmock_proxy.providers.base import (
     RenderOptions,
+    answer_parts,
     arguments_json,
     object_at,
     parse_arguments,
     request_json,
     token_counts,
+    token_total,
 )
 
 FAMILY = "openai.responses"
@@ -327,9 +332,9 @@ def _summarize_stream(response: Response) -> Summary:
 class _OutputItem:
     """One output item of a rendered response: reasoning, message or function call."""
 
-    kind: str  # "reasoning" | "message" | "function_call"
+    kind: str  # "reasoning" | "web_search_call" | "message" | "function_call"
     id: str
-    text: str = ""
+    text: str = ""  # the summary, the query, the text or the arguments
     name: str = ""
     call_id: str = ""
 
@@ -338,6 +343,9 @@ class _OutputItem:
         if self.kind == "reasoning":
             summary = [{"type": "summary_text", "text": self.text}] if done else []
             return {"id": self.id, "type": "reasoning", "summary": summary}
+        if self.kind == "web_search_call":
+            return {"id": self.id, "type": "web_search_call", "status": status,
+                    "action": {"type": "search", "query": self.text}}
         if self.kind == "message":
             content = [_text_part(self.text)] if done else []
             return {"id": self.id, "type": "message", "status": status, "content": content, "role": "assistant"}
@@ -383,27 +391,39 @@ class _ResponsePlan:
 
     @classmethod
     def build(cls, summary: Summary, request: CanonicalRequest, ids: common.DerivedIds) -> _ResponsePlan:
+        """The items in the API's order: the reasoning, the web searches the
+        model ran, then messages and function calls as the answer orders them."""
         items: list[_OutputItem] = []
         if summary.reasoning:
             items.append(_OutputItem("reasoning", "rs_" + ids.hex("reasoning", 48), text=summary.reasoning))
-        if summary.text or not summary.tool_calls:
-            items.append(_OutputItem("message", "msg_" + ids.hex("message", 48), text=summary.text))
-        for i, call in enumerate(summary.tool_calls):
-            items.append(
-                _OutputItem(
-                    "function_call",
-                    "fc_" + ids.hex(f"item{i}", 48),
-                    text=arguments_json(call.arguments),
-                    name=call.name,
-                    call_id=call.id or "call_" + ids.alnum(f"call{i}", 24),
+        for i, query in enumerate(summary.web_searches or []):
+            items.append(_OutputItem("web_search_call", "ws_" + ids.hex(f"search{i}", 48), text=query))
+        parts = answer_parts(summary)
+        if not parts:
+            parts = [""]  # an empty answer is still one (empty) message
+        messages = 0
+        for part in parts:
+            if isinstance(part, str):
+                label = "message" if messages == 0 else f"message{messages}"
+                items.append(_OutputItem("message", "msg_" + ids.hex(label, 48), text=part))
+                messages += 1
+            else:
+                call = summary.tool_calls[part]
+                items.append(
+                    _OutputItem(
+                        "function_call",
+                        "fc_" + ids.hex(f"item{part}", 48),
+                        text=arguments_json(call.arguments),
+                        name=call.name,
+                        call_id=call.id or "call_" + ids.alnum(f"call{part}", 24),
+                    )
                 )
-            )
         finish = common.chat_finish_reason(summary)
         incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish)
         input_tokens, output_tokens = token_counts(summary.usage)
         return cls(
-            id="resp_" + ids.hex("response", 48),
-            created_at=ids.timestamp(),
+            id=summary.response_id or "resp_" + ids.hex("response", 48),
+            created_at=summary.created if summary.created is not None else ids.timestamp(),
             model=summary.model or request.model or "gpt-4o-mini",
             request=request,
             items=items,
@@ -414,7 +434,7 @@ class _ResponsePlan:
                 "input_tokens_details": {"cached_tokens": 0},
                 "output_tokens": output_tokens,
                 "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": input_tokens + output_tokens,
+                "total_tokens": token_total(summary.usage),
             },
         )
 
@@ -469,6 +489,8 @@ class _StreamWriter:
             self.emit("response.output_item.added", output_index=index, item=item.as_dict(done=False))
             if item.kind == "reasoning":
                 self._reasoning(index, item)
+            elif item.kind == "web_search_call":
+                self._web_search(index, item)
             elif item.kind == "message":
                 self._message(index, item)
             else:
@@ -500,3 +522,8 @@ class _StreamWriter:
             self.emit("response.reasoning_summary_text.delta", **where, delta=piece)
         self.emit("response.reasoning_summary_text.done", **where, text=item.text)
         self.emit("response.reasoning_summary_part.done", **where, part={"type": "summary_text", "text": item.text})
+
+    def _web_search(self, index: int, item: _OutputItem) -> None:
+        where = {"item_id": item.id, "output_index": index}
+        for stage in ("in_progress", "searching", "completed"):
+            self.emit(f"response.web_search_call.{stage}", **where)
