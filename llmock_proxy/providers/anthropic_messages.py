@@ -22,6 +22,8 @@ The story of one exchange:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from llmock_proxy.canonical import (
@@ -41,9 +43,11 @@ from llmock_proxy.cassette.model import (
 )
 from llmock_proxy.providers.base import (
     COMMON_CATEGORICAL_FIELDS,
+    OPENAI_FINISH_REASONS,
     CredentialScheme,
     Provider,
     RenderOptions,
+    answer_parts,
     chunk_text,
     json_digest,
     object_at,
@@ -407,10 +411,13 @@ def _summarize_events(events: list[SSEEvent], status: int) -> Summary:
 
 
 def stop_reason_for(summary: Summary) -> str:
-    """The Anthropic ``stop_reason`` for a summary recorded in any family."""
+    """The Anthropic ``stop_reason`` for a summary recorded in any family, or
+    given in OpenAI's vocabulary by a hand-written answer."""
     reason = summary.finish_reason
     if reason in STOP_REASONS:
         return reason
+    if reason in OPENAI_FINISH_REASONS:
+        return _FOREIGN_STOP_REASONS[reason]
     if summary.tool_calls:
         return "tool_use"
     return _FOREIGN_STOP_REASONS.get((reason or "").lower(), "end_turn")
@@ -435,7 +442,7 @@ def _stable_id(prefix: str, *parts: Any) -> str:
 
 def _message_envelope(summary: Summary, request: CanonicalRequest) -> dict[str, Any]:
     return {
-        "id": _stable_id("msg_", summary.to_dict()),
+        "id": summary.response_id or _stable_id("msg_", summary.to_dict()),
         "type": "message",
         "role": "assistant",
         "model": summary.model or request.model or "",
@@ -446,18 +453,29 @@ def _message_envelope(summary: Summary, request: CanonicalRequest) -> dict[str, 
     }
 
 
+def thinking_signature(reasoning: str) -> str:
+    """A stand-in for the signature the API puts on a thinking block: opaque
+    base64 like the real one, never empty (a client sends the block back with
+    it on the next turn of a tool loop), the same on every replay."""
+    return base64.b64encode(hashlib.sha256(reasoning.encode()).digest()).decode("ascii")
+
+
 def _content_blocks(summary: Summary) -> list[dict[str, Any]]:
+    """The thinking first, then text and tool use as the answer orders them."""
     blocks: list[dict[str, Any]] = []
     if summary.reasoning:
-        blocks.append({"type": "thinking", "thinking": summary.reasoning, "signature": ""})
-    if summary.text:
-        blocks.append({"type": "text", "text": summary.text})
-    for i, call in enumerate(summary.tool_calls):
+        signature = thinking_signature(summary.reasoning)
+        blocks.append({"type": "thinking", "thinking": summary.reasoning, "signature": signature})
+    for part in answer_parts(summary):
+        if isinstance(part, str):
+            blocks.append({"type": "text", "text": part})
+            continue
+        call = summary.tool_calls[part]
         arguments = call.arguments if call.arguments is not None else {}
         blocks.append(
             {
                 "type": "tool_use",
-                "id": call.id or _stable_id("toolu_", i, call.name, arguments),
+                "id": call.id or _stable_id("toolu_", part, call.name, arguments),
                 "name": call.name,
                 "input": arguments,
             }
@@ -481,8 +499,10 @@ def _block_events(index: int, block: dict[str, Any], chunk_size: int) -> list[SS
         opening: dict[str, Any] = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], chunk_size)]
     elif kind == "thinking":
+        # The signature arrives last, in a delta of its own.
         opening = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], chunk_size)]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
     else:  # tool_use: like the API, an empty first piece, then the input JSON in pieces
         opening = {**block, "input": {}}
         pieces = ["", *_pieces(compact_json(block["input"]), chunk_size)]

@@ -19,8 +19,10 @@ from llmock_proxy.cassette.model import (
     Response,
 )
 from llmock_proxy.providers.base import (
+    OPENAI_FINISH_REASONS,
     RenderOptions,
     StreamedToolCalls,
+    answer_parts,
     arguments_json,
     chunk_text,
     json_digest,
@@ -28,6 +30,7 @@ from llmock_proxy.providers.base import (
     parse_arguments,
     request_json,
     token_counts,
+    token_total,
     turn_messages,
 )
 from llmock_proxy.providers.bedrock.common import (
@@ -197,13 +200,19 @@ def wire_usage(usage: dict[str, Any] | None) -> dict[str, int]:
     for ours, theirs in _CACHE_COUNTS:
         if isinstance(usage.get(ours), int):
             counts[theirs] = usage[ours]
-    counts["totalTokens"] = sum(counts.values())
+    # A total the answer states wins; else the counts' sum (cache counts included).
+    stated = any(key in usage for key in ("total_tokens", "totalTokens", "totalTokenCount"))
+    counts["totalTokens"] = token_total(usage) if stated else sum(counts.values())
     return counts
 
 
 def stop_reason(summary: Summary) -> str:
+    """Converse's ``stopReason``: the recorded one, one given in OpenAI's
+    vocabulary translated, else what the answer holds says."""
     if summary.finish_reason in STOP_REASONS:
         return summary.finish_reason
+    if summary.finish_reason in OPENAI_FINISH_REASONS:
+        return FOREIGN_STOP_REASONS[summary.finish_reason]
     if summary.tool_calls:
         return "tool_use"
     return FOREIGN_STOP_REASONS.get(summary.finish_reason or "", "end_turn")
@@ -233,16 +242,19 @@ def _tool_use_id(call: ToolCall, index: int) -> str:
     return call.id or "tooluse_" + json_digest([index, call.name, call.arguments], 22)
 
 
+def _tool_use(summary: Summary, index: int) -> dict[str, Any]:
+    call = summary.tool_calls[index]
+    arguments = call.arguments if call.arguments is not None else {}
+    return {"toolUseId": _tool_use_id(call, index), "name": call.name, "input": arguments}
+
+
 def converse_content(summary: Summary) -> list[dict[str, Any]]:
+    """The reasoning first, then text and tool use as the answer orders them."""
     blocks: list[dict[str, Any]] = []
     if summary.reasoning:
         blocks.append({"reasoningContent": {"reasoningText": {"text": summary.reasoning}}})
-    if summary.text:
-        blocks.append({"text": summary.text})
-    for index, call in enumerate(summary.tool_calls):
-        arguments = call.arguments if call.arguments is not None else {}
-        use = {"toolUseId": _tool_use_id(call, index), "name": call.name, "input": arguments}
-        blocks.append({"toolUse": use})
+    for part in answer_parts(summary):
+        blocks.append({"text": part} if isinstance(part, str) else {"toolUse": _tool_use(summary, part)})
     return blocks
 
 
@@ -270,21 +282,21 @@ def converse_events(summary: Summary, chunk_size: int) -> list[tuple[str, dict[s
         ]
         events.append(("contentBlockStop", {"contentBlockIndex": index}))
         index += 1
-    if summary.text:
-        events += [
-            ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
-            for piece in chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)
-        ]
-        events.append(("contentBlockStop", {"contentBlockIndex": index}))
-        index += 1
-    for call_number, call in enumerate(summary.tool_calls):
-        start = {"toolUse": {"toolUseId": _tool_use_id(call, call_number), "name": call.name}}
-        events.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
-        text = arguments_json(call.arguments, spaced=True)
-        events += [
-            ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
-            for piece in chunk_text(text, chunk_size, DEFAULT_CHUNK_SIZE)
-        ]
+    for part in answer_parts(summary):
+        if isinstance(part, str):
+            events += [
+                ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
+                for piece in chunk_text(part, chunk_size, DEFAULT_CHUNK_SIZE)
+            ]
+        else:
+            call = summary.tool_calls[part]
+            start = {"toolUse": {"toolUseId": _tool_use_id(call, part), "name": call.name}}
+            events.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            text = arguments_json(call.arguments, spaced=True)
+            events += [
+                ("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
+                for piece in chunk_text(text, chunk_size, DEFAULT_CHUNK_SIZE)
+            ]
         events.append(("contentBlockStop", {"contentBlockIndex": index}))
         index += 1
     events.append(("messageStop", {"stopReason": stop_reason(summary)}))

@@ -59,6 +59,10 @@ ANTHROPIC, CONVERSE_STYLE, GENERIC = "anthropic", "converse", "generic"
 _TEXT_FIELDS = ("generation", "outputText", "completion", "text")
 _LIST_FIELDS = ("outputs", "results", "generations", "choices")
 _REASON_FIELDS = ("stop_reason", "completionReason", "finish_reason")
+# Finish reasons in OpenAI's vocabulary (a hand-written answer's) in the
+# vendors' own; Mistral and Meta speak OpenAI's already.
+_TITAN_REASONS = {"stop": "FINISH", "length": "LENGTH", "content_filter": "CONTENT_FILTERED"}
+_LEGACY_ANTHROPIC_REASONS = {"stop": "stop_sequence", "length": "max_tokens"}
 
 
 def dialect(model: str | None, body: dict[str, Any]) -> str:
@@ -367,13 +371,13 @@ class BedrockInvoke(BedrockProvider):
         if vendor.startswith("mistral."):
             return {"outputs": [{"text": summary.text, "stop_reason": reason}]}
         if vendor.startswith("anthropic."):  # the legacy Text Completions body
-            reason = summary.finish_reason or "stop_sequence"
+            reason = _LEGACY_ANTHROPIC_REASONS.get(reason, reason) if summary.finish_reason else "stop_sequence"
             return {"type": "completion", "completion": summary.text, "stop_reason": reason, "stop": None}
         if vendor.startswith("amazon.titan"):
             result = {
                 "tokenCount": counts["outputTokens"],
                 "outputText": summary.text,
-                "completionReason": summary.finish_reason or "FINISH",
+                "completionReason": _TITAN_REASONS.get(reason, reason) if summary.finish_reason else "FINISH",
             }
             return {"inputTextTokenCount": counts["inputTokens"], "results": [result]}
         return {
