@@ -32,6 +32,7 @@ from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     StreamedToolCalls,
+    answer_parts,
     arguments_json,
     chunk_text,
     function_tool_calls,
@@ -136,6 +137,11 @@ def wire_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     input_tokens, output_tokens = token_counts(usage)
     counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return {"billed_units": dict(counts), "tokens": dict(counts)}
+
+
+def _answer_id(summary: Summary) -> str:
+    """The id the answer pins, else a UUID that is the same on every replay."""
+    return summary.response_id or json_uuid(summary.to_dict())
 
 
 def finish_reason(summary: Summary) -> str:
@@ -269,7 +275,7 @@ class CohereChat(Provider):
             headers={"content-type": JSON_CONTENT_TYPE},
             body=Payload.json(
                 {
-                    "id": json_uuid(summary.to_dict()),
+                    "id": _answer_id(summary),
                     "message": self._message(summary),
                     "finish_reason": finish_reason(summary),
                     "usage": wire_usage(summary.usage),
@@ -304,47 +310,30 @@ class CohereChat(Provider):
         }
 
     def _render_stream(self, summary: Summary, chunk_size: int) -> Response:
+        """message-start; the thinking (without tool calls); text blocks and
+        tool calls as the answer orders them, the tool plan (the reasoning,
+        with tool calls) just before the first call; message-end."""
         empty = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
         events: list[dict[str, Any]] = [
-            {"id": json_uuid(summary.to_dict()), "type": "message-start", "delta": {"message": empty}}
+            {"id": _answer_id(summary), "type": "message-start", "delta": {"message": empty}}
         ]
         index = 0
         if summary.reasoning and not summary.tool_calls:
             events += self._content_block(index, "thinking", summary.reasoning, chunk_size)
             index += 1
-        if summary.text:
-            events += self._content_block(index, "text", summary.text, chunk_size)
-        if summary.tool_calls and summary.reasoning:
-            events += [
-                {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": piece}}}
-                for piece in chunk_text(summary.reasoning, chunk_size, DEFAULT_CHUNK_SIZE)
-            ]
-        for call_index, call in enumerate(summary.tool_calls):
-            wire = self._wire_call(call, call_index)
-            events.append(
-                {
-                    "type": "tool-call-start",
-                    "index": call_index,
-                    "delta": {
-                        "message": {
-                            "tool_calls": {
-                                "id": wire["id"],
-                                "type": "function",
-                                "function": {"name": call.name, "arguments": ""},
-                            }
-                        }
-                    },
-                }
-            )
-            events += [
-                {
-                    "type": "tool-call-delta",
-                    "index": call_index,
-                    "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}},
-                }
-                for piece in chunk_text(wire["function"]["arguments"], chunk_size, DEFAULT_CHUNK_SIZE)
-            ]
-            events.append({"type": "tool-call-end", "index": call_index})
+        planned = not summary.reasoning
+        for part in answer_parts(summary):
+            if isinstance(part, str):
+                events += self._content_block(index, "text", part, chunk_size)
+                index += 1
+                continue
+            if not planned:
+                events += [
+                    {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": piece}}}
+                    for piece in chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
+                ]
+                planned = True
+            events += self._call_events(part, self._wire_call(summary.tool_calls[part], part), chunk_size)
         events.append(
             {
                 "type": "message-end",
@@ -356,6 +345,21 @@ class CohereChat(Provider):
             headers={"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache"},
             events=[SSEEvent(event=e["type"], data=e) for e in events],
         )
+
+    @staticmethod
+    def _call_events(index: int, wire: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+        """tool-call-start (id and name), the arguments in pieces, tool-call-end."""
+        name = wire["function"]["name"]
+        opening = {"id": wire["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+        return [
+            {"type": "tool-call-start", "index": index, "delta": {"message": {"tool_calls": opening}}},
+            *(
+                {"type": "tool-call-delta", "index": index,
+                 "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}}}
+                for piece in chunk_text(wire["function"]["arguments"], chunk_size, DEFAULT_CHUNK_SIZE)
+            ),
+            {"type": "tool-call-end", "index": index},
+        ]
 
     @staticmethod
     def _content_block(index: int, kind: str, text: str, chunk_size: int) -> list[dict[str, Any]]:
