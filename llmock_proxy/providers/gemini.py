@@ -56,6 +56,7 @@ from llmock_proxy.providers.base import (
     CredentialScheme,
     Provider,
     RenderOptions,
+    answer_parts,
     chunk_text,
     json_digest,
     object_at,
@@ -63,6 +64,7 @@ from llmock_proxy.providers.base import (
     request_json,
     split_url,
     token_counts,
+    token_total,
     turn_messages,
 )
 
@@ -276,7 +278,7 @@ class GeminiGenerate(_GeminiREST):
         if summary.error:
             return self._render_error(summary.error)
         # A responseId that is the same on every replay of the same summary.
-        response_id = json_digest(summary.to_dict(), 22)
+        response_id = summary.response_id or json_digest(summary.to_dict(), 22)
         base = {"modelVersion": summary.model or request.model or "", "responseId": response_id}
         if not stream:
             body = _response_chunk(_parts(summary), summary, last=True, base=base)
@@ -526,10 +528,12 @@ def usage_metadata_for(usage: dict[str, Any] | None) -> dict[str, Any]:
     """Gemini ``usageMetadata`` from a usage mapping in any family's vocabulary."""
     usage = usage or {}
     if "promptTokenCount" in usage or "totalTokenCount" in usage:
-        return dict(usage)
+        # Gemini's own counts pass through whole; a hand-written answer may
+        # leave the total out.
+        return {**usage, "totalTokenCount": token_total(usage)}
 
     prompt, output = token_counts(usage)
-    return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
+    return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": token_total(usage)}
 
 
 def _call_part(call: ToolCall) -> dict[str, Any]:
@@ -540,22 +544,30 @@ def _call_part(call: ToolCall) -> dict[str, Any]:
 
 
 def _parts(summary: Summary) -> list[dict[str, Any]]:
+    """The thought first, then text and function calls as the answer orders them."""
     parts: list[dict[str, Any]] = []
     if summary.reasoning:
         parts.append({"text": summary.reasoning, "thought": True})
-    if summary.text:
-        parts.append({"text": summary.text})
-    parts += [_call_part(call) for call in summary.tool_calls]
+    for part in answer_parts(summary):
+        parts.append({"text": part} if isinstance(part, str) else _call_part(summary.tool_calls[part]))
     return parts or [{"text": ""}]
 
 
 def _streamed_parts(summary: Summary, chunk_size: int) -> list[list[dict[str, Any]]]:
-    """The parts of each streamed chunk: thoughts and text in pieces, the
-    function calls whole (Gemini never splits a call) in the last chunk."""
+    """The parts of each streamed chunk: thoughts and text in pieces, function
+    calls whole (Gemini never splits a call), the calls said one after the
+    other in one chunk, all in the answer's order."""
     thoughts = chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
     groups: list[list[dict[str, Any]]] = [[{"text": piece, "thought": True}] for piece in thoughts]
-    groups += [[{"text": piece}] for piece in chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)]
-    calls = [_call_part(call) for call in summary.tool_calls]
+    calls: list[dict[str, Any]] = []
+    for part in answer_parts(summary):
+        if isinstance(part, int):
+            calls.append(_call_part(summary.tool_calls[part]))
+            continue
+        if calls:
+            groups.append(calls)
+            calls = []
+        groups += [[{"text": piece}] for piece in chunk_text(part, chunk_size, DEFAULT_CHUNK_SIZE)]
     if calls:
         groups.append(calls)
     return groups or [[{"text": ""}]]

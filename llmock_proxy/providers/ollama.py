@@ -29,6 +29,7 @@ from llmock_proxy.providers.base import (
     CredentialScheme,
     Provider,
     RenderOptions,
+    answer_parts,
     chunk_text,
     function_tool_calls,
     function_tools,
@@ -323,13 +324,21 @@ class OllamaChat(_OllamaProvider):
         summary.tool_calls.extend(function_tool_calls(message.get("tool_calls")))
 
     def _delta_fields(self, summary: Summary, chunk_size: int) -> list[dict[str, Any]]:
-        """Thinking first, then text, then the tool calls in one object, as Ollama does."""
+        """Thinking first, then text and tool calls as the answer orders them,
+        the calls said one after the other in one object, as Ollama does."""
         thinking = chunk_text(summary.reasoning or "", chunk_size, DEFAULT_CHUNK_SIZE)
         messages = [self._message("", piece, []) for piece in thinking]
-        text = chunk_text(summary.text, chunk_size, DEFAULT_CHUNK_SIZE)
-        messages += [self._message(piece, None, []) for piece in text]
-        if summary.tool_calls:
-            messages.append(self._message("", None, summary.tool_calls))
+        calls: list[int] = []
+        for part in answer_parts(summary):
+            if isinstance(part, int):
+                calls.append(part)
+                continue
+            if calls:
+                messages.append(self._message("", None, summary.tool_calls, calls))
+                calls = []
+            messages += [self._message(piece, None, []) for piece in chunk_text(part, chunk_size, DEFAULT_CHUNK_SIZE)]
+        if calls:
+            messages.append(self._message("", None, summary.tool_calls, calls))
         return [{"message": m} for m in messages]
 
     def _answer_fields(self, summary: Summary) -> dict[str, Any]:
@@ -339,17 +348,21 @@ class OllamaChat(_OllamaProvider):
         return {"message": {"role": "assistant", "content": ""}}
 
     @staticmethod
-    def _message(text: str, thinking: str | None, calls: list[ToolCall]) -> dict[str, Any]:
+    def _message(
+        text: str, thinking: str | None, calls: list[ToolCall], which: list[int] | None = None
+    ) -> dict[str, Any]:
+        """An assistant message; ``which`` picks the calls it carries (all by default)."""
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if thinking:
             message["thinking"] = thinking
-        if calls:
+        indices = range(len(calls)) if which is None else which
+        if indices:
             message["tool_calls"] = [
                 {
-                    **({"id": call.id} if call.id else {}),
-                    "function": {"index": index, "name": call.name, "arguments": call.arguments},
+                    **({"id": calls[index].id} if calls[index].id else {}),
+                    "function": {"index": index, "name": calls[index].name, "arguments": calls[index].arguments},
                 }
-                for index, call in enumerate(calls)
+                for index in indices
             ]
         return message
 
