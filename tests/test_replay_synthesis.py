@@ -274,3 +274,95 @@ def test_bedrock_converse(engine: EngineThread, stream: bool) -> None:
     assert r.status_code == 429
     assert r.json() == {"message": "Slow down"}
     assert r.headers["x-amzn-errortype"].startswith("ThrottlingException")
+
+
+# -- aimock's answer vocabulary, from the fixture file to the SDK ---------------------------------------
+
+AIMOCK_FIXTURES = {
+    "fixtures": [
+        # content and toolCalls together, arguments as an object, overrides
+        {"match": {"userMessage": "both"},
+         "response": {"content": "Checking.", "toolCalls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+                      "id": "pinned-7", "created": 1712000000, "model": "gpt-pinned", "systemFingerprint": "fp_pin",
+                      "usage": {"prompt_tokens": 5, "completion_tokens": 3}}},
+        # blocks: a tool call before the text
+        {"match": {"userMessage": "blocks"},
+         "response": {"blocks": [{"type": "toolCall", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                                 {"type": "text", "text": "Looked it up."}]}},
+        {"match": {"userMessage": "reason"}, "response": {"content": "42.", "reasoning": "Six times seven."}},
+        {"match": {"userMessage": "search"},
+         "response": {"content": "Sunny.", "webSearches": ["weather Paris"], "finishReason": "length"}},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def aimock_engine() -> Iterator[EngineThread]:
+    session = ReplaySession(parse_fixture_entries(AIMOCK_FIXTURES, "aimock-answers.json"))
+    with EngineThread(session, timing="instant") as running:
+        yield running
+
+
+def test_aimock_answers_reach_openai_chat(aimock_engine: EngineThread) -> None:
+    client = openai_client(base_url=f"{aimock_engine.url}/v1")
+    both = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "both please"}])
+    message = both.choices[0].message
+    assert message.content == "Checking." and json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}
+    envelope = (both.id, both.created, both.model, both.system_fingerprint)
+    assert envelope == ("pinned-7", 1712000000, "gpt-pinned", "fp_pin")
+    assert (both.usage.prompt_tokens, both.usage.completion_tokens, both.usage.total_tokens) == (5, 3, 8)
+    order = []
+    for chunk in client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "blocks please"}], stream=True
+    ):
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is not None and delta.tool_calls and delta.tool_calls[0].id:
+            order.append("call")
+        if delta is not None and delta.content and order[-1:] != ["text"]:
+            order.append("text")
+    assert order == ["call", "text"]
+    reason = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "reason"}])
+    assert (reason.choices[0].message.model_extra or {}).get("reasoning_content") == "Six times seven."
+
+
+def test_aimock_answers_reach_openai_responses(aimock_engine: EngineThread) -> None:
+    client = openai_client(base_url=f"{aimock_engine.url}/v1")
+    searched = client.responses.create(model="gpt-4o-mini", input="search the web")
+    assert [item.type for item in searched.output] == ["web_search_call", "message"]
+    assert searched.output[0].action.query == "weather Paris" and searched.output_text == "Sunny."
+    assert searched.status == "incomplete" and searched.incomplete_details.reason == "max_output_tokens"
+    with client.responses.stream(model="gpt-4o-mini", input="reason it out") as events:
+        final = events.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].summary[0].text == "Six times seven."
+    blocks = client.responses.create(model="gpt-4o-mini", input="blocks please")
+    assert [item.type for item in blocks.output] == ["function_call", "message"]
+
+
+def test_aimock_answers_reach_anthropic(aimock_engine: EngineThread) -> None:
+    client = anthropic_client(base_url=aimock_engine.url)
+    kwargs: dict[str, Any] = dict(model="claude-3-5-haiku-latest", max_tokens=100)
+    with client.messages.stream(messages=[{"role": "user", "content": "blocks please"}], **kwargs) as events:
+        blocks = events.get_final_message()
+    assert [(b.type, getattr(b, "text", None) or getattr(b, "input", None)) for b in blocks.content] == [
+        ("tool_use", {"city": "Paris"}), ("text", "Looked it up.")
+    ]
+    thought = client.messages.create(messages=[{"role": "user", "content": "reason"}], **kwargs)
+    assert thought.content[0].type == "thinking" and thought.content[0].thinking == "Six times seven."
+    assert thought.content[0].signature
+    cut = client.messages.create(messages=[{"role": "user", "content": "search"}], **kwargs)
+    assert cut.stop_reason == "max_tokens"
+
+
+def test_aimock_answers_reach_gemini(aimock_engine: EngineThread) -> None:
+    client = genai_client(base_url=aimock_engine.url)
+    both = client.models.generate_content(model="gemini-2.0-flash", contents="both please")
+    parts = both.candidates[0].content.parts
+    assert parts[0].text == "Checking." and parts[1].function_call.name == "get_weather"
+    assert both.usage_metadata.total_token_count == 8
+    chunks = list(client.models.generate_content_stream(model="gemini-2.0-flash", contents="blocks please"))
+    kinds = ["call" if p.function_call else "text" for c in chunks for p in c.candidates[0].content.parts]
+    assert kinds == ["call", "text"]
+    assert chunks[-1].candidates[0].finish_reason == "STOP"
+    thought = client.models.generate_content(model="gemini-2.0-flash", contents="reason")
+    assert [p.thought for p in thought.candidates[0].content.parts] == [True, None]
