@@ -255,17 +255,57 @@ def test_options_reload_the_session_and_the_control_endpoints_work(
     assert roll() == "other"
 
 
-def test_a_bad_fixture_file_stops_the_start_with_file_and_field(tmp_path: Path) -> None:
+def test_a_misspelled_match_key_stops_the_start_unless_lenient(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
     broken = tmp_path / "broken.json"
-    broken.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "x"}, "latency": -1}]}))
+    broken.write_text(json.dumps({"fixtures": [{"match": {"userMesage": "hi"}, "response": {"content": "x"}}]}))
     with pytest.raises(ProxyStartError) as caught:
         start_replay(tmp_path, {"llmock_fixtures": [str(broken)]})
-    assert "broken.json" in str(caught.value) and "fixtures[0].latency" in str(caught.value)
+    assert "broken.json" in str(caught.value) and "fixtures[0].match.userMesage" in str(caught.value)
+    proxy, _, _ = start_replay(tmp_path, {"llmock_fixtures": [str(broken)], "llmock_lenient_fixtures": True})
+    stopping.append(proxy)
+    assert any("userMesage" in line for line in proxy.log_lines())
+    reply = sdk.openai_client(proxy).chat.completions.create(model="m", messages=[{"role": "user", "content": "yo"}])
+    assert reply.choices[0].message.content == "x"  # the unknown key ignored, as aimock does
 
 
 def test_a_bad_timing_value_is_an_option_error(tmp_path: Path) -> None:
     with pytest.raises(ProxyStartError, match="recorded, instant or scale:X"):
         start_replay(tmp_path, {"llmock_timing": "fast"})
+
+
+def test_a_miss_status_that_is_not_4xx_is_an_option_error(tmp_path: Path) -> None:
+    with pytest.raises(ProxyStartError, match="llmock_miss_status: 500 is not a 4xx status"):
+        start_replay(tmp_path, {"llmock_miss_status": 500})
+
+
+def test_compatibility_options_miss_status_and_embedding_fallback(tmp_path: Path, stopping: list[InProcessProxy]) -> None:
+    fixtures = tmp_path / "f.json"
+    fixtures.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "hello"}, "response": {"content": "Hi"}}]}))
+    proxy, replay, router = start_replay(tmp_path, {"llmock_fixtures": [str(fixtures)], "llmock_miss_status": 404,
+                                                    "llmock_embedding_fallback": True})
+    stopping.append(proxy)
+    client = sdk.openai_client(proxy)
+
+    def miss() -> int:
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "unknown"}])
+        return caught.value.status_code
+
+    assert miss() == 404
+    with sdk.raw_client(proxy) as raw:
+        unknown = raw.post("https://api.openai.com/v1/no/such/api", json={"a": 1})
+        assert unknown.status_code == 404 and unknown.headers["x-llmock-miss"] == "1"
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=["a", "b", "a"], dimensions=4).data
+    assert [len(v.embedding) for v in vectors] == [4, 4, 4] and vectors[0].embedding == vectors[2].embedding
+    # Options change on a running proxy, and a reload of the files keeps them.
+    proxy.set_options(llmock_miss_status=421, llmock_embedding_fallback=False)
+    assert miss() == 421
+    proxy.set_options(llmock_miss_status=404, llmock_fixtures=[str(fixtures), str(fixtures)])
+    assert miss() == 404
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="a")
+    assert replay.session.miss_status == 404 and not replay.session.embedding_fallback
+    assert router.attempts == []
 
 
 def test_openai_sdk_streams_a_fixture_through_reverse_mode(tmp_path: Path, stopping: list[InProcessProxy]) -> None:

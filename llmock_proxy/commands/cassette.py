@@ -8,7 +8,9 @@ the provider must read), and it holds nothing key-shaped (the recorder's
 refuse-to-write scan, for files edited by hand). Every problem is printed
 with its file, interaction (or fixture) index and field, then one summary
 line. Exit codes: 0 all valid, 1 problems found, 2 usage errors (no paths,
-a path that does not exist or is neither kind).
+a path that does not exist or is neither kind). ``--lenient-fixtures`` checks
+fixture files as ``serve --lenient-fixtures`` loads them: a bad match key is
+printed as a warning, not counted as a problem.
 """
 
 from __future__ import annotations
@@ -17,19 +19,18 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.redact import Redactor
-from llmock_proxy.cassette.schema import validate_fixture_file
 from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.matcher import Matcher
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
-from llmock_proxy.replay.llmock_format import fixture_from_entry
+from llmock_proxy.replay.llmock_format import read_fixture_file
 
 
 class UsageError(Exception):
@@ -42,6 +43,7 @@ class FileReport:
     kind: str  # "cassette" or "fixtures"
     problems: list[str]
     items: int  # interactions or fixtures, when the file could be read
+    warnings: list[str] = field(default_factory=list)  # printed, not failing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     validate.add_argument(
         "-v", "--verbose", action="store_true", help="also list the files that are valid"
     )
+    validate.add_argument(
+        "--lenient-fixtures",
+        action="store_true",
+        help="an unknown or malformed match key in an llmock fixture file is a warning instead of a load "
+        "error (for migrating suites)",
+    )
     validate.set_defaults(handler=run_validate)
     parser.set_defaults(handler=lambda args: _missing_subcommand(parser))
 
@@ -89,10 +97,12 @@ def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
         return 2
     if not files:
         print("no cassette (*.yaml, *.yml) or fixture (*.json) files found", file=err)
-    reports = [validate_file(path) for path in files]
+    reports = [validate_file(path, lenient_fixtures=args.lenient_fixtures) for path in files]
     for report in reports:
         for problem in report.problems:
             print(problem, file=out)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=out)
         if args.verbose and not report.problems:
             unit = "interaction" if report.kind == "cassette" else "fixture"
             print(f"{report.path}: ok ({report.items} {unit}{'s' if report.items != 1 else ''})", file=out)
@@ -129,10 +139,10 @@ def collect(paths: Iterable[str | Path]) -> list[Path]:
     return list(unique)
 
 
-def validate_file(path: Path) -> FileReport:
+def validate_file(path: Path, *, lenient_fixtures: bool = False) -> FileReport:
     if path.suffix.lower() in CASSETTE_SUFFIXES:
         return _validate_cassette(path)
-    return _validate_fixture_file(path)
+    return _validate_fixture_file(path, lenient=lenient_fixtures)
 
 
 def _validate_cassette(path: Path) -> FileReport:
@@ -149,7 +159,7 @@ def _validate_cassette(path: Path) -> FileReport:
     return FileReport(path, "cassette", problems, len(loaded.interactions))
 
 
-def _validate_fixture_file(path: Path) -> FileReport:
+def _validate_fixture_file(path: Path, *, lenient: bool = False) -> FileReport:
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
@@ -157,12 +167,13 @@ def _validate_fixture_file(path: Path) -> FileReport:
     except ValueError as exc:  # JSON syntax (also bad UTF-8)
         return FileReport(path, "fixtures", [f"{path}: not valid JSON: {exc}"], 0)
     try:
-        validate_fixture_file(data, str(path))
+        # What serve and the replay addon load, read the same way.
+        read = read_fixture_file(path, lenient=lenient)
     except CassetteError as exc:
         return FileReport(path, "fixtures", list(exc.problems), 0)
-    problems = _replay_problems((f"{path}: fixtures[{i}]", entry) for i, entry in enumerate(data["fixtures"]))
+    problems = [*read.problems, *_replay_problems((f.source, f) for f in read.fixtures)]
     problems += _secrets(data, path)
-    return FileReport(path, "fixtures", problems, len(data["fixtures"]))
+    return FileReport(path, "fixtures", problems, read.entries, read.warnings)
 
 
 def _replay_problems(items: Iterable[tuple[str, Any]]) -> list[str]:
@@ -173,9 +184,7 @@ def _replay_problems(items: Iterable[tuple[str, Any]]) -> list[str]:
     problems: list[str] = []
     for source, item in items:
         try:
-            fixture: Fixture = (
-                fixture_from_entry(item, source) if isinstance(item, dict) else fixture_from_interaction(item, source)
-            )
+            fixture = item if isinstance(item, Fixture) else fixture_from_interaction(item, source)
             matcher.add(fixture)
         except (CassetteError, MatchSpecError) as exc:
             problems.append(str(exc))

@@ -6,9 +6,15 @@ get the engine's full speed. Same cassettes, fixtures, matcher and timing as
 the replay addon.
 
 Misses: ``--mode replay`` (default) answers them with the provider's error
-envelope (status 421, near-miss report); ``passthrough`` forwards them to
-``--upstream``; ``auto`` forwards them and records the exchange through the
-recorder into ``--cassette-dir``, and replays it from then on.
+envelope (status 421, or ``--miss-status``, near-miss report); ``passthrough``
+forwards them to ``--upstream``; ``auto`` forwards them and records the
+exchange through the recorder into ``--cassette-dir``, and replays it from
+then on.
+
+Compatibility with suites written for llmock/aimock: ``--miss-status 404``,
+``--embedding-fallback`` (made-up vectors for unmatched embedding requests),
+``--lenient-fixtures``; CORS answers for browsers (``--cors``, on by default
+on loopback).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -30,11 +37,14 @@ from llmock_proxy.record.forward import Forwarder
 from llmock_proxy.replay.answers import MODES
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
-from llmock_proxy.replay.session import ReplaySession
+from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, ReplaySession, check_miss_status
 
 DEFAULT_PORT = 4010
 
-
+LENIENT_FIXTURES_HELP = (
+    "an unknown or malformed match key in an llmock fixture file is a warning instead of a load error "
+    "(for migrating suites)"
+)
 
 
 # Environment variables the SDKs read their base URL from, and the path each
@@ -72,8 +82,25 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--mode", choices=MODES, default="replay",
-        help="what a miss gets: replay = provider-shaped 421 error (default), "
+        help="what a miss gets: replay = provider-shaped 421 error (default; see --miss-status), "
         "passthrough = forwarded to --upstream, auto = forwarded and recorded",
+    )
+    parser.add_argument(
+        "--miss-status", type=_miss_status, default=DEFAULT_MISS_STATUS, metavar="4XX",
+        help=f"status of the error a miss gets in replay mode, unknown paths included: any 4xx "
+        f"(default {DEFAULT_MISS_STATUS}, which no provider uses and SDKs do not retry; "
+        "404 as llmock and aimock answer)",
+    )
+    parser.add_argument(
+        "--embedding-fallback", action="store_true",
+        help="answer an embedding request no fixture matches with deterministic vectors made from its "
+        "input text (its dimensions, else the family's usual length) instead of a miss, as aimock does",
+    )
+    parser.add_argument("--lenient-fixtures", action="store_true", help=LENIENT_FIXTURES_HELP)
+    parser.add_argument(
+        "--cors", action=argparse.BooleanOptionalAction, default=None,
+        help="CORS headers on every answer and OPTIONS preflights answered 204, so a page in a browser "
+        "may call the server (default: on when --host is a loopback address)",
     )
     parser.add_argument(
         "--upstream", metavar="URL",
@@ -94,6 +121,23 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.set_defaults(handler=run)
+
+
+def _miss_status(value: str) -> int:
+    try:
+        return check_miss_status(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (what --host says) is an address of this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +164,14 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
     )
     try:
-        session = ReplaySession.load(args.cassettes, args.fixtures, name="serve")
+        session = ReplaySession.load(
+            args.cassettes,
+            args.fixtures,
+            name="serve",
+            lenient_fixtures=args.lenient_fixtures,
+            miss_status=args.miss_status,
+            embedding_fallback=args.embedding_fallback,
+        )
     except (CassetteError, MatchSpecError) as exc:
         print(f"llmock-proxy serve: {exc}", file=sys.stderr)
         return 1
@@ -145,7 +196,11 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
             redactor=redactor,
         )
     engine = ReplayEngine(
-        session, timing=timing, mode=args.mode, miss_handler=forwarder.handle if forwarder else None
+        session,
+        timing=timing,
+        mode=args.mode,
+        miss_handler=forwarder.handle if forwarder else None,
+        cors=is_loopback(args.host) if args.cors is None else args.cors,
     )
     host, port = await engine.start(args.host, args.port)
     print(banner(host, port, session, timing, args.mode), flush=True)

@@ -52,7 +52,7 @@ from llmock_proxy.replay.answers import (
 )
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
-from llmock_proxy.replay.session import Hit, ReplaySession
+from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, ReplaySession, check_miss_status
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ class Replay:
             str,
             "replay",
             "What a request no cassette or fixture matches gets: replay = the provider's "
-            "error envelope with status 421 and a near-miss report, never forwarded; auto = "
+            "error envelope with status 421 (see llmock_miss_status) and a near-miss report, "
+            "never forwarded; auto = "
             "forwarded, recorded into llmock_cassette_dir and replayed from then on; "
             "passthrough = forwarded, not recorded.",
             choices=MODES,
@@ -108,6 +109,29 @@ class Replay:
             "recorded",
             "Stream pacing: recorded (events at their recorded offsets), instant (no "
             "delays), or scale:X (offsets times X, e.g. scale:0.5 is twice as fast).",
+        )
+        loader.add_option(
+            "llmock_miss_status",
+            int,
+            DEFAULT_MISS_STATUS,
+            "Status of the error a miss gets in replay mode, requests to unknown APIs "
+            f"included: any 4xx (default {DEFAULT_MISS_STATUS}, which no provider uses and "
+            "SDKs do not retry; 404 as llmock and aimock answer).",
+        )
+        loader.add_option(
+            "llmock_embedding_fallback",
+            bool,
+            False,
+            "Answer an embedding request no cassette or fixture matches with deterministic "
+            "vectors made from its input text (its dimensions, else the family's usual "
+            "length) instead of a miss, as aimock does.",
+        )
+        loader.add_option(
+            "llmock_lenient_fixtures",
+            bool,
+            False,
+            "An unknown or malformed match key in an llmock fixture file is a warning "
+            "instead of a load error (for migrating suites).",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -125,14 +149,25 @@ class Replay:
         if "llmock_mode" in updated:
             self.mode = opts.llmock_mode
             self.engine.mode = self.mode
+        if "llmock_miss_status" in updated:
+            try:
+                self.session.miss_status = check_miss_status(opts.llmock_miss_status)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"llmock_miss_status: {exc}") from None
+        if "llmock_embedding_fallback" in updated:
+            self.session.embedding_fallback = opts.llmock_embedding_fallback
         if self.mode == "auto":
             # The record addon builds its writer on first configure.
             self._record.configure(updated if self._record_ready else set(opts.keys()))
             self._record_ready = True
-        if {"llmock_cassette_dir", "llmock_cassettes", "llmock_fixtures"} & updated:
-            self._load_session(opts.llmock_cassette_dir, opts.llmock_cassettes, opts.llmock_fixtures)
+        if {"llmock_cassette_dir", "llmock_cassettes", "llmock_fixtures", "llmock_lenient_fixtures"} & updated:
+            self._load_session(
+                opts.llmock_cassette_dir, opts.llmock_cassettes, opts.llmock_fixtures, opts.llmock_lenient_fixtures
+            )
 
-    def _load_session(self, cassette_dir: str, cassettes: Sequence[str], fixtures: Sequence[str]) -> None:
+    def _load_session(
+        self, cassette_dir: str, cassettes: Sequence[str], fixtures: Sequence[str], lenient_fixtures: bool = False
+    ) -> None:
         sources = list(cassettes)
         if cassette_dir:
             if Path(cassette_dir).is_dir():
@@ -140,7 +175,15 @@ class Replay:
             else:
                 log.info("llmock: cassette directory %s does not exist (yet)", cassette_dir)
         try:
-            session = ReplaySession.load(dict.fromkeys(sources), fixtures, name="mitmproxy")
+            session = ReplaySession.load(
+                dict.fromkeys(sources),
+                fixtures,
+                name="mitmproxy",
+                lenient_fixtures=lenient_fixtures,
+                # Settings stay as the options made them.
+                miss_status=self.session.miss_status,
+                embedding_fallback=self.session.embedding_fallback,
+            )
         except (CassetteError, MatchSpecError) as exc:
             raise exceptions.OptionsError(f"llmock replay: {exc}") from None
         self.session = session

@@ -172,9 +172,12 @@ class AnthropicMessages(Provider):
 
     # -- 5. errors, in Anthropic's envelope -----------------------------------
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
         # The base default says nothing about the status; Anthropic's error
         # type follows the status, so derive it unless a caller chose one.
+        # Anthropic's envelope has no code field.
         error_type = type
         if type == "invalid_request_error" and status != 400:
             error_type = ERROR_TYPES_BY_STATUS.get(status, "api_error" if status >= 500 else type)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,7 +132,11 @@ class Provider:
     ) -> Response:
         raise NotImplementedError
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        """An error answer in this family's envelope; ``code`` goes where the
+        envelope has a code field (OpenAI's ``error.code``), else nowhere."""
         raise NotImplementedError
 
     def is_stream_request(self, request: Request) -> bool:
@@ -192,6 +197,12 @@ class Provider:
         """``options`` with what the client asked about the wire form (the bytes,
         not the meaning, so none of it is in the canonical request)."""
         return options
+
+    def embedding_dimensions(self, request: CanonicalRequest) -> int | None:
+        """How long each vector of an embedding answer to ``request`` is when
+        nothing else says (the length the client asked for, else the family's
+        usual one); None for a family that does not embed."""
+        return None
 
 
 # -- reading requests ------------------------------------------------------------
@@ -358,6 +369,34 @@ def arguments_json(arguments: Any, *, spaced: bool = False) -> str:
         return arguments
     value = {} if arguments is None else arguments
     return json.dumps(value, ensure_ascii=False) if spaced else compact_json(value)
+
+
+# The longest embedding an answer is made up for: a request asking for more
+# is refused (a vector of millions of numbers would only exhaust memory).
+MAX_EMBEDDING_DIMENSIONS = 100_000
+
+
+def asked_dimensions(value: Any, default: int) -> int:
+    """The vector length a request's ``dimensions`` field asks for: ``default``
+    when it says none, 0 (a length no answer has) when it is not a whole number."""
+    if value is None:
+        return default
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def deterministic_embedding(text: str, dimensions: int) -> list[float]:
+    """A unit-length vector that depends only on ``text``, as real embedding
+    APIs answer unit-length vectors; its values are float32-exact, so an
+    answer as floats and one as base64 float32 carry the same numbers."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = values[:dimensions]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return list(array("f", (v / norm for v in values)))
 
 
 def json_digest(value: Any, length: int = 16) -> str:

@@ -373,7 +373,10 @@ class CohereChat(Provider):
             {"type": "content-end", "index": index},
         ]
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        # Cohere's envelope is the message alone: no type, no code.
         return Response(
             status=status,
             headers={"content-type": JSON_CONTENT_TYPE},

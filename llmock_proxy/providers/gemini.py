@@ -57,6 +57,7 @@ from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     answer_parts,
+    asked_dimensions,
     chunk_text,
     json_digest,
     object_at,
@@ -147,6 +148,11 @@ class GeminiPath:
         return cls(version=found["version"], model=model, method=found["method"])
 
 
+# Vector length of a made-up embedding when the request asks for no
+# outputDimensionality: text-embedding-004's (and aimock's).
+DEFAULT_EMBEDDING_DIMENSIONS = 768
+
+
 def google_error(status: int, message: str, type: str = "") -> Response:
     """An error in Google's envelope. ``type`` is used when it is one of
     Google's status names; otherwise the name follows the HTTP status."""
@@ -210,8 +216,10 @@ class _GeminiREST(Provider):
             type=str(error.get("type") or ""),
         )
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return google_error(status, message, type)
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        return google_error(status, message, type)  # Google's code field is the HTTP status
 
 
 class GeminiGenerate(_GeminiREST):
@@ -327,6 +335,11 @@ class GeminiEmbed(_GeminiREST):
             embedding_input=inputs,
             extra=extra,
         )
+
+    def embedding_dimensions(self, request: CanonicalRequest) -> int | None:
+        options = request.extra.get("options")
+        asked = options.get("outputDimensionality") if isinstance(options, dict) else None
+        return asked_dimensions(asked, DEFAULT_EMBEDDING_DIMENSIONS)
 
     def summarize(self, request: Request, response: Response) -> Summary:
         body = response.json

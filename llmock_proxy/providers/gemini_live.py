@@ -178,7 +178,9 @@ class GeminiLive(WebSocketProvider):
                 summary.model = live_model(proto_field(value["setup"], "model")) or summary.model
         return summary
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
         # A refused upgrade is an ordinary HTTP response in Google's envelope.
         return google_error(status, message, type)
 

@@ -121,8 +121,12 @@ class Generic(Provider):
             "replay serves recorded generic interactions verbatim"
         )
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        body = {"error": {"message": message, "type": type}}
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        body: dict[str, Any] = {"error": {"message": message, "type": type}}
+        if code is not None:
+            body["error"]["code"] = code
         return Response(status=status, headers=dict(_JSON_HEADERS), body=Payload.json(body))
 
 

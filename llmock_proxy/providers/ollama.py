@@ -30,6 +30,7 @@ from llmock_proxy.providers.base import (
     Provider,
     RenderOptions,
     answer_parts,
+    asked_dimensions,
     chunk_text,
     function_tool_calls,
     function_tools,
@@ -196,8 +197,10 @@ class _OllamaProvider(Provider):
         # A local Ollama needs none; a hosted one takes a bearer token.
         return (CredentialScheme(("OLLAMA_API_KEY",), optional=True),)
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return json_response({"error": message}, status)
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        return json_response({"error": message}, status)  # Ollama's envelope is the message alone
 
     def _error_response(self, summary: Summary, stream: bool, deltas: list[dict[str, Any]]) -> Response:
         """An error before the stream (HTTP status) or inside it (a last line)."""
@@ -428,6 +431,12 @@ class OllamaEmbed(_OllamaProvider):
     family = "ollama.embed"
     path_endings = ("/api/embed", "/api/embeddings")
     LEGACY_PATH = "/api/embeddings"
+    # Vector length of a made-up embedding when the request asks for no
+    # ``dimensions`` (aimock's).
+    DEFAULT_DIMENSIONS = 1536
+
+    def embedding_dimensions(self, request: CanonicalRequest) -> int | None:
+        return asked_dimensions(request.extra.get("dimensions"), self.DEFAULT_DIMENSIONS)
 
     def canonical(self, request: Request) -> CanonicalRequest:
         body = request_json(request)

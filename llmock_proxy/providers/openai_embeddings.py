@@ -17,7 +17,6 @@ streamed.
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 from dataclasses import replace
 from typing import Any
@@ -25,12 +24,19 @@ from typing import Any
 from llmock_proxy.canonical import CanonicalRequest, Summary
 from llmock_proxy.cassette.model import Request, Response, compact_json
 from llmock_proxy.providers import _openai_common as common
-from llmock_proxy.providers.base import RenderOptions, request_json, token_counts
+from llmock_proxy.providers.base import (
+    MAX_EMBEDDING_DIMENSIONS,
+    RenderOptions,
+    asked_dimensions,
+    deterministic_embedding,
+    request_json,
+    token_counts,
+)
 
 FAMILY = "openai.embeddings"
 
-# Vector length used when a fixture gives no embedding and the request no
-# ``dimensions``: text-embedding-3-small's.
+# Vector length of a made-up embedding when the request asks for no
+# ``dimensions``: text-embedding-3-small's (and aimock's).
 DEFAULT_DIMENSIONS = 1536
 
 
@@ -68,6 +74,9 @@ class OpenAIEmbeddings(common.OpenAIProvider):
         requested = request_json(request).get("encoding_format")
         return replace(options, encoding_format="base64" if requested == "base64" else "float")
 
+    def embedding_dimensions(self, request: CanonicalRequest) -> int | None:
+        return asked_dimensions(request.extra.get("dimensions"), DEFAULT_DIMENSIONS)
+
     # -- summarize a recorded response -------------------------------------------
 
     def summarize(self, request: Request, response: Response) -> Summary:
@@ -90,8 +99,10 @@ class OpenAIEmbeddings(common.OpenAIProvider):
         if vectors is None:
             # A fixture that only says "answer this input" still gets vectors:
             # deterministic ones, so equal inputs embed equally.
-            dimensions = int(request.extra.get("dimensions") or DEFAULT_DIMENSIONS)
-            vectors = [deterministic_vector(text, dimensions) for text in inputs]
+            dimensions = self.embedding_dimensions(request) or 0
+            if not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+                dimensions = DEFAULT_DIMENSIONS
+            vectors = [deterministic_embedding(text, dimensions) for text in inputs]
         encode = encode_base64 if options.encoding_format == "base64" else list
         prompt_tokens, _ = token_counts(summary.usage)
         if summary.usage is None:
@@ -155,17 +166,3 @@ def decode_vector(value: Any) -> list[float]:
     if isinstance(value, list):
         return [float(v) for v in value]
     return []
-
-
-def deterministic_vector(text: str, dimensions: int) -> list[float]:
-    """A unit-length vector that depends only on ``text``."""
-    values: list[float] = []
-    counter = 0
-    while len(values) < dimensions:
-        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
-        values.extend((b - 127.5) / 127.5 for b in digest)
-        counter += 1
-    values = values[:dimensions]
-    norm = sum(v * v for v in values) ** 0.5 or 1.0
-    # Rounded to float32 precision so float and base64 replies agree.
-    return [struct.unpack("<f", struct.pack("<f", v / norm))[0] for v in values]

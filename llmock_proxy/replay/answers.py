@@ -10,7 +10,7 @@ from typing import Any
 from llmock_proxy.providers.base import split_url
 from llmock_proxy.providers.catalog import identify
 from llmock_proxy.replay.plan import Plan, Timing, body_bytes, response_headers
-from llmock_proxy.replay.session import MISS_HEADERS, Miss, ReplaySession
+from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, MISS_HEADERS, Miss, ReplaySession
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -31,17 +31,17 @@ def json_plan(status: int, data: Any) -> Plan:
     return Plan(status, [("content-type", "application/json")], body=json.dumps(data).encode())
 
 
-def websocket_not_forwarded_plan(method: str, path: str, mode: str) -> Plan:
+def websocket_not_forwarded_plan(method: str, path: str, mode: str, status: int = DEFAULT_MISS_STATUS) -> Plan:
     """The base-URL server replays WebSocket sessions but never forwards them:
-    say so, rather than let a client in passthrough/auto mode read the refusal
-    as a recording that does not fit."""
+    say so (with the session's miss ``status``), rather than let a client in
+    passthrough/auto mode read the refusal as a recording that does not fit."""
     message = (
         f"llmock-proxy serve: nothing recorded for the WebSocket upgrade {method} {path}, and "
         f"--mode {mode} does not forward WebSocket sessions; record them through the proxy: "
         "mitmdump -s addons/replay.py --set llmock_mode=auto (or addons/record.py)"
     )
     log.warning("%s", message)
-    plan = json_plan(421, {"error": {"message": message, "type": "websocket_not_forwarded"}})
+    plan = json_plan(status, {"error": {"message": message, "type": "websocket_not_forwarded"}})
     plan.headers.extend(MISS_HEADERS.items())
     return plan
 

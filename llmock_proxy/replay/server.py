@@ -23,6 +23,11 @@ not a pace, and is never scaled.
 
 WebSocket upgrades are answered by :mod:`llmock_proxy.replay.ws_server`: recorded
 sessions turn by turn, or fixture-driven conversations.
+
+CORS (``cors``, set before :meth:`ReplayEngine.start`): every answer says
+any origin may read it, and an ``OPTIONS`` request is a preflight answered
+204 here, never matched or forwarded; ``serve`` turns it on when it listens
+on loopback, so a test in a browser can call it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -63,6 +68,35 @@ PLAN_HEADER = "x-llmock-plan"
 MissHandler = Callable[[web.Request, Request, Miss, float], Awaitable[web.StreamResponse]]
 
 
+# CORS: what a browser is told. Exposed are our own headers and those the
+# SDKs read (request ids, retry advice); a preflight is remembered 10 minutes.
+CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_EXPOSE_HEADERS = (
+    "x-llmock-miss, x-llmock-error, x-request-id, request-id, retry-after, retry-after-ms, x-should-retry"
+)
+CORS_MAX_AGE = "600"
+
+
+def cors_headers(request_headers: Mapping[str, str], *, preflight: bool = False) -> dict[str, str]:
+    """The CORS headers of an answer to a request with ``request_headers``:
+    the request's Origin is echoed (``*`` without one); a preflight also
+    allows the methods, the headers it asks for and, when asked, a private
+    network (Chrome's preflight to a loopback address from a public page)."""
+    origin = request_headers.get("Origin")
+    headers = {"Access-Control-Allow-Origin": origin or "*"}
+    if origin:  # the answer depends on it: caches must not share it across origins
+        headers["Vary"] = "Origin, Access-Control-Request-Headers" if preflight else "Origin"
+    if not preflight:
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        return headers
+    headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+    headers["Access-Control-Allow-Headers"] = request_headers.get("Access-Control-Request-Headers") or "*"
+    headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+    if request_headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return headers
+
+
 @dataclass
 class ReplayEngine:
     """The aiohttp side of replay: resolves, plans and serves."""
@@ -72,6 +106,7 @@ class ReplayEngine:
     mode: str = "replay"
     miss_handler: MissHandler | None = None
     rng: random.Random | None = None
+    cors: bool = False
 
     def __post_init__(self) -> None:
         self.planner = Planner(self.timing, rng=self.rng)
@@ -90,6 +125,8 @@ class ReplayEngine:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
+        if self.cors:
+            app.on_response_prepare.append(_add_cors_headers)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
@@ -128,6 +165,8 @@ class ReplayEngine:
             if plan is None:
                 return _aiohttp_response(json_plan(410, {"error": f"no parked replay plan {token!r}"}))
             return await self.serve(request, plan)
+        if self.cors and request.method == "OPTIONS":
+            return web.Response(status=204, headers=cors_headers(request.headers, preflight=True))
         arrival = loop.time()
         control = control_plan(self.session, request.method, request.path, self.timing, self.mode)
         if control is not None:
@@ -138,7 +177,9 @@ class ReplayEngine:
         if is_websocket_upgrade(headers):
             upgrade = Request(request.method, url, headers, _payload(body, headers))
             if self.mode != "replay" and not can_answer(self.session, upgrade):
-                return _aiohttp_response(websocket_not_forwarded_plan(request.method, request.path, self.mode))
+                return _aiohttp_response(
+                    websocket_not_forwarded_plan(request.method, request.path, self.mode, self.session.miss_status)
+                )
             return await serve_websocket(request, upgrade, self.session, self.timing.factor)
         try:
             outcome = self.session.resolve_raw(request.method, url, headers, body)
@@ -214,6 +255,17 @@ async def request_from_aiohttp(request: web.Request) -> Request:
 
 def _payload(body: bytes, headers: dict[str, str]) -> Payload | None:
     return Payload.from_bytes(body, headers.get("content-type")) if body else None
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer (a preflight has its own already)."""
+    if "Access-Control-Allow-Origin" in response.headers:
+        return
+    for name, value in cors_headers(request.headers).items():
+        if name == "Vary":
+            response.headers.add(name, value)  # next to the answer's own Vary
+        else:
+            response.headers[name] = value
 
 
 def _aiohttp_response(plan: Plan) -> web.Response:

@@ -10,6 +10,7 @@ counted here, per session: two sessions in one process never share counts.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,19 +20,32 @@ from llmock_proxy.canonical import CanonicalRequest, Summary
 from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
 from llmock_proxy.cassette.yamlio import gc_paused
 from llmock_proxy.match.matcher import Candidate, Matcher, NearMiss, RequestView
-from llmock_proxy.providers.base import Provider, RenderOptions, split_url
+from llmock_proxy.providers.base import (
+    MAX_EMBEDDING_DIMENSIONS,
+    Provider,
+    RenderOptions,
+    deterministic_embedding,
+    split_url,
+)
 from llmock_proxy.providers.catalog import GENERIC, identify
 from llmock_proxy.replay.fixture import (
     Fixture,
+    FixtureError,
     FixtureOptions,
     fixture_from_interaction,
 )
 from llmock_proxy.replay.sources import load_sources
 
+log = logging.getLogger("llmock_proxy.replay")
+
 # A miss must not look like a provider answer, and SDKs must not retry it:
-# openai/anthropic retry 408, 409, 429 and 5xx; 421 is none of those.
-MISS_STATUS = 421
+# openai/anthropic retry 408, 409, 429 and 5xx; 421 is none of those. A
+# session may answer misses with another 4xx (suites written against llmock
+# and aimock expect 404): see check_miss_status.
+DEFAULT_MISS_STATUS = 421
 MISS_HEADERS = {"x-llmock-miss": "1", "x-should-retry": "false"}
+# Retry-After of a hand-written 429 that names none (aimock's default).
+DEFAULT_RETRY_AFTER = 1
 UNREADABLE_STATUS = 400
 # How many distinct requests resolve_raw remembers before starting over, and
 # how many body bytes at most (each entry also holds the parsed request, a
@@ -72,6 +86,7 @@ class Miss:
     view: RequestView | None
     near_misses: list[NearMiss] = field(default_factory=list)
     problem: str | None = None  # why the request could not be read at all
+    status: int = DEFAULT_MISS_STATUS  # the session's miss status (an unreadable request gets 400)
 
     @property
     def message(self) -> str:
@@ -91,7 +106,7 @@ class Miss:
         A JSON envelope also carries the near-miss report as data under
         ``llmock``, next to the provider's own fields, which SDKs ignore.
         """
-        status = UNREADABLE_STATUS if self.problem is not None else MISS_STATUS
+        status = UNREADABLE_STATUS if self.problem is not None else self.status
         response = self.provider.error(status, self.message)
         headers = {**response.headers, **MISS_HEADERS}
         body = response.body
@@ -102,11 +117,38 @@ class Miss:
         return dataclasses.replace(response, headers=headers, body=body)
 
 
-class ReplaySession:
-    """Fixtures loaded once, matched many times; counts kept per session."""
+def check_miss_status(value: object) -> int:
+    """A miss status as a user gives it (``--miss-status``, the addon's
+    ``llmock_miss_status``): any 4xx, since a miss is the request not fitting.
+    Raises ValueError saying what is wrong."""
+    try:
+        status = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not an HTTP status code") from None
+    if isinstance(value, bool) or not 400 <= status <= 499:
+        raise ValueError(f"{value!r} is not a 4xx status (a miss is the client's request not matching)")
+    return status
 
-    def __init__(self, fixtures: Sequence[Fixture] = (), *, name: str = "replay") -> None:
+
+class ReplaySession:
+    """Fixtures loaded once, matched many times; counts kept per session.
+
+    ``miss_status``: the status a miss is answered with (any 4xx, default
+    421). ``embedding_fallback``: an embedding request no fixture matches is
+    answered with deterministic vectors made from its input text instead of
+    a miss (aimock answers so always; here it is asked for)."""
+
+    def __init__(
+        self,
+        fixtures: Sequence[Fixture] = (),
+        *,
+        name: str = "replay",
+        miss_status: int = DEFAULT_MISS_STATUS,
+        embedding_fallback: bool = False,
+    ) -> None:
         self.name = name
+        self.miss_status = check_miss_status(miss_status)
+        self.embedding_fallback = embedding_fallback
         self.matcher = Matcher(fixtures)
         self.counts: dict[str, int] = {}
         # Requests seen before -> what they matched (see resolve_raw).
@@ -123,12 +165,16 @@ class ReplaySession:
         *,
         name: str = "replay",
         lenient_fixtures: bool = False,
+        miss_status: int = DEFAULT_MISS_STATUS,
+        embedding_fallback: bool = False,
     ) -> ReplaySession:
         """A session over cassette and llmock fixture files or directories
-        (``lenient_fixtures``: see :func:`~llmock_proxy.replay.sources.load_sources`)."""
+        (``lenient_fixtures``: see :func:`~llmock_proxy.replay.sources.load_sources`;
+        the other settings as for the constructor)."""
         # Loading builds large trees of fresh objects with no cycles to free.
         with gc_paused():
-            return cls(load_sources(cassettes, fixtures, lenient_fixtures=lenient_fixtures), name=name)
+            loaded = load_sources(cassettes, fixtures, lenient_fixtures=lenient_fixtures)
+        return cls(loaded, name=name, miss_status=miss_status, embedding_fallback=embedding_fallback)
 
     def __len__(self) -> int:
         return sum(len(c.fixtures) for c in self.matcher.candidates)
@@ -186,20 +232,25 @@ class ReplaySession:
             # Every LLM API takes a JSON object; anything else would be read
             # as an empty conversation and reported as a mere miss.
             self.misses += 1
-            return Miss(provider, request, None, problem=f"the body is not a JSON object: {_glimpse(body)}")
+            return Miss(provider, request, None, problem=f"the body is not a JSON object: {_glimpse(body)}",
+                        status=self.miss_status)
         try:
             canonical = provider.canonical(request)
         except Exception as exc:  # a body the provider cannot read
             self.misses += 1
-            return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}")
+            return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}", status=self.miss_status)
         view = RequestView(canonical, request.method, split_url(request.url)[1])
         # The generic family has no wire format to render a hand-written answer in.
         can_synthesize = provider.family != GENERIC.family
         found = self.matcher.find(view, self.counts, can_synthesize=can_synthesize)
         if found is None:
+            if self.embedding_fallback:
+                made_up = self._made_up_embedding(provider, view, request)
+                if made_up is not None:
+                    return made_up
             self.misses += 1
             near = self.matcher.near_misses(view, self.counts, can_synthesize=can_synthesize)
-            return Miss(provider, request, view, near)
+            return Miss(provider, request, view, near, status=self.miss_status)
         known = (provider, view, request, found.candidate, found.other_form)
         size = len(key[3]) if key is not None else 0
         if key is not None and size <= KNOWN_BODY_BYTES // 16:  # one huge body is not worth keeping
@@ -230,9 +281,7 @@ class ReplaySession:
             if verbatim or fixture.summary is None:
                 return Hit(provider, view, fixture, interaction.response, False, use)
         if fixture.error is not None:
-            error = fixture.error
-            response = provider.error(error.status, error.message, **({"type": error.type} if error.type else {}))
-            return Hit(provider, view, fixture, response, True, use)
+            return Hit(provider, view, fixture, error_answer(provider, fixture.error), True, use)
         summary = _fit_embeddings(fixture.summary or Summary(), view.canonical)
         response = provider.render(
             summary,
@@ -241,6 +290,42 @@ class ReplaySession:
             options=provider.render_options(request, RenderOptions(chunk_size=fixture.options.chunk_size or 0)),
         )
         return Hit(provider, view, fixture, response, True, use)
+
+    def _made_up_embedding(self, provider: Provider, view: RequestView, request: Request) -> Hit | None:
+        """The embedding fallback: vectors made from each input's text, in the
+        family's own answer; None when the request is not for embeddings."""
+        canonical = view.canonical
+        dimensions = provider.embedding_dimensions(canonical)
+        if dimensions is None or canonical.embedding_input is None:
+            return None
+        self.hits += 1
+        fixture = Fixture(match={}, source=EMBEDDING_FALLBACK_SOURCE, recorded=False)
+        if not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+            message = f"dimensions must be a whole number from 1 to {MAX_EMBEDDING_DIMENSIONS}"
+            return Hit(provider, view, fixture, provider.error(400, message), True, 0)
+        log.info("no fixture matches %s (%s): answered with made-up embeddings",
+                 split_url(request.url)[1], view.describe())
+        summary = Summary(embeddings=[deterministic_embedding(text, dimensions) for text in canonical.embedding_input])
+        response = provider.render(summary, canonical, stream=False, options=provider.render_options(request))
+        return Hit(provider, view, fixture, response, True, 0)
+
+
+# Where an embedding fallback answer came from, as a fixture's source says it.
+EMBEDDING_FALLBACK_SOURCE = "embedding fallback (no fixture matched)"
+
+
+def error_answer(provider: Provider, error: FixtureError) -> Response:
+    """A hand-written error in the provider's envelope, with its code where the
+    envelope has one, and Retry-After on a 429 (or wherever the fixture gives one)."""
+    typed = {"type": error.type} if error.type else {}  # else the envelope's own type for the status
+    response = provider.error(error.status, error.message, code=error.code, **typed)
+    retry_after = error.retry_after
+    if retry_after is None and error.status == 429:
+        retry_after = DEFAULT_RETRY_AFTER
+    if retry_after is None:
+        return response
+    seconds = int(retry_after) if float(retry_after).is_integer() else retry_after
+    return dataclasses.replace(response, headers={**response.headers, "retry-after": str(seconds)})
 
 
 def _glimpse(body: Payload) -> str:

@@ -102,8 +102,10 @@ class GenericWebSocket(WebSocketProvider):
     def canonical(self, request: Request) -> CanonicalRequest:
         return GENERIC.canonical(request)
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return GENERIC.error(status, message, type=type)
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        return GENERIC.error(status, message, type=type, code=code)
 
 
 _GENERIC_WS = GenericWebSocket()
@@ -472,7 +474,8 @@ def open_replay(session: ReplaySession, request: Request, factor: float = 1.0) -
     conversation = provider.conversation(request)
     if conversation is None:
         session.misses += 1
-        return Miss(provider, request, view, session.matcher.near_misses(view, session.counts))
+        return Miss(provider, request, view, session.matcher.near_misses(view, session.counts),
+                    status=session.miss_status)
     near = session.matcher.near_misses(view, session.counts)
     note = None
     if any(n.match.get("family") == canonical.family for n in near):

@@ -256,7 +256,9 @@ class BedrockProvider(Provider):
         found = route(split_url(request.url)[1])
         return (found[0], found[1]) if found else (None, "")
 
-    def error(self, status: int, message: str, *, type: str = "invalid_request_error") -> Response:
-        return error_response(status, message, type)
+    def error(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None
+    ) -> Response:
+        return error_response(status, message, type)  # the exception name is the only code
 
 
