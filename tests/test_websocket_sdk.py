@@ -194,8 +194,9 @@ def test_a_mismatched_realtime_turn_gets_an_error_event_not_a_hang(recorded: Rec
 def test_a_mismatched_responses_turn_gets_an_error_event(recorded: Recorded, replaying: Any) -> None:
     proxy, _, _ = replaying({"llmock_cassettes": [str(recorded.path)], "llmock_timing": "instant"})
     seen = run(responses_text_turn(Target.through(proxy), "Something never recorded"))
-    assert seen[-1]["type"] == "error" and seen[-1]["code"] == "llmock_unexpected_event"
-    assert "Something never recorded" in seen[-1]["message"] and "What is the weather" in seen[-1]["message"]
+    error = seen[-1]
+    assert error["type"] == "error" and error["status"] == 400 and error["error"]["code"] == "llmock_unexpected_event"
+    assert "Something never recorded" in error["error"]["message"] and "What is the weather" in error["error"]["message"]
 
 
 def test_a_mismatched_live_turn_closes_with_1008_and_the_sdk_raises(recorded: Recorded, replaying: Any) -> None:
@@ -438,8 +439,9 @@ def test_fixture_drop_closes_with_the_fixtures_code(fixture_file: Path, replayin
 def test_a_turn_no_fixture_matches_gets_the_error_event(fixture_file: Path, replaying: Any) -> None:
     proxy, replay, _ = replaying({"llmock_fixtures": [str(fixture_file)]})
     seen = run(responses_text_turn(Target.through(proxy), "unmatched question"))
-    assert seen[-1]["type"] == "error" and seen[-1]["code"] == "llmock_no_match"
-    assert "unmatched question" in seen[-1]["message"] and "userMessage" in seen[-1]["message"]
+    error = seen[-1]
+    assert error["type"] == "error" and error["status"] == 421 and error["error"]["code"] == "llmock_no_match"
+    assert "unmatched question" in error["error"]["message"] and "userMessage" in error["error"]["message"]
     assert replay.session.misses == 1
 
 

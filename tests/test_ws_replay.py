@@ -343,7 +343,9 @@ def test_responses_websocket_fixture_turns_continue_previous_responses() -> None
     assert second[-1]["response"]["output"][0]["content"][0]["text"] == "Rain."
     unknown = sent(replay.receive(client({"type": "response.create", "input": "x",
                                           "previous_response_id": "resp_unknown"}, 0)).actions)
-    assert unknown[0]["type"] == "error" and unknown[0]["code"] == "previous_response_not_found"
+    assert unknown == [{"type": "error", "status": 400, "error": {
+        "type": "invalid_request_error", "code": "previous_response_not_found",
+        "message": "Previous response with id 'resp_unknown' not found.", "param": "previous_response_id"}}]
 
 
 def test_gemini_live_fixture_turns_and_a_miss_closes_with_1008() -> None:
@@ -362,12 +364,15 @@ def test_gemini_live_fixture_turns_and_a_miss_closes_with_1008() -> None:
     assert "unknown question" in (miss.problem or "")
 
 
-def test_fixture_errors_close_gemini_live_with_the_code_for_their_status() -> None:
-    failing = {"match": {"userMessage": "hello"}, "response": {"error": {"message": "quota"}, "status": 429}}
+@pytest.mark.parametrize(("status", "code"), [(400, 1007), (401, 1008), (404, 1008), (429, 1011), (503, 1011)])
+def test_fixture_errors_close_gemini_live_with_the_code_for_their_status(status: int, code: int) -> None:
+    # As the service does: 1008 for a refused key or model, 1011 for exhausted quota and its own failures.
+    failing = {"match": {"userMessage": "hello"}, "response": {"error": {"message": "quota"}, "status": status}}
     replay = opened(session_of(fixtures=[failing]), upgrade(LIVE_URL))
     replay.receive(client({"setup": {"model": "models/gemini-live"}}, 0))
     reply = replay.receive(client({"realtimeInput": {"text": "hello"}}, 0))
-    assert reply.actions[-1].close == WSClose(1013, "quota", "server")
+    assert [a.message for a in reply.actions if a.message is not None] == []  # no error message, only the close
+    assert reply.actions[-1].close == WSClose(code, "quota", "server")
 
 
 @pytest.mark.parametrize("url", [REALTIME_URL, RESPONSES_URL, LIVE_URL])
@@ -386,8 +391,58 @@ def test_truncate_after_chunks_drops_the_session_with_the_fixtures_close_code() 
 
 
 @pytest.mark.parametrize("bad", [1006, 999, 5000, "4000", True])
-def test_a_close_code_that_cannot_be_sent_is_refused_naming_the_fixture(bad: Any) -> None:
-    from llmock_proxy.errors import CassetteError
+def test_a_close_code_that_cannot_be_sent_breaks_only_its_fixture_which_answers_naming_it(bad: Any) -> None:
+    other = {"match": {"userMessage": "other"}, "response": {"content": "fine"}}
+    session = session_of(fixtures=[{**HELLO, "closeCode": bad}, other])
+    responses = opened(session, upgrade(RESPONSES_URL), factor=0.0)
+    (error,) = sent(responses.receive(client({"type": "response.create", "input": "hello"}, 0)).actions)
+    assert error["type"] == "error" and error["status"] == 500
+    assert "mem.json: fixtures[0].closeCode" in error["error"]["message"]
+    assert types(responses.receive(client({"type": "response.create", "input": "other"}, 0)).actions)[-1] == (
+        "response.completed")
+    live = opened(session, upgrade(LIVE_URL))
+    live.receive(client({"setup": {"model": "models/gemini-live"}}, 0))
+    close = live.receive(client({"realtimeInput": {"text": "hello"}}, 0)).actions[-1].close
+    assert close is not None and close.code == 1011 and "fixtures[0].closeCode" in close.reason
 
-    with pytest.raises(CassetteError, match=r"mem\.json: fixtures\[0\]\.closeCode"):
-        parse_fixture_entries({"fixtures": [{**HELLO, "closeCode": bad}]}, "mem.json")
+
+# -- Realtime: modalities, response.cancel ------------------------------------------------------------------
+
+
+def test_either_modalities_key_asks_for_text_in_either_protocol() -> None:
+    for headers, key in (({}, "modalities"), ({"openai-beta": "realtime=v1"}, "output_modalities")):
+        replay = opened(session_of(fixtures=[HELLO]), upgrade(**headers))
+        updated = sent(replay.receive(client({"type": "session.update", "session": {key: ["text"]}}, 0)).actions)
+        own = "modalities" if headers else "output_modalities"
+        assert updated[0]["session"][own] == ["text"]  # the session speaks its protocol's name
+        replay.receive(say("hello"))
+        assert not [t for t in types(replay.receive(CREATE).actions) if "audio" in t]
+
+
+def test_response_cancel_offers_a_cancelled_response_for_an_answer_still_going_out() -> None:
+    replay = opened(session_of(fixtures=[{**HELLO, "latency": 10}]), upgrade())
+    replay.receive(say("hello"))
+    answer = replay.receive(CREATE).actions
+    assert all(a.answer for a in answer)  # a fixture answer: a later message may interrupt it
+    created = sent(answer)[0]["response"]
+    cancel = replay.receive(client({"type": "response.cancel", "event_id": "evt_c"}, 0))
+    # All sent already: the service's error.
+    (error,) = sent(cancel.actions)
+    assert error["error"]["code"] == "response_cancel_not_active" and error["error"]["event_id"] == "evt_c"
+    assert cancel.problem == error["error"]["message"]
+    # Still going out: the rest is dropped and the response ends cancelled.
+    assert cancel.interrupt is not None and not any(a.answer for a in cancel.interrupt)
+    (done,) = sent(cancel.interrupt)
+    assert done["type"] == "response.done" and done["response"]["id"] == created["id"]
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    assert [item["status"] for item in done["response"]["output"]] == ["incomplete"]
+
+
+def test_response_cancel_of_another_or_no_response_is_only_the_error() -> None:
+    replay = opened(session_of(fixtures=[HELLO]), upgrade())
+    assert replay.receive(client({"type": "response.cancel"}, 0)).interrupt is None  # nothing answered yet
+    replay.receive(say("hello"))
+    replay.receive(CREATE)
+    other = replay.receive(client({"type": "response.cancel", "response_id": "resp_someone_else"}, 0))
+    assert other.interrupt is None and sent(other.actions)[0]["error"]["code"] == "response_cancel_not_active"

@@ -44,7 +44,6 @@ CLOSE_NORMAL = 1000
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
 # A close frame's reason must fit in 123 bytes of UTF-8.
 MAX_CLOSE_REASON_BYTES = 123
 _PREVIEW_CHARS = 100
@@ -108,12 +107,13 @@ def json_server_message(value: Any, *, binary: bool = False) -> WSMessage:
 
 @dataclass(frozen=True)
 class ErrorAnswer:
-    """A hand-written error answer (status, message, type, code)."""
+    """A hand-written error answer (status, message, type, code, param)."""
 
     status: int
     message: str
     type: str | None = None
     code: str | None = None
+    param: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,8 @@ class TurnAnswer:
     error: ErrorAnswer | None = None
     miss: str | None = None
     chunk_size: int = 0
+    # The HTTP status a miss answers with (where the protocol's error event carries one).
+    miss_status: int = 421
 
 
 @dataclass
@@ -136,12 +138,20 @@ class TurnStep:
     the matcher on it and hands the result to :meth:`WSConversation.respond`.
     ``close`` ends the session after ``send``; ``problem`` is the protocol
     error this step reports, for the log.
+
+    ``interrupt`` is set by a message that stops an answer in progress (a
+    Realtime ``response.cancel``): when an earlier answer of the session is
+    still going out, the rest of it is dropped and ``interrupt`` is sent
+    instead of ``send`` (and ``problem`` does not apply); when it is all
+    out, ``send`` goes (the service's "nothing to cancel" error). Only the
+    connection knows which, so both are rendered.
     """
 
     send: list[WSMessage] = field(default_factory=list)
     ask: CanonicalRequest | None = None
     close: WSClose | None = None
     problem: str | None = None
+    interrupt: list[WSMessage] | None = None
 
 
 class WSConversation(Protocol):
@@ -280,7 +290,6 @@ __all__ = [
     "CLOSE_INVALID_PAYLOAD",
     "CLOSE_NORMAL",
     "CLOSE_POLICY_VIOLATION",
-    "CLOSE_TRY_AGAIN_LATER",
     "ErrorAnswer",
     "MessageKey",
     "TurnAnswer",

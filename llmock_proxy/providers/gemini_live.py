@@ -25,8 +25,12 @@ or snake_case (google-genai sends ``client_content``, ``realtime_input``,
 ``tool_response``, with camelCase fields inside); both are read. Server
 messages are JSON in binary frames. The service refuses a message it
 cannot accept by closing the connection: 1007 for a malformed message, 1008
-(policy violation) for one it will not serve, 1011 for its own failures,
-with the reason in the close frame. Turns are compared without the function
+(policy violation) for one it will not serve, 1011 for its own failures and
+exhausted quota, with the reason in the close frame; it sends no error
+message. A model turn ends with ``generationComplete`` and then a message of
+its own, ``{"serverContent": {"turnComplete": true}, "usageMetadata": ...}``;
+a turn that pauses on a ``toolCall`` has no ``turnComplete`` (it continues
+after the ``toolResponse``). Turns are compared without the function
 call ids (server-made, echoed by the client) and resumption handles.
 """
 
@@ -44,7 +48,6 @@ from llmock_proxy.providers._ws_common import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_TRY_AGAIN_LATER,
     TurnAnswer,
     TurnStep,
     WebSocketProvider,
@@ -112,12 +115,14 @@ def live_model(name: Any) -> str | None:
 
 
 def close_code_for_status(status: int) -> int:
-    """The close code the Live service uses for an error of this HTTP status."""
+    """The close code the Live service uses for an error of this HTTP status:
+    1008 (policy violation) for a key or model it refuses (401, 403, 404:
+    "models/x is not found for API version v1beta, or is not supported for
+    bidiGenerateContent"), 1011 for quota and its own failures (429
+    RESOURCE_EXHAUSTED, 5xx), 1007 for any other malformed request."""
     if status in (401, 403, 404):
         return CLOSE_POLICY_VIOLATION
-    if status == 429:
-        return CLOSE_TRY_AGAIN_LATER
-    if status >= 500:
+    if status == 429 or status >= 500:
         return CLOSE_INTERNAL_ERROR
     return CLOSE_INVALID_PAYLOAD
 

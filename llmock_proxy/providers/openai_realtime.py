@@ -76,6 +76,8 @@ _VOLATILE = frozenset({"event_id", "id", "item_id", "call_id", "previous_item_id
                        "previous_response_id"})
 
 _BETA_HEADER = "realtime=v1"
+# Where a session or response names its output modalities: GA, beta.
+_MODALITY_KEYS = ("output_modalities", "modalities")
 # 100 ms of 16-bit 24 kHz mono silence: the audio a fixture's spoken answer carries.
 _SILENCE = base64.b64encode(bytes(4800)).decode("ascii")
 
@@ -181,6 +183,18 @@ class _Names:
     def modalities_key(self) -> str:
         return "modalities" if self.beta else "output_modalities"
 
+    def modalities(self, *sources: dict[str, Any]) -> list[str] | None:
+        """The output modalities the first of ``sources`` that names them asks
+        for. The protocol's own key is read, and the other protocol's too
+        (a GA client sending beta's ``modalities``, as clients written
+        against llmock do, means the same)."""
+        for source in sources:
+            for key in _MODALITY_KEYS:
+                value = source.get(key)
+                if isinstance(value, list) and value:
+                    return [str(m) for m in value]
+        return None
+
 
 @dataclass
 class RealtimeConversation:
@@ -192,6 +206,8 @@ class RealtimeConversation:
     session: dict[str, Any] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)
     _pending: dict[str, Any] | None = None
+    # The last answer rendered, for a response.cancel that arrives while it is still going out.
+    _last: _Answered | None = None
     _audio_bytes: int = 0
     _ids: dict[str, Iterator[str]] = field(default_factory=dict)
 
@@ -283,6 +299,8 @@ class RealtimeConversation:
         for key, value in update.items():
             if key in ("id", "object"):
                 continue
+            if key in _MODALITY_KEYS:
+                key = self.names.modalities_key  # the session speaks its own protocol's name
             self.session[key] = value
         return TurnStep(send=[self._event("session.updated", session=dict(self.session))])
 
@@ -359,9 +377,21 @@ class RealtimeConversation:
         return TurnStep(send=[self._event("input_audio_buffer.cleared")])
 
     def _response_cancel(self, event: dict[str, Any]) -> TurnStep:
-        # Answers are sent whole: there is never a response in progress to cancel.
-        return self._error("Cancellation failed: no active response found", code="response_cancel_not_active",
+        """The last answer ends as a cancelled ``response.done`` if it is still
+        going out (the connection decides: see ``TurnStep.interrupt``);
+        otherwise, or when ``response_id`` names another response, the
+        service's "no active response" error."""
+        step = self._error("Cancellation failed: no active response found", code="response_cancel_not_active",
                            client_event_id=event.get("event_id"))
+        last = self._last
+        wanted = event.get("response_id")
+        if last is None or (isinstance(wanted, str) and wanted and wanted != last.response_id):
+            return step
+        output = [{**item, "status": "incomplete"} for item in last.items]
+        step.interrupt = [self._event("response.done", response=self._response_object(
+            last.response_id, last.modalities, status="cancelled", output=output, usage=last.usage,
+            status_details={"type": "cancelled", "reason": "client_cancelled"}))]
+        return step
 
     def _ignore(self, event: dict[str, Any]) -> TurnStep:
         return TurnStep()
@@ -406,7 +436,7 @@ class RealtimeConversation:
         if answer.miss is not None:
             return self._error(answer.miss, code="llmock_no_match")
         response_id = self._id("resp_")
-        modalities = params.get(self.names.modalities_key) or self.session.get(self.names.modalities_key) or ["text"]
+        modalities = self.names.modalities(params, self.session) or ["text"]
         audio = "audio" in modalities
         if answer.error is not None:
             return TurnStep(send=self._failed(response_id, modalities, answer.error), problem=answer.error.message)
@@ -416,6 +446,7 @@ class RealtimeConversation:
         if params.get("conversation") != "none":
             for item in writer.items:
                 self._insert(item, None)
+        self._last = _Answered(response_id, modalities, list(writer.items), _usage(summary))
         return TurnStep(send=messages)
 
     def _response_object(
@@ -456,6 +487,16 @@ class RealtimeConversation:
 
 def common_error_type(status: int) -> str:
     return "server_error" if status >= 500 else "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """An answer as a cancelled ``response.done`` repeats it."""
+
+    response_id: str
+    modalities: list[str]
+    items: list[dict[str, Any]]
+    usage: dict[str, Any]
 
 
 _HANDLERS = {
@@ -731,11 +772,33 @@ class OpenAIResponsesWebSocket(_OpenAIWebSocket):
                 if getattr(part, key) is not None:
                     setattr(summary, key, getattr(part, key))
         summary.text = "\n".join(texts)
+        _error_status(summary, server)
         return summary
 
 
-def responses_error_event(message: str, *, code: str | None = None, sequence_number: int = 0) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "param": None, "sequence_number": sequence_number}
+def _error_status(summary: Summary, server: list[WSMessage]) -> None:
+    """An error event's own ``status`` is the error's status (the upgrade's is 101)."""
+    if summary.error is None:
+        return
+    for value in json_values(server):
+        if isinstance(value, dict) and value.get("type") == "error" and isinstance(value.get("status"), int):
+            summary.error["status"] = value["status"]
+
+
+def responses_error_event(
+    message: str,
+    *,
+    code: str | None = None,
+    type: str = "invalid_request_error",
+    status: int = 400,
+    param: str | None = None,
+) -> dict[str, Any]:
+    """An ``error`` event of Responses over WebSocket: the details under
+    ``error`` and the HTTP status the same error would have had (the SDK's
+    ``ResponseWsError``; the HTTP stream's flat ``code``/``message`` form is
+    not what the socket sends)."""
+    return {"type": "error", "status": status,
+            "error": {"type": type, "code": code, "message": message, "param": param}}
 
 
 @dataclass
@@ -759,8 +822,8 @@ class ResponsesWSConversation:
             kind = event.get("type") if isinstance(event, dict) else None
             text = (f"Invalid value: {kind!r}. Supported values are: 'response.create'." if kind
                     else "The client message could not be parsed as a JSON object with a type.")
-            return TurnStep(send=[json_server_message(responses_error_event(text, code="invalid_request_error"))],
-                            problem=text)
+            error = responses_error_event(text, code="invalid_value" if kind else "invalid_json", param="type")
+            return TurnStep(send=[json_server_message(error)], problem=text)
         body = {k: v for k, v in event.items() if k != "type"}
         http_request = Request("POST", _http_url(self.url), body=Payload.json(body))
         canonical = dataclasses.replace(_RESPONSES_HTTP.canonical(http_request), family=self.upgrade.family,
@@ -771,7 +834,8 @@ class ResponsesWSConversation:
         if isinstance(previous, str):
             if previous not in self.history:
                 text = f"Previous response with id '{previous}' not found."
-                error = responses_error_event(text, code="previous_response_not_found")
+                error = responses_error_event(text, code="previous_response_not_found",
+                                              param="previous_response_id")
                 return TurnStep(send=[json_server_message(error)], problem=text)
             canonical.messages = [*self.history[previous], *canonical.messages]
         self._pending = canonical
@@ -781,11 +845,13 @@ class ResponsesWSConversation:
         canonical = self._pending or self.upgrade
         self._pending = None
         if answer.miss is not None:
-            return TurnStep(send=[json_server_message(responses_error_event(answer.miss, code="llmock_no_match"))],
-                            problem=answer.miss)
+            error = responses_error_event(answer.miss, code="llmock_no_match", status=answer.miss_status)
+            return TurnStep(send=[json_server_message(error)], problem=answer.miss)
         if answer.error is not None:
-            error = responses_error_event(answer.error.message, code=answer.error.code or answer.error.type)
-            return TurnStep(send=[json_server_message(error)], problem=answer.error.message)
+            given = answer.error
+            error = responses_error_event(given.message, code=given.code, status=given.status,
+                                          type=given.type or common_error_type(given.status), param=given.param)
+            return TurnStep(send=[json_server_message(error)], problem=given.message)
         summary = answer.summary or Summary()
         rendered = _RESPONSES_HTTP.render(summary, canonical, stream=True,
                                           options=RenderOptions(chunk_size=answer.chunk_size))

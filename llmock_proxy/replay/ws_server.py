@@ -32,30 +32,66 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class _Sender:
-    """Carries out actions in order, each at its deadline (loop seconds)."""
+    """Carries out actions in order, each at its deadline (loop seconds).
+
+    Actions that belong to a fixture answer (``Outgoing.answer``) can be
+    interrupted: :meth:`interrupt` drops those still unsent, waking the
+    sender if it is waiting for one of them."""
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
         self.request = request
         self.loop = asyncio.get_running_loop()
-        # One entry per reply: (the moment its client message arrived, its actions).
-        self.queue: asyncio.Queue[tuple[float, list[Outgoing]]] = asyncio.Queue()
+        # One entry per reply: (its number, the moment its client message arrived, its actions).
+        self.queue: asyncio.Queue[tuple[int, float, list[Outgoing]]] = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
         self.closed = False
+        self._pushed = 0
+        self._unsent_answer = 0  # answer actions pushed and neither sent nor dropped
+        self._dropped_before = 0  # answer actions of replies numbered below this are dropped
+        self._woken = asyncio.Event()
 
     def push(self, trigger: float, actions: list[Outgoing]) -> None:
         if actions:
-            self.queue.put_nowait((trigger, actions))
+            self._unsent_answer += sum(1 for a in actions if a.answer)
+            self.queue.put_nowait((self._pushed, trigger, actions))
+            self._pushed += 1
+
+    def interrupt(self) -> bool:
+        """Drop what the answers pushed so far have still to send; whether
+        anything was left (an answer was still going out)."""
+        if self._unsent_answer <= 0:
+            return False
+        self._dropped_before = self._pushed
+        self._woken.set()
+        return True
+
+    async def _wait(self, delay: float, interruptible: bool) -> None:
+        if not interruptible:
+            await asyncio.sleep(delay)
+            return
+        self._woken.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), delay)
 
     async def _run(self) -> None:
         ws = self.ws
         loop = self.loop
         while True:
-            trigger, actions = await self.queue.get()
+            number, trigger, actions = await self.queue.get()
             for action in actions:
-                delay = trigger + action.at_ms / 1000.0 - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if action.answer:
+                    if number >= self._dropped_before:
+                        delay = trigger + action.at_ms / 1000.0 - loop.time()
+                        if delay > 0:
+                            await self._wait(delay, interruptible=True)
+                    self._unsent_answer -= 1
+                    if number < self._dropped_before:
+                        continue
+                else:
+                    delay = trigger + action.at_ms / 1000.0 - loop.time()
+                    if delay > 0:
+                        await self._wait(delay, interruptible=False)
                 if ws.closed:
                     return
                 if action.message is not None:
@@ -157,6 +193,9 @@ async def run_session(request: web.Request, replay: WSReplay) -> web.WebSocketRe
             except Exception as exc:
                 reply = _internal_error(where, exc)
                 failed = True
+            if reply.interrupt is not None and sender.interrupt():
+                sender.push(arrival, reply.interrupt)
+                continue
             _log_problem(where, reply.problem)
             sender.push(arrival, reply.actions)
     finally:

@@ -75,6 +75,9 @@ class Outgoing:
     close: WSClose | None = None
     # What goes in the frame (str: text, bytes: binary), when already encoded.
     encoded: bytes | str | None = None
+    # Part of a fixture answer, which a later client message may interrupt
+    # (a Realtime response.cancel): the rest of it is then not sent.
+    answer: bool = False
 
     @property
     def frame(self) -> bytes | str:
@@ -87,10 +90,16 @@ class Outgoing:
 @dataclass
 class Reply:
     """The server's answer to a connect or a client message, and the one
-    log line it deserves (a protocol error or a fixture miss)."""
+    log line it deserves (a protocol error or a fixture miss).
+
+    ``interrupt`` (a Realtime ``response.cancel``): when an answer is still
+    going out, the connection drops the rest of it and carries out these
+    actions instead of ``actions`` (``problem`` then does not apply).
+    """
 
     actions: list[Outgoing] = field(default_factory=list)
     problem: str | None = None
+    interrupt: list[Outgoing] | None = None
 
 
 class GenericWebSocket(WebSocketProvider):
@@ -327,7 +336,8 @@ class _FixtureFollower:
             answered = self.conversation.respond(answer)
             actions += self._timed(answered, options)
             problem = problem or answered.problem
-        return Reply(actions, problem=problem)
+        interrupt = None if step.interrupt is None else [Outgoing(0.0, message=m) for m in step.interrupt]
+        return Reply(actions, problem=problem, interrupt=interrupt)
 
     def _answer(self, canonical: CanonicalRequest) -> tuple[TurnAnswer, FixtureOptions]:
         session = self.session
@@ -343,7 +353,7 @@ class _FixtureFollower:
                 text += f"; {self.upgrade_note}"
             else:
                 text += "; nothing is loaded for it"
-            return TurnAnswer(miss=text), FixtureOptions()
+            return TurnAnswer(miss=text, miss_status=session.miss_status), FixtureOptions()
         key = found.candidate.key
         session.counts[key] = session.counts.get(key, 0) + 1
         session.hits += 1
@@ -351,7 +361,7 @@ class _FixtureFollower:
         chunk_size = fixture.options.chunk_size or 0
         if fixture.error is not None:
             error = fixture.error
-            return TurnAnswer(error=ErrorAnswer(error.status, error.message, error.type, error.code),
+            return TurnAnswer(error=ErrorAnswer(error.status, error.message, error.type, error.code, error.param),
                               chunk_size=chunk_size), fixture.options
         return TurnAnswer(summary=fixture.summary, chunk_size=chunk_size), fixture.options
 
@@ -364,16 +374,16 @@ class _FixtureFollower:
         for sent, (at, message) in enumerate(zip(offsets, step.send)):
             at *= self.factor
             if drop_at is not None and drop_at <= at:
-                actions.append(Outgoing(drop_at, close=drop))
+                actions.append(Outgoing(drop_at, close=drop, answer=True))
                 return actions
-            actions.append(Outgoing(at, message=message))
+            actions.append(Outgoing(at, message=message, answer=True))
             if options.truncate_after_chunks is not None and sent + 1 >= options.truncate_after_chunks:
-                actions.append(Outgoing(at, close=drop))
+                actions.append(Outgoing(at, close=drop, answer=True))
                 return actions
         if drop_at is not None:
-            actions.append(Outgoing(drop_at, close=drop))
+            actions.append(Outgoing(drop_at, close=drop, answer=True))
         elif step.close is not None:
-            actions.append(Outgoing(actions[-1].at_ms if actions else 0.0, close=step.close))
+            actions.append(Outgoing(actions[-1].at_ms if actions else 0.0, close=step.close, answer=True))
         return actions
 
 

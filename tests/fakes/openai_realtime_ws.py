@@ -295,15 +295,16 @@ class OpenAIRealtimeFake(FakeProvider):
                 event = None
             seen.append(event)
             if not isinstance(event, dict) or event.get("type") != "response.create":
-                await ws.send_str(compact({"type": "error", "code": "invalid_request_error",
-                                           "message": "Expected a response.create event.", "param": "type",
-                                           "sequence_number": 0}))
+                await ws.send_str(compact({"type": "error", "status": 400, "error": {
+                    "type": "invalid_request_error", "code": "invalid_value",
+                    "message": "Expected a response.create event.", "param": "type"}}))
                 continue
             previous = event.get("previous_response_id")
             if previous is not None and previous not in known:
-                await ws.send_str(compact({"type": "error", "code": "previous_response_not_found",
-                                           "message": f"Previous response with id '{previous}' not found.",
-                                           "param": "previous_response_id", "sequence_number": 0}))
+                await ws.send_str(compact({"type": "error", "status": 400, "error": {
+                    "type": "invalid_request_error", "code": "previous_response_not_found",
+                    "message": f"Previous response with id '{previous}' not found.",
+                    "param": "previous_response_id"}}))
                 continue
             script = self.next_script()
             for payload in _responses_events(event, script):
