@@ -76,6 +76,7 @@ def test_a_miss_answers_404_when_asked_in_every_sdk_and_on_unknown_paths(llmock_
         sdk.openai_client(base_url=f"{llmock_like.url}/v1").chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "nothing matches this"}])
     assert chat.value.response.headers["x-llmock-miss"] == "1"
+    assert chat.value.code == "no_fixture_match"  # aimock's code for a miss
     assert "no recording or fixture matches POST /v1/chat/completions" in chat.value.message
     with pytest.raises(anthropic.NotFoundError):
         sdk.anthropic_client(base_url=llmock_like.url).messages.create(

@@ -44,6 +44,7 @@ log = logging.getLogger("llmock_proxy.replay")
 # and aimock expect 404): see check_miss_status.
 DEFAULT_MISS_STATUS = 421
 MISS_HEADERS = {"x-llmock-miss": "1", "x-should-retry": "false"}
+MISS_CODE = "no_fixture_match"
 # Retry-After of a hand-written 429 that names none (aimock's default).
 DEFAULT_RETRY_AFTER = 1
 UNREADABLE_STATUS = 400
@@ -106,8 +107,10 @@ class Miss:
         A JSON envelope also carries the near-miss report as data under
         ``llmock``, next to the provider's own fields, which SDKs ignore.
         """
-        status = UNREADABLE_STATUS if self.problem is not None else self.status
-        response = self.provider.error(status, self.message)
+        if self.problem is not None:
+            response = self.provider.error(UNREADABLE_STATUS, self.message)
+        else:  # the code where the envelope has one (OpenAI's), as aimock says it
+            response = self.provider.error(self.status, self.message, code=MISS_CODE)
         headers = {**response.headers, **MISS_HEADERS}
         body = response.body
         if body is not None and body.kind == "json" and isinstance(body.value, dict):
