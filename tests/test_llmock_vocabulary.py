@@ -345,3 +345,22 @@ def test_a_broken_fixture_answers_with_an_error_naming_it_and_the_rest_are_serve
             client.chat.completions.create(model="m", messages=[user("bad")])
         assert f"{path}: fixtures[1].response.toolCalls[0].name" in caught.value.message
         assert caught.value.code == "fixture_invalid"
+
+
+def test_an_answer_without_usage_reports_estimated_tokens_as_aimock_does() -> None:
+    session = session_of(
+        {"match": {"userMessage": "count"}, "response": {"content": "twelve chars"}},
+        {"match": {"userMessage": "stated"}, "response": {"content": "x", "usage": {"prompt_tokens": 7, "completion_tokens": 2}}},
+    )
+    with EngineThread(session) as engine:
+        openai_usage = sdk.openai_client(base_url=f"{engine.url}/v1").chat.completions.create(
+            model="m", messages=[user("count to twelve, please")]).usage
+        assert openai_usage is not None
+        # ceil(23 / 4) and ceil(12 / 4): about four characters a token.
+        assert (openai_usage.prompt_tokens, openai_usage.completion_tokens, openai_usage.total_tokens) == (6, 3, 9)
+        claude_usage = sdk.anthropic_client(base_url=engine.url).messages.create(
+            model="claude", max_tokens=5, messages=[user("count to twelve, please")]).usage
+        assert (claude_usage.input_tokens, claude_usage.output_tokens) == (6, 3)
+        stated = sdk.openai_client(base_url=f"{engine.url}/v1").chat.completions.create(
+            model="m", messages=[user("stated")]).usage
+        assert stated is not None and (stated.prompt_tokens, stated.completion_tokens, stated.total_tokens) == (7, 2, 9)

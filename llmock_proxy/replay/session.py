@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmock_proxy.canonical import CanonicalRequest, Summary
+from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
 from llmock_proxy.cassette.model import Interaction, Payload, Request, Response
 from llmock_proxy.cassette.yamlio import gc_paused
 from llmock_proxy.match.matcher import Candidate, Matcher, NearMiss, RequestView
@@ -219,7 +219,7 @@ class ReplaySession:
         content_type = headers.get("content-type")
         key = None
         if not self.matcher.has_sequence_indices and "upgrade" not in headers:
-            key = (method, url, content_type, body)
+            key = (method, url, content_type, body, request_context(headers) if self.matcher.has_context else None)
             known = self._known.get(key)
             if known is not None:
                 return self._use(*known)
@@ -242,7 +242,7 @@ class ReplaySession:
         except Exception as exc:  # a body the provider cannot read
             self.misses += 1
             return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}", status=self.miss_status)
-        view = RequestView(canonical, request.method, split_url(request.url)[1])
+        view = RequestView(canonical, request.method, split_url(request.url)[1], request_context(request.headers))
         # The generic family has no wire format to render a hand-written answer in.
         can_synthesize = provider.family != GENERIC.family
         found = self.matcher.find(view, self.counts, can_synthesize=can_synthesize)
@@ -285,7 +285,12 @@ class ReplaySession:
                 return Hit(provider, view, fixture, interaction.response, False, use)
         if fixture.error is not None:
             return Hit(provider, view, fixture, error_answer(provider, fixture.error), True, use)
+        if fixture.raw is not None:
+            raw = Response(fixture.raw.status, {"content-type": "application/json"}, Payload.json(fixture.raw.body))
+            return Hit(provider, view, fixture, raw, True, use)
         summary = _fit_embeddings(fixture.summary or Summary(), view.canonical)
+        if not fixture.recorded and summary.usage is None and not summary.embeddings:
+            summary = dataclasses.replace(summary, usage=estimated_usage(view.canonical, summary))
         response = provider.render(
             summary,
             view.canonical,
@@ -331,10 +336,36 @@ def error_answer(provider: Provider, error: FixtureError) -> Response:
     return dataclasses.replace(response, headers={**response.headers, "retry-after": str(seconds)})
 
 
+# The header a fixture's ``match.context`` is compared with (aimock's name too).
+CONTEXT_HEADERS = ("x-llmock-context", "x-aimock-context")
+
+
+def request_context(headers: dict[str, str]) -> str | None:
+    """The request's context tag (lower-case header names), for ``match.context``."""
+    for name in CONTEXT_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
 def _glimpse(body: Payload) -> str:
     """The start of a body, for an error message."""
     text = repr(body.value) if body.kind != "base64" else f"{len(body.to_bytes())} bytes of binary data"
     return text if len(text) <= 80 else text[:79] + "…"
+
+
+def estimated_usage(canonical: CanonicalRequest, summary: Summary) -> dict[str, int]:
+    """Token counts for a hand-written answer that states none: about four
+    characters a token, at least one, as aimock estimates them, so a suite
+    checking that usage is reported sees what the real APIs always send."""
+    prompt = "\n".join([canonical.system or "", *(m.text for m in canonical.messages)])
+    completion = summary.text + "".join(canonical_json(c.arguments) for c in summary.tool_calls)
+    return {"prompt_tokens": _estimated_tokens(prompt), "completion_tokens": _estimated_tokens(completion)}
+
+
+def _estimated_tokens(text: str) -> int:
+    return max(1, -(-len(text) // 4))
 
 
 def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:
