@@ -440,7 +440,7 @@ def test_a_turn_no_fixture_matches_gets_the_error_event(fixture_file: Path, repl
     proxy, replay, _ = replaying({"llmock_fixtures": [str(fixture_file)]})
     seen = run(responses_text_turn(Target.through(proxy), "unmatched question"))
     error = seen[-1]
-    assert error["type"] == "error" and error["status"] == 421 and error["error"]["code"] == "llmock_no_match"
+    assert error["type"] == "error" and error["status"] == 421 and error["error"]["code"] == "no_fixture_match"
     assert "unmatched question" in error["error"]["message"] and "userMessage" in error["error"]["message"]
     assert replay.session.misses == 1
 

@@ -37,6 +37,7 @@ GA = pydantic.TypeAdapter(GAServerEvent)
 BETA = pydantic.TypeAdapter(BetaServerEvent)
 LONG = "one two three four five six seven eight nine ten eleven twelve"
 FIXTURES = {"fixtures": [
+    {"match": {"userMessage": "hello", "context": "suite-b"}, "response": {"content": "Hi, suite B!"}},
     {"match": {"userMessage": "hello"}, "response": {"content": "Hi from a fixture!"}, "chunkSize": 6},
     {"match": {"userMessage": "long story"}, "response": {"content": LONG}, "chunkSize": 4, "latency": 60},
     {"match": {"userMessage": "rate me"},
@@ -91,9 +92,9 @@ def kinds(events: list[Any]) -> list[str]:
 
 
 async def ga_turn(target: Target, text: str, *, session: dict[str, Any] | None = None,
-                  response: dict[str, Any] | None = None) -> list[Any]:
+                  response: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> list[Any]:
     client = target.openai()
-    async with client.realtime.connect(model="gpt-realtime",
+    async with client.realtime.connect(model="gpt-realtime", extra_headers=headers or {},
                                        websocket_connection_options=target.websocket_options()) as conn:
         events = await read_until(conn, GA, "session.created")
         if session is not None:
@@ -198,6 +199,12 @@ def test_a_beta_audio_session_gets_beta_audio_events(instant: EngineThread) -> N
     assert (content.type, content.transcript) == ("audio", "Hi from a fixture!")
 
 
+def test_the_upgrades_context_header_picks_the_fixtures_of_its_context(instant: EngineThread) -> None:
+    text_only = {"type": "realtime", "output_modalities": ["text"]}
+    events = run(ga_turn(Target.at(instant.url), "hello", session=text_only, headers={"X-AIMock-Context": "suite-b"}))
+    assert_text_parts(events, "Hi, suite B!")
+
+
 # -- response.cancel --------------------------------------------------------------------------------
 
 
@@ -281,7 +288,7 @@ def test_realtime_errors_are_error_events_with_type_code_message_and_the_client_
     assert (unknown.error.type, unknown.error.code, unknown.error.event_id) == (
         "invalid_request_error", "invalid_value", "evt_unknown")
     assert "no.such.event" in unknown.error.message and unknown.error.param is None
-    assert miss.type == "error" and (miss.error.type, miss.error.code) == ("invalid_request_error", "llmock_no_match")
+    assert miss.type == "error" and (miss.error.type, miss.error.code) == ("invalid_request_error", "no_fixture_match")
     assert "a question no fixture answers" in miss.error.message
 
 
@@ -335,7 +342,7 @@ def test_responses_websocket_errors_have_the_sdks_error_shape(instant: EngineThr
     ))
     errors = [e for e in events if e["type"] == "error"]
     assert len(errors) == 3
-    assert_ws_error(errors[0], status=421, type="invalid_request_error", code="llmock_no_match")
+    assert_ws_error(errors[0], status=421, type="invalid_request_error", code="no_fixture_match")
     assert "a question no fixture answers" in errors[0]["error"]["message"]
     assert_ws_error(errors[1], status=400, type="invalid_request_error", code="previous_response_not_found",
                     param="previous_response_id")

@@ -316,7 +316,7 @@ def test_a_turn_no_fixture_answers_gets_an_error_event_with_the_near_misses() ->
     replay.receive(say("goodbye"))
     reply = replay.receive(CREATE)
     (error,) = sent(reply.actions)
-    assert error["type"] == "error" and error["error"]["code"] == "llmock_no_match"
+    assert error["type"] == "error" and error["error"]["code"] == "no_fixture_match"
     assert "userMessage" in error["error"]["message"] and "goodbye" in error["error"]["message"]
     assert reply.problem == error["error"]["message"]
 
@@ -373,6 +373,17 @@ def test_fixture_errors_close_gemini_live_with_the_code_for_their_status(status:
     reply = replay.receive(client({"realtimeInput": {"text": "hello"}}, 0))
     assert [a.message for a in reply.actions if a.message is not None] == []  # no error message, only the close
     assert reply.actions[-1].close == WSClose(code, "quota", "server")
+
+
+@pytest.mark.parametrize("header", ["x-llmock-context", "x-aimock-context"])
+def test_the_upgrades_context_header_is_every_turns_match_context(header: str) -> None:
+    fixtures = [{"match": {"userMessage": "hello", "context": "suite-b"}, "response": {"content": "From suite B."}},
+                {"match": {"userMessage": "hello"}, "response": {"content": "From anywhere."}}]
+    ask = client({"type": "response.create", "input": "hello"}, 0)
+    for headers, answer in (({header: "suite-b"}, "From suite B."), ({}, "From anywhere.")):
+        replay = opened(session_of(fixtures=fixtures), upgrade(RESPONSES_URL, **headers))
+        done = sent(replay.receive(ask).actions)[-1]
+        assert done["response"]["output"][0]["content"][0]["text"] == answer
 
 
 @pytest.mark.parametrize("url", [REALTIME_URL, RESPONSES_URL, LIVE_URL])

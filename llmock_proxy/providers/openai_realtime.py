@@ -434,7 +434,7 @@ class RealtimeConversation:
         params = self._pending or {}
         self._pending = None
         if answer.miss is not None:
-            return self._error(answer.miss, code="llmock_no_match")
+            return self._error(answer.miss, code="no_fixture_match")
         response_id = self._id("resp_")
         modalities = self.names.modalities(params, self.session) or ["text"]
         audio = "audio" in modalities
@@ -845,7 +845,7 @@ class ResponsesWSConversation:
         canonical = self._pending or self.upgrade
         self._pending = None
         if answer.miss is not None:
-            error = responses_error_event(answer.miss, code="llmock_no_match", status=answer.miss_status)
+            error = responses_error_event(answer.miss, code="no_fixture_match", status=answer.miss_status)
             return TurnStep(send=[json_server_message(error)], problem=answer.miss)
         if answer.error is not None:
             given = answer.error

@@ -56,7 +56,7 @@ from llmock_proxy.providers._ws_common import (
 from llmock_proxy.providers.base import split_url
 from llmock_proxy.providers.catalog import GENERIC, identify
 from llmock_proxy.replay.fixture import Fixture, FixtureOptions
-from llmock_proxy.replay.session import Miss, ReplaySession
+from llmock_proxy.replay.session import Miss, ReplaySession, request_context
 
 # Close codes that never travel in a close frame (RFC 6455 7.4.1): the
 # recording saw the connection end without one; replay drops it the same way.
@@ -316,6 +316,7 @@ class _FixtureFollower:
         path: str,
         factor: float,
         upgrade_note: str | None = None,
+        context: str | None = None,
     ) -> None:
         self.provider = provider
         self.conversation = conversation
@@ -323,6 +324,7 @@ class _FixtureFollower:
         self.path = path
         self.factor = factor
         self.upgrade_note = upgrade_note
+        self.context = context  # the upgrade's context header: every turn's match.context
 
     def opening(self) -> Reply:
         return Reply([Outgoing(0.0, message=m) for m in self.conversation.opening()])
@@ -341,7 +343,7 @@ class _FixtureFollower:
 
     def _answer(self, canonical: CanonicalRequest) -> tuple[TurnAnswer, FixtureOptions]:
         session = self.session
-        view = RequestView(canonical, "GET", self.path)
+        view = RequestView(canonical, "GET", self.path, self.context)
         found = session.matcher.find(view, session.counts)
         if found is None:
             session.misses += 1
@@ -473,7 +475,8 @@ def open_replay(session: ReplaySession, request: Request, factor: float = 1.0) -
     except Exception as exc:
         session.misses += 1
         return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}")
-    view = RequestView(canonical, request.method, path)
+    context = request_context(request.headers)
+    view = RequestView(canonical, request.method, path, context)
     recorded = recorded_candidates(session, view)
     if recorded:
         session.hits += 1
@@ -491,7 +494,7 @@ def open_replay(session: ReplaySession, request: Request, factor: float = 1.0) -
     if any(n.match.get("family") == canonical.family for n in near):
         note = "recorded sessions of this family differ on the upgrade: " + " | ".join(
             n.describe() for n in near if n.match.get("family") == canonical.family)
-    follower = _FixtureFollower(provider, conversation, session, path, factor, upgrade_note=note)
+    follower = _FixtureFollower(provider, conversation, session, path, factor, upgrade_note=note, context=context)
     return WSReplay(provider, request, follower, subprotocol=_offered_subprotocol(request))
 
 
@@ -504,7 +507,7 @@ def can_answer(session: ReplaySession, request: Request) -> bool:
         canonical = provider.canonical(request)
     except Exception:
         return False
-    view = RequestView(canonical, request.method, split_url(request.url)[1])
+    view = RequestView(canonical, request.method, split_url(request.url)[1], request_context(request.headers))
     if recorded_candidates(session, view, count=False):
         return True
     has_fixtures = any(not f.recorded for c in session.matcher.candidates for f in c.fixtures)
