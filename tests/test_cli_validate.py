@@ -183,3 +183,27 @@ def test_a_key_shaped_value_is_a_problem_naming_its_field(capsys: pytest.Capture
     assert out[1].startswith(f"{tmp_path / 'f.json'}: fixtures[0].response.content: holds a key-shaped value (sk- API key")
     assert key not in "\n".join(out)  # masked
     assert out[2] == "checked 1 cassette and 1 fixture file: 2 problems in 2 files"
+
+
+def test_json_of_another_kind_in_a_directory_is_skipped_but_named_it_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "fixtures.json").write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": "x"}}]}))
+    (tmp_path / "mcp-config.json").write_text(json.dumps({"mcp": {"tools": []}}))
+    code, out, _ = run(capsys, str(tmp_path), "-v")
+    assert code == 0
+    assert any(line.startswith(f"{tmp_path / 'mcp-config.json'}: skipped (JSON that is not a fixture file")
+               for line in out)
+    assert out[-1] == "checked 0 cassettes and 1 fixture file: all valid"
+    code, out, _ = run(capsys, str(tmp_path / "mcp-config.json"))
+    assert code == 1
+    assert out[0].startswith(f"{tmp_path / 'mcp-config.json'}: not a fixture file")
+
+
+def test_a_misspelled_match_key_fails_validate_unless_lenient(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"fixtures": [{"match": {"userMesage": "hi"}, "response": {"content": "x"}}]}))
+    code, out, _ = run(capsys, str(path))
+    assert code == 1
+    assert out[0].startswith(f"{path}: fixtures[0].match.userMesage: unknown match key; did you mean 'userMessage'?")
+    code, out, _ = run(capsys, str(path), "--lenient-fixtures")
+    assert code == 0
+    assert any(line.startswith("warning: ") and "userMesage" in line for line in out)

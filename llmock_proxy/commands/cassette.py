@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.redact import Redactor
-from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES
+from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES, is_other_document
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.matcher import Matcher
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
@@ -97,7 +97,12 @@ def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
         return 2
     if not files:
         print("no cassette (*.yaml, *.yml) or fixture (*.json) files found", file=err)
-    reports = [validate_file(path, lenient_fixtures=args.lenient_fixtures) for path in files]
+    named = {Path(raw) for raw in args.paths}
+    skipped = [path for path in files if path not in named and _other_json_document(path)]
+    reports = [validate_file(path, lenient_fixtures=args.lenient_fixtures) for path in files if path not in skipped]
+    if args.verbose:
+        for path in skipped:
+            print(f"{path}: skipped (JSON that is not a fixture file, as replay skips it in a directory)", file=out)
     for report in reports:
         for problem in report.problems:
             print(problem, file=out)
@@ -137,6 +142,12 @@ def collect(paths: Iterable[str | Path]) -> list[Path]:
             raise UsageError(f"{path}: no such file or directory")
     unique: dict[Path, None] = dict.fromkeys(files)
     return list(unique)
+
+
+def _other_json_document(path: Path) -> bool:
+    """A JSON file found in a directory that is no fixture file (an aimock
+    config, a schema, a package manifest): replay skips it there too."""
+    return path.suffix.lower() in FIXTURE_SUFFIXES and is_other_document(path, "fixtures")
 
 
 def validate_file(path: Path, *, lenient_fixtures: bool = False) -> FileReport:

@@ -131,7 +131,11 @@ def read_fixture_data(
     are entry options (an aimock config's ``llm.chaos``, ``latency`` ...) that
     each fixture's own values override."""
     if not isinstance(data, dict) or not isinstance(data.get("fixtures"), list):
-        raise CassetteError(f"{where}: expected an object with a fixtures list", path=where)
+        raise CassetteError(
+            f"{where}: not a fixture file: expected an object with a fixtures list, or an aimock config "
+            f"whose llm.fixtures names fixture files",
+            path=where,
+        )
     report = FixtureFileReport(where, entries=len(data["fixtures"]))
     by_fixture: dict[int, list[tuple[tuple[Any, ...], str]]] = {}
     for problem_path, text in fixture_file_findings(data):
