@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,10 +140,18 @@ class Planner:
         self.timing = timing
         # Jitter only; a seeded generator makes it reproducible.
         self.rng = rng or random.Random()
+        # The wire form of synthesized answers, by the Response object: the
+        # session hands out the same one again for a request it has seen, so
+        # its bytes are made once. An entry lives as long as its response
+        # (the session's cache of rendered answers bounds them).
+        self._synthesized: dict[tuple[int, Any], tuple[weakref.ref[Response], Any, Any]] = {}
 
     def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
         """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
-        action, latency = self._chaos(hit.options.chaos, headers)
+        chaos = hit.options.chaos
+        if chaos is None and not (headers and any(name in headers for name in _ALL_CHAOS_HEADERS)):
+            return self._plan(hit, arrival)  # the common case, decided without a draw
+        action, latency = self._chaos(chaos, headers)
         if action is not None:
             return replace(_chaos_plan(action, hit, arrival), delay_ms=latency)
         if latency:
@@ -157,39 +166,54 @@ class Planner:
             cached = hit.fixture.wire_cache.get("body")
             if cached is not None:  # the hot path: a recorded body, served again
                 return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
-        # What every answer to this hit shares; each wire form fills in the rest.
-        base = Plan(
-            response.status,
-            [],
-            truncate_after_chunks=options.truncate_after_chunks,
-            disconnect_after_ms=options.disconnect_after_ms,
-            arrival=arrival,
-            hit=hit,
-        )
-        if not response.is_stream:
-            delay = (options.latency or 0.0) * factor
-            if not hit.synthesized:
-                cached = hit.fixture.wire_cache.get("body")
-                if cached is None:
-                    cached = (response_headers(response), body_bytes(response.body))
-                    hit.fixture.wire_cache["body"] = cached
-                answer_headers, body = cached
-            else:
-                answer_headers, body = response_headers(response), body_bytes(response.body)
-            return replace(base, headers=list(answer_headers), body=body, delay_ms=delay)
         if response.wire_form == "websocket":
-            return base
-        if not hit.synthesized:
-            encoded = hit.fixture.wire_cache.get("chunks")
-            if encoded is None:
-                encoded = (_stream_headers(response), _encoded_chunks(response))
-                hit.fixture.wire_cache["chunks"] = encoded
-            answer_headers, items = encoded
+            return Plan(response.status, [], truncate_after_chunks=options.truncate_after_chunks,
+                        disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
+        if not response.is_stream:
+            answer_headers, body = self._encoded(hit, "body")
+            return Plan(response.status, list(answer_headers), body=body, delay_ms=(options.latency or 0.0) * factor,
+                        truncate_after_chunks=options.truncate_after_chunks,
+                        disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
+        answer_headers, chunks = self._encoded(hit, ("chunks", factor))
+        if _jittered(options):  # the cached chunks are at their recorded offsets
+            offsets = self._offsets(options, [c.at_ms for c in chunks])
+            chunks = [Chunk(at * factor, c.data) for at, c in zip(offsets, chunks)]
+        return Plan(response.status, list(answer_headers), chunks=chunks,
+                    truncate_after_chunks=options.truncate_after_chunks,
+                    disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
+
+    def _encoded(self, hit: Hit, kind: Any) -> tuple[Any, Any]:
+        """(headers, body bytes) for ``"body"``, or (headers, [Chunk]) for
+        ``("chunks", timing factor)``, of the hit's response, made once: for a
+        recording in its fixture's wire cache, for a synthesized answer here."""
+        response = hit.response
+        key = (id(response), kind)
+        if hit.synthesized:
+            entry = self._synthesized.get(key)
+            if entry is not None and entry[0]() is response:
+                return entry[1], entry[2]
         else:
-            answer_headers, items = _stream_headers(response), _encoded_chunks(response)
-        offsets = self._offsets(options, [t for t, _ in items])
-        chunks = [Chunk(at * factor, data) for at, (_, data) in zip(offsets, items)]
-        return replace(base, headers=list(answer_headers), chunks=chunks)
+            cached = hit.fixture.wire_cache.get(kind)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        if kind == "body":
+            encoded: tuple[Any, Any] = (response_headers(response), body_bytes(response.body))
+        else:
+            # At the fixture's pace (the recorded offsets unless it sets one)
+            # under this timing, the same for every use; with jitter, at the
+            # recorded offsets, for the plan to pace.
+            items = _encoded_chunks(response)
+            offsets = [t for t, _ in items]
+            if not _jittered(hit.options):
+                offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
+            encoded = (_stream_headers(response), [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
+        if hit.synthesized:
+            synthesized = self._synthesized
+            gone = weakref.ref(response, lambda _: synthesized.pop(key, None))
+            synthesized[key] = (gone, *encoded)
+        else:
+            hit.fixture.wire_cache[kind] = encoded
+        return encoded
 
     def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> tuple[str | None, float]:
         """llmock's chaos: the fixture's rates, each overridden by its
@@ -254,6 +278,8 @@ CHAOS_HEADERS = {
     "latency": ("x-llmock-chaos-latency", "x-aimock-chaos-latency"),
 }
 
+_ALL_CHAOS_HEADERS = tuple(name for names in CHAOS_HEADERS.values() for name in names)
+
 # aimock's bound on a chaos latency (ms).
 MAX_CHAOS_LATENCY_MS = 30000.0
 
@@ -275,6 +301,12 @@ def _latency(name: str, value: str, default: float) -> float:
         log.warning("%s: %r is not a latency from 0 to %g ms; ignored", name, value, MAX_CHAOS_LATENCY_MS)
         return default
     return latency
+
+
+def _jittered(options: FixtureOptions) -> bool:
+    """Whether the fixture's stream pace differs from one use to the next."""
+    profile = options.streaming_profile
+    return profile is not None and bool(profile.jitter)
 
 
 def _delayed(plan: Plan, latency: float) -> Plan:

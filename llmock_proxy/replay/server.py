@@ -212,19 +212,33 @@ class ReplayEngine:
             await _sleep_until(loop, ready_at)
             return _aiohttp_response(plan)
         response = web.StreamResponse(status=plan.status, headers=plan.headers)
+        chunks = plan.chunks
+        truncate = plan.truncate_after_chunks
+        last = len(chunks) if truncate is None else min(len(chunks), truncate)
+        complete = truncate is None or truncate > len(chunks)  # the body ends, it is not cut
         sent = 0
         try:
             await response.prepare(request)
-            for chunk in plan.chunks:
-                deadline = plan.arrival + chunk.at_ms / 1000.0
+            while sent < last:
+                at_ms = chunks[sent].at_ms
+                deadline = plan.arrival + at_ms / 1000.0
                 if disconnect_at is not None and disconnect_at <= deadline:
                     await _sleep_until(loop, disconnect_at)
                     return _drop(request, response)
                 await _sleep_until(loop, deadline)
-                await response.write(chunk.data)
-                sent += 1
-                if plan.truncate_after_chunks is not None and sent >= plan.truncate_after_chunks:
-                    return _drop(request, response)
+                # Chunks due at the same moment (all of them, timed instant)
+                # leave in one write; the last with the end of the body.
+                end = sent + 1
+                while end < last and chunks[end].at_ms == at_ms:
+                    end += 1
+                data = chunks[sent].data if end == sent + 1 else b"".join(c.data for c in chunks[sent:end])
+                sent = end
+                if sent == len(chunks) and complete:
+                    await response.write_eof(data)
+                    return response
+                await response.write(data)
+            if truncate is not None and sent >= truncate:
+                return _drop(request, response)
             await response.write_eof()
         except ConnectionResetError:
             # The client hung up mid-stream (an SDK closing at [DONE], a

@@ -155,8 +155,12 @@ class ReplaySession:
         self.matcher = Matcher(fixtures)
         self.counts: dict[str, int] = {}
         # Requests seen before -> what they matched (see resolve_raw).
-        self._known: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._known: dict[tuple[Any, ...], tuple[Provider, RequestView, Request, Candidate, bool]] = {}
         self._known_bytes = 0
+        # (seen request, fixture) -> the answer synthesized for it: rendering
+        # is deterministic (ids and times derive from request and answer), so
+        # a request seen before is not rendered again. Kept with _known.
+        self._rendered: dict[tuple[tuple[Any, ...], int], Response] = {}
         self.hits = 0
         self.misses = 0
 
@@ -203,6 +207,7 @@ class ReplaySession:
     def _forget_known(self) -> None:
         self._known.clear()
         self._known_bytes = 0
+        self._rendered.clear()
 
     # -- lookup ------------------------------------------------------------------
 
@@ -222,7 +227,7 @@ class ReplaySession:
             key = (method, url, content_type, body, request_context(headers) if self.matcher.has_context else None)
             known = self._known.get(key)
             if known is not None:
-                return self._use(*known)
+                return self._use(*known, key=key)
         payload = Payload.from_bytes(body, content_type) if body else None
         return self._resolve(Request(method, url, headers, payload), key)
 
@@ -261,15 +266,33 @@ class ReplaySession:
                 self._forget_known()
             self._known[key] = known
             self._known_bytes += size
+            return self._use(*known, key=key)
         return self._use(*known)
 
     def _use(
-        self, provider: Provider, view: RequestView, request: Request, candidate: Candidate, other_form: bool
+        self,
+        provider: Provider,
+        view: RequestView,
+        request: Request,
+        candidate: Candidate,
+        other_form: bool,
+        key: tuple[Any, ...] | None = None,
     ) -> Hit:
+        """Count the use and answer; ``key``: the request is one of ``_known``,
+        and its synthesized answer is rendered once."""
         use = self.counts.get(candidate.key, 0)
         self.counts[candidate.key] = use + 1
         self.hits += 1
-        return self._answer(provider, view, request, candidate.pick(use), other_form, use)
+        fixture = candidate.pick(use)
+        if key is None:
+            return self._answer(provider, view, request, fixture, other_form, use)
+        rendered = self._rendered.get((key, id(fixture)))  # fixtures live as long as the session
+        if rendered is not None:
+            return Hit(provider, view, fixture, rendered, True, use)
+        hit = self._answer(provider, view, request, fixture, other_form, use)
+        if hit.synthesized:
+            self._rendered[(key, id(fixture))] = hit.response
+        return hit
 
     def _answer(
         self, provider: Provider, view: RequestView, request: Request, fixture: Fixture, other_form: bool, use: int
