@@ -269,6 +269,8 @@ def chunks(text: str, size: int) -> list[str]:
 # -- deterministic ids -----------------------------------------------------------
 
 _ALNUM = string.ascii_letters + string.digits
+_ALNUM_BLOCK_DIGITS = 8
+_ALNUM_BLOCK = len(_ALNUM) ** _ALNUM_BLOCK_DIGITS
 
 
 @dataclass(frozen=True)
@@ -295,11 +297,16 @@ class DerivedIds:
         return digest.hex()[:length]
 
     def alnum(self, label: str, length: int) -> str:
-        number = int(self.hex(label, 64), 16)
-        out = []
-        for _ in range(length):
-            number, index = divmod(number, len(_ALNUM))
-            out.append(_ALNUM[index])
+        """``length`` base-62 digits of the label's 256-bit digest, lowest
+        first: taken eight at a time from a small number (the same digits as
+        one at a time from the big one, at a fraction of the cost)."""
+        number = int.from_bytes(self._digest(f"{label}#0"), "big")
+        out: list[str] = []
+        while len(out) < length:
+            number, block = divmod(number, _ALNUM_BLOCK)
+            for _ in range(min(_ALNUM_BLOCK_DIGITS, length - len(out))):
+                block, index = divmod(block, 62)
+                out.append(_ALNUM[index])
         return "".join(out)
 
     def timestamp(self) -> int:
