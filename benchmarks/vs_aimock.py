@@ -1,0 +1,265 @@
+"""llmock-proxy serve against aimock: requests/s on the same fixture file.
+
+aimock (npm ``@copilotkit/aimock``, the version tests/aimock pins, installed
+there with ``npm ci`` when missing) and ``llmock-proxy serve`` run as their
+own processes on 127.0.0.1 and serve the same llmock fixture file. A plain
+aiohttp client (one keep-alive connection per worker) sends the same request
+to each, at concurrency 1 and 32, for:
+
+* ``chat``             non-streaming OpenAI chat, a fixture's text;
+* ``chat, new each``   the same with a different question every time (the
+                       fixture matches a part of it), so serve renders every
+                       answer afresh instead of serving one it made before;
+* ``chat stream``      the same as SSE (a longer text, chunked by both servers
+                       into the same 20-character deltas);
+* ``anthropic``        non-streaming Anthropic messages;
+* ``recorded``         serve answers from a recorded cassette
+                       (cassettes/examples/openai-chat.yaml: a streamed tool
+                       call), aimock from a fixture giving the same tool call.
+
+Every answer is checked before timing. Servers are measured in interleaved
+rounds and the median round counts (the machine is shared); the server's
+own CPU time per request is printed as the load-independent figure: where
+the client is the limit (concurrency 32 on a machine with few cores), both
+servers show about the same requests/s and only the CPU column tells them
+apart. Target: serve >= 1.5x aimock's requests/s on every endpoint.
+
+    .venv/bin/python benchmarks/vs_aimock.py [--duration 2] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._servers import Server, free_port  # noqa: E402
+from tests.support.aimock import install, pinned_version  # noqa: E402
+
+BIN = Path(sys.executable).parent
+CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat.yaml"
+TARGET_RATIO = 1.5
+STREAMED = ("A replay proxy answers recorded requests, so the tests that use it never touch the network, "
+            "never wait for a model, and never pay for tokens; every answer arrives the same way each time.")
+
+
+def recorded_request() -> dict[str, Any]:
+    """The first request of the example cassette, as recorded (serve matches it exactly)."""
+    cassette = yaml.safe_load(CASSETTE.read_text())
+    return dict(cassette["interactions"][0]["request"]["json"])
+
+
+def fixture_file(recorded: dict[str, Any]) -> dict[str, Any]:
+    question = next(m["content"] for m in reversed(recorded["messages"]) if m["role"] == "user")
+    return {"fixtures": [
+        {"match": {"userMessage": "Say hello"}, "response": {"content": "Hello there, friend! Nice to meet you."}},
+        {"match": {"userMessage": "Stream a greeting"}, "response": {"content": STREAMED}},
+        # aimock's answer to the recorded request (serve answers it from the cassette, tried first).
+        {"match": {"userMessage": question, "toolName": "get_weather"},
+         "response": {"toolCalls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}},
+    ]}
+
+
+@dataclass
+class Endpoint:
+    name: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    check: Callable[[str, bytes], None]  # (server name, body) -> raises when the answer is wrong
+    vary: bool = False  # a new question each time: "Say hello" becomes "Say hello <n>"
+
+    def request_body(self, n: int) -> bytes:
+        return self.body.replace(b"Say hello", b"Say hello %d" % n) if self.vary else self.body
+
+
+def _json_check(expected: str) -> Callable[[str, bytes], None]:
+    def check(server: str, body: bytes) -> None:
+        if expected not in json.dumps(json.loads(body)):
+            raise RuntimeError(f"{server}: {expected!r} not in {body[:300]!r}")
+    return check
+
+
+def _sse_check(expected: str, recorded_id: str | None = None) -> Callable[[str, bytes], None]:
+    def check(server: str, body: bytes) -> None:
+        text = body.decode()
+        if "data: [DONE]" not in text or expected not in text.replace('\\"', '"'):
+            raise RuntimeError(f"{server}: not the expected stream: {body[:300]!r}")
+        if server == "llmock-proxy serve" and recorded_id and recorded_id not in text:
+            raise RuntimeError(f"{server}: answered the recorded request from elsewhere than the cassette")
+    return check
+
+
+def endpoints() -> list[Endpoint]:
+    openai = {"content-type": "application/json", "authorization": "Bearer sk-test-bench"}
+    anthropic = {"content-type": "application/json", "x-api-key": "sk-test-bench", "anthropic-version": "2023-06-01"}
+    recorded = recorded_request()
+    recorded_id = yaml.safe_load(CASSETTE.read_text())["interactions"][0]["response"]["events"][0]["data"]["id"]
+    return [
+        Endpoint("chat", "/v1/chat/completions", json.dumps(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
+            openai, _json_check("Nice to meet you.")),
+        Endpoint("chat, new each", "/v1/chat/completions", json.dumps(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
+            openai, _json_check("Nice to meet you."), vary=True),
+        Endpoint("chat stream", "/v1/chat/completions", json.dumps(
+            {"model": "gpt-4o-mini", "stream": True,
+             "messages": [{"role": "user", "content": "Stream a greeting"}]}).encode(),
+            openai, _sse_check("chat.completion.chunk")),
+        Endpoint("anthropic", "/v1/messages", json.dumps(
+            {"model": "claude-sonnet-4-5", "max_tokens": 256,
+             "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
+            anthropic, _json_check("Nice to meet you.")),
+        Endpoint("recorded", "/v1/chat/completions", json.dumps(recorded).encode(), openai,
+                 _sse_check('"name":"get_weather"', recorded_id)),
+    ]
+
+
+# -- servers ------------------------------------------------------------------------------------------
+
+
+def start_servers(workdir: Path, fixtures: Path) -> list[Server]:
+    package = install()
+    aimock_port, serve_port = free_port(), free_port()
+    aimock = Server("aimock", ["node", str(package / "dist" / "cli.js"), "--host", "127.0.0.1",
+                               "--port", str(aimock_port), "--fixtures", str(fixtures), "--log-level", "warn"],
+                    aimock_port, workdir)
+    serve = Server("llmock-proxy serve", [str(BIN / "llmock-proxy"), "serve", "--quiet", "--port", str(serve_port),
+                                          "--timing", "instant", "--cassettes", str(CASSETTE),
+                                          "--fixtures", str(fixtures)],
+                   serve_port, workdir)
+    return [aimock, serve]
+
+
+# -- load ---------------------------------------------------------------------------------------------
+
+
+async def load(port: int, endpoint: Endpoint, server: str, concurrency: int, duration: float) -> list[float]:
+    url = f"http://127.0.0.1:{port}{endpoint.path}"
+    latencies: list[float] = []
+    ready = asyncio.Event()
+    count = itertools.count()
+
+    async def worker() -> None:
+        connector = aiohttp.TCPConnector(limit=1, force_close=False)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+            async with session.post(url, data=endpoint.body, headers=endpoint.headers) as answer:
+                body = await answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"{server} {endpoint.name}: {answer.status} {body[:300]!r}")
+                endpoint.check(server, body)
+            await ready.wait()
+            clock = time.perf_counter
+            deadline = clock() + duration
+            while True:
+                start = clock()
+                if start >= deadline:
+                    break
+                async with session.post(url, data=endpoint.request_body(next(count)),
+                                        headers=endpoint.headers) as answer:
+                    await answer.read()
+                latencies.append(clock() - start)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    await asyncio.sleep(0.3)  # connections up and answers checked
+    ready.set()
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU time per request
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server: Server, endpoint: Endpoint, concurrency: int, duration: float) -> Result:
+    asyncio.run(load(server.port, endpoint, server.name, concurrency, 0.3))  # warm-up
+    before = cpu_seconds(server.process.pid)
+    latencies = asyncio.run(load(server.port, endpoint, server.name, concurrency, duration))
+    cpu = cpu_seconds(server.process.pid) - before
+    return Result(len(latencies) / duration, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
+                  cpu / max(1, len(latencies)) * 1e6)
+
+
+def median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts (default 3)")
+    parser.add_argument("--endpoint", action="append", help="only these endpoints (repeatable)")
+    args = parser.parse_args(argv)
+    chosen = [e for e in endpoints() if not args.endpoint or e.name in args.endpoint]
+    print(f"serve vs aimock {pinned_version()}: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"{args.rounds} x {args.duration:g} s per server, endpoint and concurrency, Python {sys.version.split()[0]}")
+    results: dict[tuple[str, str, int], Result] = {}
+    with tempfile.TemporaryDirectory(prefix="llmock-vs-aimock-") as tmp:
+        workdir = Path(tmp)
+        fixtures = workdir / "fixtures.json"
+        fixtures.write_text(json.dumps(fixture_file(recorded_request())))
+        servers = start_servers(workdir, fixtures)
+        try:
+            for endpoint in chosen:
+                for concurrency in (1, 32):
+                    rounds: dict[str, list[Result]] = {s.name: [] for s in servers}
+                    for _ in range(args.rounds):
+                        for server in servers:
+                            rounds[server.name].append(measure(server, endpoint, concurrency, args.duration))
+                    for server in servers:
+                        results[(endpoint.name, server.name, concurrency)] = median(rounds[server.name])
+        finally:
+            for server in servers:
+                server.stop()
+
+    print(f"\n{'endpoint':<15}{'conc':>5}{'aimock req/s':>14}{'serve req/s':>13}{'ratio':>7}"
+          f"{'p50 ms a/s':>14}{'CPU us/req a/s':>17}{'CPU ratio':>11}")
+    ok = True
+    for endpoint in chosen:
+        for concurrency in (1, 32):
+            theirs = results[(endpoint.name, "aimock", concurrency)]
+            ours = results[(endpoint.name, "llmock-proxy serve", concurrency)]
+            ratio = ours.rps / theirs.rps
+            ok &= ratio >= TARGET_RATIO
+            print(f"{endpoint.name:<15}{concurrency:>5}{theirs.rps:>14.0f}{ours.rps:>13.0f}{ratio:>6.2f}x"
+                  f"{theirs.p50_ms:>7.2f}/{ours.p50_ms:<6.2f}{theirs.cpu_us:>9.0f}/{ours.cpu_us:<7.0f}"
+                  f"{theirs.cpu_us / ours.cpu_us:>10.2f}x")
+    print(f"\ntarget: serve >= {TARGET_RATIO}x aimock's requests/s on every endpoint: {'ok' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
