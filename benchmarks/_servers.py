@@ -1,12 +1,26 @@
-"""Starting and stopping the servers a benchmark measures, as subprocesses on 127.0.0.1."""
+"""Starting and stopping the servers a benchmark measures, as subprocesses on
+127.0.0.1, and the two measures every benchmark takes of them."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import Server, free_port  # noqa: E402
+from benchmarks._servers import Server, cpu_seconds, free_port, percentile  # noqa: E402
 from llmock_proxy.canonical import Summary  # noqa: E402
 from llmock_proxy.cassette import yamlio
 from llmock_proxy.cassette.model import (
@@ -248,15 +248,6 @@ class Result:
     cpu_us: float  # server CPU time per request
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(server: Server, ex: Exchange, concurrency: int, duration: float) -> Result:

@@ -48,7 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import Server, free_port  # noqa: E402
+from benchmarks._servers import Server, cpu_seconds, free_port, percentile  # noqa: E402
 from tests.support.aimock import install, pinned_version  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -190,15 +190,6 @@ class Result:
     cpu_us: float  # server CPU time per request
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(server: Server, endpoint: Endpoint, concurrency: int, duration: float) -> Result:

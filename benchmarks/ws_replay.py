@@ -39,7 +39,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import Server, free_port  # noqa: E402
+from benchmarks._servers import Server, free_port, percentile  # noqa: E402
 from llmock_proxy.cassette import yamlio
 from llmock_proxy.cassette.model import (
     Cassette,
@@ -213,10 +213,6 @@ def gap_errors(name: str, session: Session, workdir: Path, gaps_ms: list[float],
         server.stop()
     return errors
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
