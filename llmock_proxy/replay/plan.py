@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -140,11 +139,6 @@ class Planner:
         self.timing = timing
         # Jitter only; a seeded generator makes it reproducible.
         self.rng = rng or random.Random()
-        # The wire form of synthesized answers, by the Response object: the
-        # session hands out the same one again for a request it has seen, so
-        # its bytes are made once. An entry lives as long as its response
-        # (the session's cache of rendered answers bounds them).
-        self._synthesized: dict[tuple[int, Any], tuple[weakref.ref[Response], Any, Any]] = {}
 
     def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
         """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
@@ -162,9 +156,9 @@ class Planner:
         response = hit.response
         options = hit.options
         factor = self.timing.factor
-        if options.empty and not hit.synthesized:
-            cached = hit.fixture.wire_cache.get("body")
-            if cached is not None:  # the hot path: a recorded body, served again
+        if options.empty and hit.wire_cache is not None:
+            cached = hit.wire_cache.get("body")
+            if cached is not None:  # the hot path: a body served before
                 return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
         if response.wire_form == "websocket":
             return Plan(response.status, [], truncate_after_chunks=options.truncate_after_chunks,
@@ -184,18 +178,14 @@ class Planner:
 
     def _encoded(self, hit: Hit, kind: Any) -> tuple[Any, Any]:
         """(headers, body bytes) for ``"body"``, or (headers, [Chunk]) for
-        ``("chunks", timing factor)``, of the hit's response, made once: for a
-        recording in its fixture's wire cache, for a synthesized answer here."""
-        response = hit.response
-        key = (id(response), kind)
-        if hit.synthesized:
-            entry = self._synthesized.get(key)
-            if entry is not None and entry[0]() is response:
-                return entry[1], entry[2]
-        else:
-            cached = hit.fixture.wire_cache.get(kind)
+        ``("chunks", timing factor)``, of the hit's response, made once when
+        the hit has a wire cache (a recording, or an answer the session keeps)."""
+        cache = hit.wire_cache
+        if cache is not None:
+            cached = cache.get(kind)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
+        response = hit.response
         if kind == "body":
             encoded: tuple[Any, Any] = (response_headers(response), body_bytes(response.body))
         else:
@@ -207,12 +197,8 @@ class Planner:
             if not _jittered(hit.options):
                 offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
             encoded = (_stream_headers(response), [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
-        if hit.synthesized:
-            synthesized = self._synthesized
-            gone = weakref.ref(response, lambda _: synthesized.pop(key, None))
-            synthesized[key] = (gone, *encoded)
-        else:
-            hit.fixture.wire_cache[kind] = encoded
+        if cache is not None:
+            cache[kind] = encoded
         return encoded
 
     def _chaos(self, chaos: Chaos | None, headers: Mapping[str, str] | None) -> tuple[str | None, float]:

@@ -68,6 +68,10 @@ class Hit:
     synthesized: bool
     # Which use of its candidate this was (0-based): picks among recordings.
     use: int
+    # Where the response's wire form is kept once made (a recording's
+    # fixture.wire_cache, or the session's entry for an answer it rendered
+    # for a request seen before); None: made for this request only.
+    wire_cache: dict[Any, Any] | None = None
 
     @property
     def options(self) -> FixtureOptions:
@@ -160,7 +164,7 @@ class ReplaySession:
         # (seen request, fixture) -> the answer synthesized for it: rendering
         # is deterministic (ids and times derive from request and answer), so
         # a request seen before is not rendered again. Kept with _known.
-        self._rendered: dict[tuple[tuple[Any, ...], int], Response] = {}
+        self._rendered: dict[tuple[tuple[Any, ...], int], tuple[Response, dict[Any, Any]]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -288,10 +292,11 @@ class ReplaySession:
             return self._answer(provider, view, request, fixture, other_form, use)
         rendered = self._rendered.get((key, id(fixture)))  # fixtures live as long as the session
         if rendered is not None:
-            return Hit(provider, view, fixture, rendered, True, use)
+            return Hit(provider, view, fixture, rendered[0], True, use, rendered[1])
         hit = self._answer(provider, view, request, fixture, other_form, use)
         if hit.synthesized:
-            self._rendered[(key, id(fixture))] = hit.response
+            hit.wire_cache = {}
+            self._rendered[(key, id(fixture))] = (hit.response, hit.wire_cache)
         return hit
 
     def _answer(
@@ -305,7 +310,7 @@ class ReplaySession:
                 and not other_form
             )
             if verbatim or fixture.summary is None:
-                return Hit(provider, view, fixture, interaction.response, False, use)
+                return Hit(provider, view, fixture, interaction.response, False, use, fixture.wire_cache)
         if fixture.error is not None:
             return Hit(provider, view, fixture, error_answer(provider, fixture.error), True, use)
         if fixture.raw is not None:
