@@ -29,7 +29,6 @@ from tests.harness.http import httpx
 from tests.support.aimock import (
     APIS,
     Aimock,
-    AimockUnavailable,
     Ask,
     Clients,
     agree,
@@ -41,6 +40,7 @@ from tests.support.aimock import (
     realtime_view,
     responses_ws_tool_loop,
     send,
+    serving,
     tool,
     user,
 )
@@ -65,12 +65,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:FUNCTION_CALL is not a valid Fin
 
 @pytest.fixture(scope="module")
 def aimock() -> Iterator[Aimock]:
-    try:
-        server = Aimock([CASES])
-    except AimockUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from serving([CASES])
 
 
 @pytest.fixture(scope="module")

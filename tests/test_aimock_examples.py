@@ -22,7 +22,6 @@ from tests.support.aimock import (
     APIS,
     FIXTURES,
     Aimock,
-    AimockUnavailable,
     Ask,
     Clients,
     agree,
@@ -31,6 +30,7 @@ from tests.support.aimock import (
     embed,
     example_fixture_files,
     send,
+    serving,
     tool,
     user,
 )
@@ -92,12 +92,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:FUNCTION_CALL is not a valid Fin
 def aimock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aimock]:
     empty = tmp_path_factory.mktemp("aimock") / "empty.json"
     empty.write_text('{"fixtures": []}')
-    try:
-        server = Aimock([empty])
-    except AimockUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from serving([empty])
 
 
 @pytest.fixture(scope="module")

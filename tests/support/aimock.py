@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parents[1] / "aimock"  # package.json + package-lock.json
 PACKAGE = PROJECT / "node_modules" / "@copilotkit" / "aimock"
 CLI = PACKAGE / "dist" / "cli.js"
@@ -196,6 +198,17 @@ class Aimock:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def serving(fixture_files: list[Path]) -> Iterator[Aimock]:
+    """A module fixture's body: aimock on ``fixture_files`` until the module
+    ends; a missing node, npm or registry fails the test, saying why."""
+    try:
+        server = Aimock(fixture_files)
+    except AimockUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
 
 
 def example_fixture_files() -> list[Path]:
