@@ -32,7 +32,7 @@ from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette.schema import fixture_file_findings
 from llmock_proxy.cassette.store import FIXTURE_SUFFIXES, expand
 from llmock_proxy.errors import CassetteError
-from llmock_proxy.match.matcher import REPLAYED_ENDPOINTS, match_problems
+from llmock_proxy.match.matcher import MATCH_KEYS, REPLAYED_ENDPOINTS, match_problems
 from llmock_proxy.replay.fixture import (
     Chaos,
     Fixture,
@@ -253,7 +253,7 @@ def _read_entry(
             report.errors += [text for _, text in problems]
             return None
         for key, text in problems:
-            if key in match and _is_unknown(text):
+            if key not in MATCH_KEYS:
                 report.warnings.append(f"{text}; ignored (--lenient-fixtures)")
                 del match[key]
             else:
@@ -297,10 +297,6 @@ def _read_entry(
             code="fixture_invalid",
         ),
     )
-
-
-def _is_unknown(text: str) -> bool:
-    return "unknown match key" in text
 
 
 def _typos(mapping: dict[str, Any], known: tuple[str, ...], where: str) -> list[str]:
