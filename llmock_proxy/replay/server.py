@@ -67,6 +67,12 @@ PLAN_HEADER = "x-llmock-plan"
 # (``llmock-proxy serve --mode passthrough|auto`` forwards it upstream).
 MissHandler = Callable[[web.Request, Request, Miss, float], Awaitable[web.StreamResponse]]
 
+# What :meth:`ReplayEngine.dispatch` returns for a request only aiohttp can
+# answer (a WebSocket session, a miss forwarded upstream): the rest of the
+# answer, given aiohttp's request. The outcome is decided once (a miss is
+# counted once), whichever server read the request.
+Handoff = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 # CORS: what a browser is told. Exposed are our own headers and those the
 # SDKs read (request ids, retry advice); a preflight is remembered 10 minutes.
@@ -78,11 +84,12 @@ CORS_MAX_AGE = "600"
 
 
 def cors_headers(request_headers: Mapping[str, str], *, preflight: bool = False) -> dict[str, str]:
-    """The CORS headers of an answer to a request with ``request_headers``:
+    """The CORS headers of an answer to a request with ``request_headers``
+    (lower-case names, or aiohttp's case-insensitive ones):
     the request's Origin is echoed (``*`` without one); a preflight also
     allows the methods, the headers it asks for and, when asked, a private
     network (Chrome's preflight to a loopback address from a public page)."""
-    origin = request_headers.get("Origin")
+    origin = request_headers.get("origin")
     headers = {"Access-Control-Allow-Origin": origin or "*"}
     if origin:  # the answer depends on it: caches must not share it across origins
         headers["Vary"] = "Origin, Access-Control-Request-Headers" if preflight else "Origin"
@@ -90,9 +97,9 @@ def cors_headers(request_headers: Mapping[str, str], *, preflight: bool = False)
         headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
         return headers
     headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
-    headers["Access-Control-Allow-Headers"] = request_headers.get("Access-Control-Request-Headers") or "*"
+    headers["Access-Control-Allow-Headers"] = request_headers.get("access-control-request-headers") or "*"
     headers["Access-Control-Max-Age"] = CORS_MAX_AGE
-    if request_headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+    if request_headers.get("access-control-request-private-network", "").lower() == "true":
         headers["Access-Control-Allow-Private-Network"] = "true"
     return headers
 
@@ -112,6 +119,8 @@ class ReplayEngine:
         self.planner = Planner(self.timing, rng=self.rng)
         self.timing = self.planner.timing
         self._parked: dict[str, Plan] = {}
+        # Connections handed to aiohttp with their first request decided.
+        self._handoffs: dict[object, Handoff] = {}
         self._tokens = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.host: str | None = None
@@ -158,43 +167,93 @@ class ReplayEngine:
     # -- requests ------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        token = request.headers.get(PLAN_HEADER)
+        """aiohttp's handler: a request the engine's own HTTP/1.1 server
+        handed over (its answer already decided, see :data:`Handoff`), or
+        one aiohttp read itself."""
+        answer: Plan | Handoff | None = self._handoffs.pop(request.transport, None) if self._handoffs else None
+        if answer is None:
+            arrival = asyncio.get_running_loop().time()
+            body = await request.read()
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            answer = self.dispatch(request.method, request.path_qs, headers, body, arrival, host=request.host)
+        if isinstance(answer, Plan):
+            return await self.serve(request, answer)
+        return await answer(request)
+
+    def dispatch(
+        self,
+        method: str,
+        path_qs: str,
+        headers: dict[str, str],
+        body: bytes,
+        arrival: float,
+        *,
+        host: str | None = None,
+    ) -> Plan | Handoff:
+        """What answers one request, decided without any I/O: a :class:`Plan`
+        for the transport to put on the wire, or a :data:`Handoff` when only
+        aiohttp can answer it (a WebSocket session, a miss forwarded
+        upstream). ``headers``: lower-case names; ``arrival``: loop time the
+        request arrived at (stream offsets count from it); ``host``: the
+        authority when the request has no Host header."""
+        token = headers.get(PLAN_HEADER)
         if token is not None:
-            plan = self.unpark(token)
-            if plan is None:
-                return _aiohttp_response(json_plan(410, {"error": f"no parked replay plan {token!r}"}))
-            return await self.serve(request, plan)
-        if self.cors and request.method == "OPTIONS":
-            return web.Response(status=204, headers=cors_headers(request.headers, preflight=True))
-        arrival = loop.time()
-        control = control_plan(self.session, request.method, request.path, self.timing, self.mode)
+            parked = self.unpark(token)
+            if parked is None:
+                return json_plan(410, {"error": f"no parked replay plan {token!r}"})
+            if parked.is_websocket:
+                return self._websocket_handoff(parked.websocket_request)
+            return self._with_cors(parked, headers)
+        if self.cors and method == "OPTIONS":
+            return Plan(204, list(cors_headers(headers, preflight=True).items()))
+        path = path_qs.split("?", 1)[0]
+        control = control_plan(self.session, method, path, self.timing, self.mode)
         if control is not None:
-            return _aiohttp_response(control)
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        url = f"{request.scheme}://{request.host}{request.path_qs}"
+            return self._with_cors(control, headers)
+        url = f"http://{headers.get('host') or host or f'{self.host}:{self.port}'}{path_qs}"
         if is_websocket_upgrade(headers):
-            upgrade = Request(request.method, url, headers, _payload(body, headers))
+            upgrade = Request(method, url, headers, _payload(body, headers))
             if self.mode != "replay" and not can_answer(self.session, upgrade):
-                return _aiohttp_response(
-                    websocket_not_forwarded_plan(request.method, request.path, self.mode, self.session.miss_status)
-                )
-            return await serve_websocket(request, upgrade, self.session, self.timing.factor)
+                refusal = websocket_not_forwarded_plan(method, path, self.mode, self.session.miss_status)
+                return self._with_cors(refusal, headers)
+            return self._websocket_handoff(upgrade)
         try:
-            outcome = self.session.resolve_raw(request.method, url, headers, body)
+            outcome = self.session.resolve_raw(method, url, headers, body)
             plan = self.planner.plan(outcome, arrival, headers) if isinstance(outcome, Hit) else None
         except Exception as exc:
-            log_internal_error(request.method, url, exc)
-            return _aiohttp_response(internal_error_plan(request.method, url, headers, exc))
+            log_internal_error(method, url, exc)
+            return self._with_cors(internal_error_plan(method, url, headers, exc), headers)
         if plan is not None:
-            return await self.serve(request, plan)
+            if plan.is_websocket:
+                return self._websocket_handoff(None)
+            return self._with_cors(plan, headers)
         assert isinstance(outcome, Miss)
-        if self.miss_handler is not None and self.mode != "replay":
+        miss_handler = self.miss_handler
+        if miss_handler is not None and self.mode != "replay":
             log_miss(outcome, self.mode)
-            return await self.miss_handler(request, outcome.request, outcome, arrival)
+            miss = outcome
+
+            def forward(request: web.Request) -> Awaitable[web.StreamResponse]:
+                return miss_handler(request, miss.request, miss, arrival)
+
+            return forward
         log_miss(outcome, "replay")
-        return _aiohttp_response(miss_plan(outcome, arrival))
+        return self._with_cors(miss_plan(outcome, arrival), headers)
+
+    def _with_cors(self, plan: Plan, request_headers: Mapping[str, str]) -> Plan:
+        if self.cors:
+            plan.headers.extend(cors_headers(request_headers).items())
+        return plan
+
+    def _websocket_handoff(self, upgrade: Request | None) -> Handoff:
+        """A WebSocket session, turn by turn (see :mod:`llmock_proxy.replay.ws_server`);
+        ``upgrade``: the request as matched (None: read it from aiohttp's)."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            asked = upgrade or await request_from_aiohttp(request)
+            return await serve_websocket(request, asked, self.session, self.timing.factor)
+
+        return run
 
     async def serve(self, request: web.Request, plan: Plan) -> web.StreamResponse:
         """Put ``plan`` on the wire, on time."""
@@ -248,8 +307,7 @@ class ReplayEngine:
 
     async def serve_websocket(self, request: web.Request, plan: Plan) -> web.StreamResponse:
         """A WebSocket session, turn by turn (see :mod:`llmock_proxy.replay.ws_server`)."""
-        upgrade = plan.websocket_request or await request_from_aiohttp(request)
-        return await serve_websocket(request, upgrade, self.session, self.timing.factor)
+        return await self._websocket_handoff(plan.websocket_request)(request)
 
 
 # -- aiohttp helpers --------------------------------------------------------------
