@@ -373,8 +373,10 @@ def _prune_file(base: Path, unused: Unused, usage: CassetteUsage, dry_run: bool,
             )
         if not dry_run:
             path.unlink()
+        verb = "would delete it" if dry_run else "deleted"
         return PruneOutcome(
-            unused.path, "deleted", dropped, 0, f"{where}: no interaction used; deleted ({_count(len(dropped), 'interaction')})"
+            unused.path, "deleted", dropped, 0,
+            f"{where}: no interaction used; {verb} ({_count(len(dropped), 'interaction')})",
         )
     reformatted = cassette_store.dumps(cassette) != data.decode("utf-8", "replace")
     drop = set(dropped)
@@ -387,10 +389,13 @@ def _prune_file(base: Path, unused: Unused, usage: CassetteUsage, dry_run: bool,
         except OSError as exc:
             return skipped(f"cannot write: {exc.strerror or exc}")
     listed = ", ".join(str(i) for i in dropped)
-    note = "; rewritten in the canonical form (comments and hand formatting are not kept)" if reformatted else ""
+    note = ""
+    if reformatted:
+        note = "; rewritten in the canonical form (comments and hand formatting are not kept)"
+    verb = "would drop" if dry_run else "dropped"
     return PruneOutcome(
         unused.path, "pruned", dropped, len(cassette.interactions),
-        f"{where}: dropped {_count(len(dropped), 'interaction')} (interactions[{listed}]), "
+        f"{where}: {verb} {_count(len(dropped), 'interaction')} (interactions[{listed}]), "
         f"kept {len(cassette.interactions)}{note}",
         reformatted,
     )

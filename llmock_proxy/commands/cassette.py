@@ -11,6 +11,10 @@ line. Exit codes: 0 all valid, 1 problems found, 2 usage errors (no paths,
 a path that does not exist or is neither kind). ``--lenient-fixtures`` checks
 fixture files as ``serve --lenient-fixtures`` loads them: a bad match key is
 printed as a warning, not counted as a problem.
+
+``llmock-proxy cassette prune REPORT``: drop the interactions a usage report
+(``pytest --llmock-report-unused``) says no test used; see
+:mod:`llmock_proxy.cassette.usage`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES, is_other_document
+from llmock_proxy.cassette.usage import PruneResult, UsageReport, UsageReportError, prune
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.matcher import Matcher
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
@@ -75,13 +81,86 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "error (for migrating suites)",
     )
     validate.set_defaults(handler=run_validate)
+    _register_prune(sub)
     parser.set_defaults(handler=lambda args: _missing_subcommand(parser))
 
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
-    print(f"{parser.prog}: error: a sub-command is required (validate)", file=sys.stderr)
+    print(f"{parser.prog}: error: a sub-command is required (validate, prune)", file=sys.stderr)
     return 2
+
+
+# -- prune -----------------------------------------------------------------------------------
+
+
+def _register_prune(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    prune = sub.add_parser(
+        "prune",
+        help="drop the interactions a test run did not use (from a --llmock-report-unused report)",
+        description=textwrap.fill(
+            "Drop from each cassette the interactions that no test used, as recorded in a usage report "
+            "written by `pytest --llmock-report-unused=REPORT` (merged across xdist workers). Files are "
+            "rewritten atomically through the cassette save (and its redaction scan); a file changed since "
+            "the report (its digest differs) is skipped and named. A file whose interactions were all "
+            "unused is kept unless --delete-empty is given. Exit 0 when done, 1 when a file was skipped, "
+            "2 on usage errors (a missing or unreadable report).",
+            78,
+        ),
+        epilog=(
+            "example:\n"
+            "  pytest --llmock-report-unused=llmock-usage.json\n"
+            "  llmock-proxy cassette prune llmock-usage.json --dry-run\n"
+            "  llmock-proxy cassette prune llmock-usage.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune.add_argument("report", metavar="REPORT", help="the usage report (JSON)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be dropped; change nothing")
+    prune.add_argument(
+        "--delete-empty", action="store_true", help="delete a cassette none of whose interactions was used"
+    )
+    prune.add_argument(
+        "--root",
+        metavar="DIR",
+        help="the directory the report's paths are relative to (default: the root the report names, "
+        "else the current directory)",
+    )
+    prune.set_defaults(handler=run_prune)
+
+
+def run_prune(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    name = "llmock-proxy cassette prune"
+    try:
+        report = UsageReport.read(args.report)
+    except UsageReportError as exc:
+        print(f"{name}: error: {exc}", file=err)
+        return 2
+    root = Path(args.root or report.root or ".")
+    if not root.is_dir():
+        where = "--root" if args.root else f"{args.report}: root"
+        print(f"{name}: error: {where}: {root}: no such directory (give --root DIR)", file=err)
+        return 2
+    result = prune(report, root, dry_run=args.dry_run, delete_empty=args.delete_empty)
+    for outcome in result.outcomes:
+        print(outcome.message, file=out)
+    print(_prune_summary(result, len(report.cassettes)), file=out)
+    return 1 if result.skipped else 0
+
+
+def _prune_summary(result: PruneResult, considered: int) -> str:
+    if not result.outcomes:
+        return f"nothing to prune: every interaction of the {_count(considered, 'cassette')} in the report was used"
+    verb = "would drop" if result.dry_run else "dropped"
+    text = f"{verb} {_count(result.interactions_dropped, 'interaction')} from {_count(result.files_changed, 'file')}"
+    kept_empty = sum(1 for o in result.outcomes if o.action == "kept-empty")
+    if kept_empty:
+        text += f"; {_count(kept_empty, 'file')} with no interaction used kept (--delete-empty removes them)"
+    if result.skipped:
+        text += f"; {_count(len(result.skipped), 'file')} skipped"
+    return text
 
 
 def run_validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
