@@ -191,7 +191,7 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
     if args.mode != "replay":
         forwarder = Forwarder(
             session,
-            upstream=args.upstream,
+            upstreams={"*": args.upstream} if args.upstream else {},
             record_to=_record_target(args) if args.mode == "auto" else None,
             redactor=redactor,
         )

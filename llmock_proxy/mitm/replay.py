@@ -28,6 +28,7 @@ Options are declared in :meth:`Replay.load`; the record addon's options
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import logging
 import time
@@ -44,15 +45,17 @@ from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.replay.answers import (
     MODES,
-    control_plan,
     internal_error_plan,
+    json_plan,
     log_internal_error,
     log_miss,
     miss_plan,
 )
+from llmock_proxy.replay.control import control_plan
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, ReplaySession, check_miss_status
+from llmock_proxy.replay.sessions import SESSION_HEADER, UnknownSession
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,8 @@ class Replay:
         self._loopback = Loopback(self.engine)
         self._engine_started = asyncio.Event()
         self._misses: set[str] = set()
+        # Client connection id -> the replay session its proxy credentials named.
+        self._proxy_sessions: dict[str, str] = {}
 
     # -- options ---------------------------------------------------------------
 
@@ -211,6 +216,16 @@ class Replay:
 
     # -- HTTP hooks ------------------------------------------------------------
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A client tunnelling through the proxy names its replay session with
+        its proxy credentials (``HTTPS_PROXY=http://<session>:x@host:port``)."""
+        session_id = session_from_credentials(flow.request.headers.get("proxy-authorization"))
+        if session_id is not None:
+            self._proxy_sessions[flow.client_conn.id] = session_id
+
+    def client_disconnected(self, client) -> None:  # type: ignore[no-untyped-def]
+        self._proxy_sessions.pop(client.id, None)
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return  # answered by another addon
@@ -233,22 +248,41 @@ class Replay:
         loop = asyncio.get_running_loop()
         arrival = loop.time()
         req = flow.request
-        control = control_plan(self.session, req.method, req.path, self.engine.timing, self.mode)
+        headers = _header_dict(req.headers)
+        by_credentials = self._proxy_sessions.get(flow.client_conn.id) or session_from_credentials(
+            headers.pop("proxy-authorization", None)  # a plain-HTTP request through the proxy carries them
+        )
+        if by_credentials is not None and SESSION_HEADER not in headers:
+            headers[SESSION_HEADER] = by_credentials
+        # Decoding is only needed for an encoded body (and costs a lookup).
+        content = (req.get_content(strict=False) if "content-encoding" in headers else req.raw_content) or b""
+        try:
+            selected = self.engine.sessions.select(headers, req.path)
+        except UnknownSession as exc:
+            flow.response = _mitm_response(json_plan(404, {"error": {"message": str(exc), "type": "unknown_session"}}))
+            return
+        session = selected.session
+        # Named sessions replay only: the addon forwards through mitmproxy, for its own mode.
+        mode = self.mode if selected.session_id is None else "replay"
+        control = control_plan(self.engine.sessions, session, req.method, selected.path.split("?", 1)[0], content,
+                               self.engine.timing, mode, forwarding=False)
         if control is not None:
             flow.response = _mitm_response(control)
             return
-        headers = _header_dict(req.headers)
-        # Decoding is only needed for an encoded body (and costs a lookup).
-        content = (req.get_content(strict=False) if "content-encoding" in headers else req.raw_content) or b""
+        url = req.url if selected.path == req.path else _with_path(req.url, req.path, selected.path)
         if is_websocket_upgrade(headers):
-            asked = _cassette_request(req.method, req.url, headers, content)
-            if self.mode == "replay" or can_answer(self.session, asked):
+            asked = _cassette_request(req.method, url, headers, content)
+            if mode == "replay" or can_answer(session, asked):
                 # The engine answers the session turn by turn (ws_engine).
-                self._loopback.retarget(flow, Plan(101, [], arrival=arrival, websocket_request=asked))
+                self._loopback.retarget(
+                    flow, Plan(101, [], arrival=arrival, websocket_request=asked, websocket_session=session)
+                )
                 return
-        outcome = self.session.resolve_raw(req.method, req.url, headers, content)
+        outcome = session.resolve_raw(req.method, url, headers, content)
         if isinstance(outcome, Hit):
             plan = self.engine.planner.plan(outcome, arrival, headers)
+            if plan.is_websocket:
+                plan.websocket_session = session
             if plan.streaming or plan.is_websocket:
                 self._loopback.retarget(flow, plan)
                 return
@@ -256,8 +290,8 @@ class Replay:
                 await asyncio.sleep(max(0.0, arrival + plan.delay_ms / 1000.0 - loop.time()))
             flow.response = _body_response(outcome, plan)
             return
-        log_miss(outcome, self.mode)
-        if self.mode == "replay":
+        log_miss(outcome, mode)
+        if mode == "replay":
             flow.response = _mitm_response(miss_plan(outcome, arrival))
             return
         self._misses.add(flow.id)
@@ -330,6 +364,22 @@ def _cassette_request(method: str, url: str, headers: dict[str, str], content: b
 
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+def session_from_credentials(authorization: str | None) -> str | None:
+    """The user name of ``Proxy-Authorization: Basic ...``: the replay session."""
+    if not authorization or not authorization[:6].lower() == "basic ":
+        return None
+    try:
+        user = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").split(":", 1)[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user or None
+
+
+def _with_path(url: str, path: str, inner: str) -> str:
+    """``url`` with its ``path`` (query included) replaced by ``inner``."""
+    return url[: len(url) - len(path)] + inner if url.endswith(path) else url
 
 
 def _header_dict(headers: http.Headers) -> dict[str, str]:

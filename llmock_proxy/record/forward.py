@@ -1,5 +1,14 @@
-"""``serve``'s forwarder: a miss sent on to the real upstream (auto/passthrough
-modes), its answer streamed back and recorded."""
+"""The replay engine's forwarder: a request sent on to the real upstream (a
+miss in auto/passthrough mode, every request of a session in record mode),
+its answer streamed back and, when asked, recorded.
+
+Where a request goes: ``upstreams`` maps a vendor (the API family's prefix:
+``openai``, ``anthropic``, ``gemini``, ``ollama``, ``cohere``) to the base URL
+its SDK would have used (``OPENAI_BASE_URL``, with its ``/v1``), so a team
+records against its gateway or a local model server; ``*`` is a server root
+the request path is appended to as it is (``serve --upstream``). A vendor
+named nowhere goes to its public API (:data:`VENDOR_BASE_URLS`).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +21,14 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from llmock_proxy.cassette.model import Interaction, Request
+from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import CassetteWriter
 from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.providers.catalog import identify
 from llmock_proxy.record.recorder import Recorder, describe
 from llmock_proxy.replay.session import Miss, ReplaySession
+from llmock_proxy.replay.sessions import SessionSettings
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -34,17 +45,51 @@ _NOT_RETURNED = frozenset(
 )
 
 
-# -- misses in passthrough / auto mode ----------------------------------------------
+# Each vendor's public base URL as its SDK has it, and the part of that base
+# URL the SDK's request paths repeat (the OpenAI SDK's base ends in /v1 and it
+# asks for /chat/completions; a server pointed at as ``<root>/v1`` sees
+# /v1/chat/completions).
+VENDOR_BASE_URLS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "/v1"),
+    "anthropic": ("https://api.anthropic.com", ""),
+    "gemini": ("https://generativelanguage.googleapis.com", ""),
+    "ollama": ("http://localhost:11434", ""),
+    "cohere": ("https://api.cohere.com", ""),
+}
+
+
+class NoUpstream(LookupError):
+    """Nowhere to forward a request to."""
+
+
+def upstream_url(upstreams: dict[str, str], vendor: str, path_qs: str) -> str:
+    """The URL to forward ``path_qs`` (as the engine received it) to."""
+    base = upstreams.get(vendor)
+    if base is not None:
+        suffix = VENDOR_BASE_URLS.get(vendor, ("", ""))[1]
+        relative = path_qs[len(suffix):] if suffix and path_qs.startswith(suffix + "/") else path_qs
+        return base.rstrip("/") + relative
+    root = upstreams.get("*")
+    if root is not None:
+        return root.rstrip("/") + path_qs
+    if vendor in VENDOR_BASE_URLS:
+        public, suffix = VENDOR_BASE_URLS[vendor]
+        return upstream_url({vendor: public}, vendor, path_qs)
+    raise NoUpstream(f"no upstream for {vendor} requests: name one (a base URL for {vendor!r}, or '*')")
+
+
+# -- forwarding ---------------------------------------------------------------------
 
 
 @dataclass
 class Forwarder:
-    """Sends misses to ``upstream`` and streams the answer back; with
-    ``record_to``, records the exchange through the recorder and makes it
-    answerable by the session."""
+    """Sends requests upstream (see :func:`upstream_url`) and streams the
+    answer back; with ``record_to``, records the exchange through the
+    recorder and makes it answerable by the session. Each forwarded request
+    is written in the session's journal."""
 
     session: ReplaySession
-    upstream: str
+    upstreams: dict[str, str] = field(default_factory=dict)
     record_to: Path | None = None
     redactor: Redactor = field(default_factory=Redactor.default)
     _client: ClientSession | None = field(default=None, init=False)
@@ -52,20 +97,28 @@ class Forwarder:
     _writer: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.upstream = self.upstream.rstrip("/")
         if self.record_to is not None:
-
             self._recorder = Recorder(redactor=self.redactor)
             self._writer = CassetteWriter(redactor=self.redactor)
 
     async def handle(
-        self, request: web.Request, recorded: Request, miss: Miss, arrival: float
+        self, request: web.Request, path_qs: str, miss: Miss | None, arrival: float
     ) -> web.StreamResponse:
+        """Forward ``request`` (``path_qs``: its path inside its session) and
+        answer with what the upstream says; ``miss``: what replay made of it
+        (None: a record-mode request, forwarded without asking)."""
         if self._client is None:
             # Bodies pass through still content-encoded; the recorder decodes its copy.
             self._client = ClientSession(auto_decompress=False, timeout=ClientTimeout(total=None))
-        url = self.upstream + request.path_qs
+        headers_in = {k.lower(): v for k, v in request.headers.items()}
+        vendor = identify(request.method, "http://127.0.0.1" + path_qs, headers_in).family.split(".", 1)[0]
         body = await request.read()
+        try:
+            url = upstream_url(self.upstreams, vendor, path_qs)
+        except NoUpstream as exc:
+            self._journal(request, path_qs, miss, 502, recorded=False)
+            return web.json_response({"error": {"message": f"llmock-proxy: {exc}", "type": "no_upstream"}},
+                                     status=502)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED]
         recording = self._recorder.start(request.method, url, headers, body) if self._recorder else None
         try:
@@ -73,9 +126,11 @@ class Forwarder:
                 request.method, url, headers=headers, data=body, allow_redirects=False
             )
         except Exception as exc:
+            self._journal(request, path_qs, miss, 502, recorded=False)
             if recording is not None:
                 await self._save(recording.fail(f"{type(exc).__name__}: {exc}"))
             return web.json_response({"error": f"llmock-proxy: upstream {url} failed: {exc}"}, status=502)
+        self._journal(request, path_qs, miss, upstream.status, recorded=recording is not None)
         async with upstream:
             head = list(upstream.raw_headers)
             pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head]
@@ -111,6 +166,13 @@ class Forwarder:
             await self._save(recording.finish() if teeing else recording.finish(b"".join(whole)))
         return response
 
+    def _journal(self, request: web.Request, path_qs: str, miss: Miss | None, status: int, *, recorded: bool) -> None:
+        if miss is not None:
+            self.session.settle(miss, status, recorded=recorded)
+        else:
+            self.session.note_forwarded(request.method, "http://127.0.0.1" + path_qs, dict(request.headers),
+                                        status, recorded=recorded)
+
     async def _save(self, interaction: Interaction) -> None:
         assert self._writer is not None and self.record_to is not None
         target = self.record_to
@@ -123,13 +185,27 @@ class Forwarder:
         log.info("llmock: recorded %s -> %s", describe(interaction), target)
         if interaction.response is not None:
             try:
-                self.session.add_interaction(interaction, f"{target}: recorded on miss")
+                self.session.add_interaction(interaction, f"{target}: recorded")
             except (CassetteError, MatchSpecError) as exc:
                 log.warning("llmock: recorded %s but cannot replay it: %s", interaction.request.url, exc)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+class ForwarderFactory:
+    """Makes the forwarder of each session a replay engine opens with a mode
+    other than replay (``ReplayEngine(forward=ForwarderFactory(...))``), from
+    its settings: where to forward, and the cassette auto/record mode write to."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor.default()
+
+    def __call__(self, session: ReplaySession, settings: SessionSettings) -> Forwarder:
+        records = settings.mode in ("auto", "record")
+        return Forwarder(session, upstreams=dict(settings.upstreams),
+                         record_to=settings.record_to if records else None, redactor=self.redactor)
 
 
 async def _sent(writing: Awaitable[Any]) -> bool:

@@ -1,5 +1,5 @@
-"""Answers that are not recordings: a miss, an internal error, the control
-endpoints under ``/__llmock/``, a WebSocket upgrade that is not forwarded."""
+"""Answers that are not recordings: a miss, an internal error, a WebSocket
+upgrade that is not forwarded (the control endpoints: :mod:`llmock_proxy.replay.control`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from llmock_proxy.providers.base import split_url
 from llmock_proxy.providers.catalog import identify
-from llmock_proxy.replay.plan import Plan, Timing, body_bytes, response_headers
-from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, MISS_HEADERS, Miss, ReplaySession
+from llmock_proxy.replay.plan import Plan, body_bytes, response_headers
+from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, MISS_HEADERS, Miss
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -18,8 +18,6 @@ log = logging.getLogger("llmock_proxy.replay")
 # What a request no recording or fixture matches gets: an error (replay), or
 # forwarded upstream and recorded (auto) or not (passthrough).
 MODES = ("replay", "auto", "passthrough")
-
-CONTROL_PREFIX = "/__llmock/"
 
 
 def miss_plan(miss: Miss, arrival: float = 0.0) -> Plan:
@@ -78,30 +76,3 @@ def log_miss(miss: Miss, mode: str) -> None:
         log.warning("replay miss (not forwarded): %s", miss.message)
     else:
         log.info("replay miss (%s): %s", mode, miss.message)
-
-
-def control_plan(session: ReplaySession, method: str, path: str, timing: Timing, mode: str) -> Plan | None:
-    """The control endpoints, shared by the engine and the addon:
-    ``GET /__llmock/health`` and ``POST /__llmock/reset``."""
-    if not path.startswith(CONTROL_PREFIX):
-        return None
-    name = path[len(CONTROL_PREFIX) :].split("?", 1)[0].rstrip("/")
-    if name == "health" and method in ("GET", "HEAD"):
-        return json_plan(
-            200,
-            {
-                "status": "ok",
-                "session": session.name,
-                "fixtures": len(session),
-                "candidates": len(session.matcher),
-                "hits": session.hits,
-                "misses": session.misses,
-                "mode": mode,
-                "timing": timing.name,
-            },
-        )
-    if name == "reset" and method == "POST":
-        session.reset()
-        return json_plan(200, {"reset": True, "session": session.name})
-    return json_plan(404, {"error": f"unknown control endpoint {method} {path}",
-                           "endpoints": ["GET /__llmock/health", "POST /__llmock/reset"]})

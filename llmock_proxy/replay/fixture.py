@@ -20,6 +20,7 @@ fingerprint, its summary, its family) is computed here, once, at load time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from llmock_proxy.canonical import Summary
@@ -27,6 +28,7 @@ from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.match.key import derive_match
 from llmock_proxy.providers.catalog import identify
+from llmock_proxy.replay.journal import Origin
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,11 @@ class Fixture:
     # verbatim (encoded body, stream chunks, a mitmproxy response to copy);
     # a cache of what goes on the wire, not sequence state.
     wire_cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def origin(self) -> Origin | None:
+        """The cassette interaction or fixture-file entry this fixture is (None: made up on the spot)."""
+        return Origin.from_source(self.source)
 
     @property
     def recorded_stream(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Payload, Request, Response
 from llmock_proxy.replay.fixture import Chaos, FixtureOptions, RecordedTimings
-from llmock_proxy.replay.session import Hit
+from llmock_proxy.replay.session import Hit, ReplaySession
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -86,6 +86,8 @@ class Plan:
     # A WebSocket upgrade (the request as the client sent it): the session is
     # answered turn by turn by :mod:`llmock_proxy.replay.ws_server`.
     websocket_request: Request | None = None
+    # The replay session a parked WebSocket upgrade belongs to (None: the engine's default).
+    websocket_session: ReplaySession | None = None
     # The chaos action this answer acts out ("drop", "malformed", "disconnect").
     chaos: str | None = None
 

@@ -38,12 +38,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
 from llmock_proxy.cassette.model import Payload, Request
 from llmock_proxy.replay.answers import (
-    control_plan,
     internal_error_plan,
     json_plan,
     log_internal_error,
@@ -51,8 +51,10 @@ from llmock_proxy.replay.answers import (
     miss_plan,
     websocket_not_forwarded_plan,
 )
+from llmock_proxy.replay.control import control_plan
 from llmock_proxy.replay.plan import Plan, Planner, Timing
 from llmock_proxy.replay.session import Hit, Miss, ReplaySession
+from llmock_proxy.replay.sessions import Selected, SessionRegistry, SessionSettings, UnknownSession
 from llmock_proxy.replay.ws_server import serve_websocket
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
@@ -65,7 +67,23 @@ PLAN_HEADER = "x-llmock-plan"
 
 # What the engine does with a miss when it does not answer it itself
 # (``llmock-proxy serve --mode passthrough|auto`` forwards it upstream).
-MissHandler = Callable[[web.Request, Request, Miss, float], Awaitable[web.StreamResponse]]
+# It gets the request, its path inside its session, the miss (None: a
+# record-mode request, forwarded without asking) and the arrival time.
+MissHandler = Callable[[web.Request, str, Miss | None, float], Awaitable[web.StreamResponse]]
+
+
+class Forwarding(Protocol):
+    """What sends a session's requests upstream (llmock_proxy.record.forward.Forwarder)."""
+
+    async def handle(
+        self, request: web.Request, path_qs: str, miss: Miss | None, arrival: float
+    ) -> web.StreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+# Makes the forwarder of a session, from its settings (mode, upstreams, cassette).
+ForwardFactory = Callable[[ReplaySession, SessionSettings], Forwarding]
 
 # What :meth:`ReplayEngine.dispatch` returns for a request only aiohttp can
 # answer (a WebSocket session, a miss forwarded upstream): the rest of the
@@ -114,8 +132,14 @@ class ReplayEngine:
     miss_handler: MissHandler | None = None
     rng: random.Random | None = None
     cors: bool = False
+    # Forwarders of sessions opened with a mode other than replay (named
+    # sessions; the default session forwards through miss_handler).
+    forward: ForwardFactory | None = None
 
     def __post_init__(self) -> None:
+        self.sessions = SessionRegistry(self.session)
+        self._closing: set[asyncio.Future[None]] = set()
+        self._forwarders: dict[str, tuple[ReplaySession, Forwarding]] = {}
         self.planner = Planner(self.timing, rng=self.rng)
         self.timing = self.planner.timing
         self._parked: dict[str, Plan] = {}
@@ -125,6 +149,11 @@ class ReplayEngine:
         self._runner: web.AppRunner | None = None
         self.host: str | None = None
         self.port: int | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "session" and "sessions" in self.__dict__:
+            self.sessions.default = value  # type: ignore[assignment]  # the default session is the engine's
 
     def set_timing(self, timing: Timing) -> None:
         self.timing = self.planner.timing = timing
@@ -153,6 +182,9 @@ class ReplayEngine:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        forwarders = [forwarder for _, forwarder in self._forwarders.values()]
+        self._forwarders.clear()
+        await asyncio.gather(*self._closing, *(f.close() for f in forwarders))
 
     # -- parked plans (the addon's streams) -------------------------------------
 
@@ -202,56 +234,88 @@ class ReplayEngine:
             if parked is None:
                 return json_plan(410, {"error": f"no parked replay plan {token!r}"})
             if parked.is_websocket:
-                return self._websocket_handoff(parked.websocket_request)
+                return self._websocket_handoff(parked.websocket_request, parked.websocket_session)
             return self._with_cors(parked, headers)
         if self.cors and method == "OPTIONS":
             return Plan(204, list(cors_headers(headers, preflight=True).items()))
+        try:
+            selected = self.sessions.select(headers, path_qs)
+        except UnknownSession as exc:
+            unknown = json_plan(404, {"error": {"message": str(exc), "type": "unknown_session"}})
+            return self._with_cors(unknown, headers)
+        session, path_qs = selected.session, selected.path
+        mode = self.mode if selected.session_id is None else selected.settings.mode
         path = path_qs.split("?", 1)[0]
-        control = control_plan(self.session, method, path, self.timing, self.mode)
+        control = control_plan(self.sessions, session, method, path, body, self.timing, mode,
+                               forwarding=self.forward is not None)
         if control is not None:
             return self._with_cors(control, headers)
         url = f"http://{headers.get('host') or host or f'{self.host}:{self.port}'}{path_qs}"
         if is_websocket_upgrade(headers):
             upgrade = Request(method, url, headers, _payload(body, headers))
-            if self.mode != "replay" and not can_answer(self.session, upgrade):
-                refusal = websocket_not_forwarded_plan(method, path, self.mode, self.session.miss_status)
+            if mode != "replay" and not can_answer(session, upgrade):
+                refusal = websocket_not_forwarded_plan(method, path, mode, session.miss_status)
                 return self._with_cors(refusal, headers)
-            return self._websocket_handoff(upgrade)
+            return self._websocket_handoff(upgrade, session)
+        forward = self._forwarder(selected) if mode != "replay" else None
+        if mode == "record" and forward is not None:
+            return self._forward_handoff(forward, path_qs, None, arrival)
         try:
-            outcome = self.session.resolve_raw(method, url, headers, body)
+            outcome = session.resolve_raw(method, url, headers, body)
             plan = self.planner.plan(outcome, arrival, headers) if isinstance(outcome, Hit) else None
         except Exception as exc:
             log_internal_error(method, url, exc)
             return self._with_cors(internal_error_plan(method, url, headers, exc), headers)
         if plan is not None:
             if plan.is_websocket:
-                return self._websocket_handoff(None)
+                return self._websocket_handoff(None, session)
             return self._with_cors(plan, headers)
         assert isinstance(outcome, Miss)
-        miss_handler = self.miss_handler
-        if miss_handler is not None and self.mode != "replay":
-            log_miss(outcome, self.mode)
-            miss = outcome
-
-            def forward(request: web.Request) -> Awaitable[web.StreamResponse]:
-                return miss_handler(request, miss.request, miss, arrival)
-
-            return forward
+        if forward is not None:
+            log_miss(outcome, mode)
+            return self._forward_handoff(forward, path_qs, outcome, arrival)
         log_miss(outcome, "replay")
         return self._with_cors(miss_plan(outcome, arrival), headers)
+
+    def _forwarder(self, selected: Selected) -> MissHandler | None:
+        """What forwards the selected session's requests upstream (None: nothing does)."""
+        if selected.session_id is None:
+            return self.miss_handler
+        known = self._forwarders.get(selected.session_id)
+        if known is not None and known[0] is selected.session:
+            return known[1].handle
+        if self.forward is None:
+            return None
+        for session_id, (session, forwarder) in list(self._forwarders.items()):
+            if self.sessions.get(session_id) is not session:  # closed (or opened anew) since
+                del self._forwarders[session_id]
+                closing = asyncio.ensure_future(forwarder.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        forwarder = self.forward(selected.session, selected.settings)
+        self._forwarders[selected.session_id] = (selected.session, forwarder)
+        return forwarder.handle
+
+    @staticmethod
+    def _forward_handoff(forward: MissHandler, path_qs: str, miss: Miss | None, arrival: float) -> Handoff:
+        def run(request: web.Request) -> Awaitable[web.StreamResponse]:
+            return forward(request, path_qs, miss, arrival)
+
+        return run
 
     def _with_cors(self, plan: Plan, request_headers: Mapping[str, str]) -> Plan:
         if self.cors:
             plan.headers.extend(cors_headers(request_headers).items())
         return plan
 
-    def _websocket_handoff(self, upgrade: Request | None) -> Handoff:
+    def _websocket_handoff(self, upgrade: Request | None, session: ReplaySession | None = None) -> Handoff:
         """A WebSocket session, turn by turn (see :mod:`llmock_proxy.replay.ws_server`);
         ``upgrade``: the request as matched (None: read it from aiohttp's)."""
+        replaying = session or self.session
 
         async def run(request: web.Request) -> web.StreamResponse:
             asked = upgrade or await request_from_aiohttp(request)
-            return await serve_websocket(request, asked, self.session, self.timing.factor)
+            return await serve_websocket(request, asked, replaying, self.timing.factor)
 
         return run
 

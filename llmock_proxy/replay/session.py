@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from llmock_proxy.replay.fixture import (
     FixtureOptions,
     fixture_from_interaction,
 )
+from llmock_proxy.replay.journal import FORWARDED, HIT, MISS, RECORDED, JournalEntry, Origin
 from llmock_proxy.replay.sources import load_sources
 
 log = logging.getLogger("llmock_proxy.replay")
@@ -53,6 +55,9 @@ UNREADABLE_STATUS = 400
 # few times its body's size): a long run of big prompts must not grow memory.
 KNOWN_REQUESTS = 4096
 KNOWN_BODY_BYTES = 8 * 1024 * 1024
+# The journal keeps the latest requests only: a long-running server's memory
+# must not grow with its traffic (a test's session sees far fewer).
+JOURNAL_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -92,6 +97,8 @@ class Miss:
     near_misses: list[NearMiss] = field(default_factory=list)
     problem: str | None = None  # why the request could not be read at all
     status: int = DEFAULT_MISS_STATUS  # the session's miss status (an unreadable request gets 400)
+    # The miss's line in the session's journal (settled there when forwarded).
+    entry: JournalEntry | None = field(default=None, compare=False, repr=False)
 
     @property
     def message(self) -> str:
@@ -167,6 +174,8 @@ class ReplaySession:
         self._rendered: dict[tuple[tuple[Any, ...], int], tuple[Response, dict[Any, Any]]] = {}
         self.hits = 0
         self.misses = 0
+        self.journal: deque[JournalEntry] = deque(maxlen=JOURNAL_LIMIT)
+        self._used: set[int] = set()  # id() of every fixture that answered (fixtures live as long as the session)
 
     @classmethod
     def load(
@@ -193,10 +202,50 @@ class ReplaySession:
     # -- state -------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget sequence state: the next request gets the first recording again."""
+        """Forget sequence state (the next request gets the first recording
+        again), the journal and what was used."""
         self.counts.clear()
         self.hits = 0
         self.misses = 0
+        self.journal.clear()
+        self._used.clear()
+
+    def fork(self, name: str) -> ReplaySession:
+        """A new session over the same loaded fixtures, with state of its own
+        (counts, journal, use): one per test, on one server."""
+        forked = ReplaySession(name=name, miss_status=self.miss_status, embedding_fallback=self.embedding_fallback)
+        forked.matcher = self.matcher
+        return forked
+
+    # -- journal and use -----------------------------------------------------------
+
+    def fixtures(self) -> list[Fixture]:
+        """Every loaded fixture, in the order the matcher tries candidates."""
+        return [fixture for candidate in self.matcher.candidates for fixture in candidate.fixtures]
+
+    def used_origins(self) -> set[Origin]:
+        """Where the fixtures that answered at least once came from."""
+        return {f.origin for f in self.fixtures() if id(f) in self._used and f.origin is not None}
+
+    def unused(self) -> list[Origin]:
+        """Loaded recordings and fixtures this session never answered with."""
+        return sorted({f.origin for f in self.fixtures() if id(f) not in self._used and f.origin is not None})
+
+    def journal_misses(self) -> list[JournalEntry]:
+        """The journal's misses still standing (not forwarded upstream)."""
+        return [entry for entry in self.journal if entry.outcome == MISS]
+
+    def note_forwarded(self, method: str, url: str, headers: dict[str, str], status: int, *, recorded: bool) -> None:
+        """A request sent upstream without asking the recordings (record mode): its journal line."""
+        provider = identify(method, url, headers)
+        self.journal.append(JournalEntry(method, split_url(url)[1], provider.family, None,
+                                         RECORDED if recorded else FORWARDED, status))
+
+    def settle(self, miss: Miss, status: int, *, recorded: bool) -> None:
+        """A miss was forwarded upstream (and ``recorded`` or not): its journal line says so."""
+        if miss.entry is not None:
+            miss.entry.outcome = RECORDED if recorded else FORWARDED
+            miss.entry.status = status
 
     def add(self, fixture: Fixture) -> None:
         self.matcher.add(fixture)
@@ -243,14 +292,11 @@ class ReplaySession:
         ):
             # Every LLM API takes a JSON object; anything else would be read
             # as an empty conversation and reported as a mere miss.
-            self.misses += 1
-            return Miss(provider, request, None, problem=f"the body is not a JSON object: {_glimpse(body)}",
-                        status=self.miss_status)
+            return self._miss(provider, request, None, problem=f"the body is not a JSON object: {_glimpse(body)}")
         try:
             canonical = provider.canonical(request)
         except Exception as exc:  # a body the provider cannot read
-            self.misses += 1
-            return Miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}", status=self.miss_status)
+            return self._miss(provider, request, None, problem=f"{type(exc).__name__}: {exc}")
         view = RequestView(canonical, request.method, split_url(request.url)[1], request_context(request.headers))
         # The generic family has no wire format to render a hand-written answer in.
         can_synthesize = provider.family != GENERIC.family
@@ -260,9 +306,8 @@ class ReplaySession:
                 made_up = self._made_up_embedding(provider, view, request)
                 if made_up is not None:
                     return made_up
-            self.misses += 1
             near = self.matcher.near_misses(view, self.counts, can_synthesize=can_synthesize)
-            return Miss(provider, request, view, near, status=self.miss_status)
+            return self._miss(provider, request, view, near)
         known = (provider, view, request, found.candidate, found.other_form)
         size = len(key[3]) if key is not None else 0
         if key is not None and size <= KNOWN_BODY_BYTES // 16:  # one huge body is not worth keeping
@@ -288,16 +333,38 @@ class ReplaySession:
         self.counts[candidate.key] = use + 1
         self.hits += 1
         fixture = candidate.pick(use)
-        if key is None:
-            return self._answer(provider, view, request, fixture, other_form, use)
-        rendered = self._rendered.get((key, id(fixture)))  # fixtures live as long as the session
+        rendered = self._rendered.get((key, id(fixture))) if key is not None else None  # fixtures live as long as the session
         if rendered is not None:
-            return Hit(provider, view, fixture, rendered[0], True, use, rendered[1])
-        hit = self._answer(provider, view, request, fixture, other_form, use)
-        if hit.synthesized:
-            hit.wire_cache = {}
-            self._rendered[(key, id(fixture))] = (hit.response, hit.wire_cache)
+            hit = Hit(provider, view, fixture, rendered[0], True, use, rendered[1])
+        else:
+            hit = self._answer(provider, view, request, fixture, other_form, use)
+            if key is not None and hit.synthesized:
+                hit.wire_cache = {}
+                self._rendered[(key, id(fixture))] = (hit.response, hit.wire_cache)
+        self._note_hit(hit, request)
         return hit
+
+    def _note_hit(self, hit: Hit, request: Request) -> None:
+        fixture = hit.fixture
+        self._used.add(id(fixture))
+        self.journal.append(JournalEntry(
+            request.method, split_url(request.url)[1], hit.view.family, hit.view.model, HIT,
+            hit.response.status, fixture.origin, fixture.source,
+        ))
+
+    def _miss(self, provider: Provider, request: Request, view: RequestView | None,
+              near: list[NearMiss] | None = None, problem: str | None = None) -> Miss:
+        """A miss, counted and written in the journal."""
+        self.misses += 1
+        miss = Miss(provider, request, view, near or [], problem=problem, status=self.miss_status)
+        status = UNREADABLE_STATUS if problem is not None else self.miss_status
+        entry = JournalEntry(
+            request.method, split_url(request.url)[1], view.family if view else provider.family,
+            view.model if view else None, MISS, status, message=miss.message,
+            near_misses=tuple(n.to_dict() for n in miss.near_misses),
+        )
+        self.journal.append(entry)
+        return dataclasses.replace(miss, entry=entry)
 
     def _answer(
         self, provider: Provider, view: RequestView, request: Request, fixture: Fixture, other_form: bool, use: int
@@ -338,12 +405,16 @@ class ReplaySession:
         fixture = Fixture(match={}, source=EMBEDDING_FALLBACK_SOURCE, recorded=False)
         if not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
             message = f"dimensions must be a whole number from 1 to {MAX_EMBEDDING_DIMENSIONS}"
-            return Hit(provider, view, fixture, provider.error(400, message), True, 0)
-        log.info("no fixture matches %s (%s): answered with made-up embeddings",
-                 split_url(request.url)[1], view.describe())
-        summary = Summary(embeddings=[deterministic_embedding(text, dimensions) for text in canonical.embedding_input])
-        response = provider.render(summary, canonical, stream=False, options=provider.render_options(request))
-        return Hit(provider, view, fixture, response, True, 0)
+            hit = Hit(provider, view, fixture, provider.error(400, message), True, 0)
+        else:
+            log.info("no fixture matches %s (%s): answered with made-up embeddings",
+                     split_url(request.url)[1], view.describe())
+            inputs = canonical.embedding_input
+            summary = Summary(embeddings=[deterministic_embedding(text, dimensions) for text in inputs])
+            response = provider.render(summary, canonical, stream=False, options=provider.render_options(request))
+            hit = Hit(provider, view, fixture, response, True, 0)
+        self._note_hit(hit, request)
+        return hit
 
 
 # Where an embedding fallback answer came from, as a fixture's source says it.
