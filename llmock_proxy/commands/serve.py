@@ -33,7 +33,7 @@ from typing import Any
 
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.errors import CassetteError, MatchSpecError
-from llmock_proxy.record.forward import Forwarder
+from llmock_proxy.record.forward import Forwarder, ForwarderFactory
 from llmock_proxy.replay.answers import MODES
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
@@ -200,6 +200,7 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
         timing=timing,
         mode=args.mode,
         miss_handler=forwarder.handle if forwarder else None,
+        forward=ForwarderFactory(redactor),
         cors=is_loopback(args.host) if args.cors is None else args.cors,
     )
     host, port = await engine.start(args.host, args.port)
@@ -236,4 +237,6 @@ def banner(host: str, port: int, session: ReplaySession, timing: Timing, mode: s
         lines.append(f"  export {name}={base}{suffix}")
     lines.append(f"  (google-genai: http_options={{'base_url': '{base}'}})")
     lines.append(f"Control: curl {base}/__llmock/health ; curl -X POST {base}/__llmock/reset")
+    lines.append(f"Per-test sessions: curl -X POST {base}/__llmock/sessions -d '{{\"id\": \"t1\"}}', then "
+                 f"the header x-llmock-session: t1 or the base URL {base}/__llmock/session/t1 (docs/replay.md)")
     return "\n".join(lines)
