@@ -2,9 +2,10 @@
 
 aimock (npm ``@copilotkit/aimock``, the version tests/aimock pins, installed
 there with ``npm ci`` when missing) and ``llmock-proxy serve`` run as their
-own processes on 127.0.0.1 and serve the same llmock fixture file. A plain
-aiohttp client (one keep-alive connection per worker) sends the same request
-to each, at concurrency 1 and 32, for:
+own processes on 127.0.0.1 and serve the same llmock fixture file. A lean
+client (benchmarks/_load.py: raw asyncio, one keep-alive connection per
+worker, next request sent from the callback that reads the answer, as wrk
+does) sends the same request to each, at concurrency 1 and 32, for:
 
 * ``chat``             non-streaming OpenAI chat, a fixture's text;
 * ``chat, new each``   the same with a different question every time (the
@@ -42,12 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._load import connect, encode_request  # noqa: E402
 from benchmarks._servers import Server, cpu_seconds, free_port, percentile  # noqa: E402
 from tests.support.aimock import install, pinned_version  # noqa: E402
 
@@ -84,8 +85,10 @@ class Endpoint:
     check: Callable[[str, bytes], None]  # (server name, body) -> raises when the answer is wrong
     vary: bool = False  # a new question each time: "Say hello" becomes "Say hello <n>"
 
-    def request_body(self, n: int) -> bytes:
-        return self.body.replace(b"Say hello", b"Say hello %d" % n) if self.vary else self.body
+    def request(self, n: int | None) -> bytes:
+        """The request's bytes; ``n``: which new question (None: as written)."""
+        body = self.body.replace(b"Say hello", b"Say hello %d" % n) if self.vary and n is not None else self.body
+        return encode_request("POST", self.path, self.headers, body)
 
 
 def _json_check(expected: str) -> Callable[[str, bytes], None]:
@@ -150,36 +153,24 @@ def start_servers(workdir: Path, fixtures: Path) -> list[Server]:
 
 
 async def load(port: int, endpoint: Endpoint, server: str, concurrency: int, duration: float) -> list[float]:
-    url = f"http://127.0.0.1:{port}{endpoint.path}"
-    latencies: list[float] = []
-    ready = asyncio.Event()
-    count = itertools.count()
-
-    async def worker() -> None:
-        connector = aiohttp.TCPConnector(limit=1, force_close=False)
-        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-            async with session.post(url, data=endpoint.body, headers=endpoint.headers) as answer:
-                body = await answer.read()
-                if answer.status != 200:
-                    raise RuntimeError(f"{server} {endpoint.name}: {answer.status} {body[:300]!r}")
-                endpoint.check(server, body)
-            await ready.wait()
-            clock = time.perf_counter
-            deadline = clock() + duration
-            while True:
-                start = clock()
-                if start >= deadline:
-                    break
-                async with session.post(url, data=endpoint.request_body(next(count)),
-                                        headers=endpoint.headers) as answer:
-                    await answer.read()
-                latencies.append(clock() - start)
-
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    await asyncio.sleep(0.3)  # connections up and answers checked
-    ready.set()
-    await asyncio.gather(*tasks)
-    return latencies
+    """Latencies of the requests answered in ``duration`` seconds over
+    ``concurrency`` keep-alive connections, each connection's first answer checked."""
+    connections = [await connect("127.0.0.1", port) for _ in range(concurrency)]
+    try:
+        for connection in connections:
+            answer = await connection.request(endpoint.request(None))
+            if answer.status != 200:
+                raise RuntimeError(f"{server} {endpoint.name}: {answer.status} {answer.body[:300]!r}")
+            endpoint.check(server, answer.body)
+        count = itertools.count()
+        same = endpoint.request(None)
+        make = (lambda: endpoint.request(next(count))) if endpoint.vary else (lambda: same)
+        until = time.perf_counter() + duration
+        await asyncio.gather(*(connection.run(make, until) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return [latency for connection in connections for latency in connection.latencies]
 
 
 @dataclass

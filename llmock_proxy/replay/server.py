@@ -52,7 +52,9 @@ from llmock_proxy.replay.answers import (
     websocket_not_forwarded_plan,
 )
 from llmock_proxy.replay.control import control_plan
+from llmock_proxy.replay.http_server import HTTPServer
 from llmock_proxy.replay.plan import Plan, Planner, Timing
+from llmock_proxy.replay.schedule import DROP, END, steps
 from llmock_proxy.replay.session import Hit, Miss, ReplaySession
 from llmock_proxy.replay.sessions import Selected, SessionRegistry, SessionSettings, UnknownSession
 from llmock_proxy.replay.ws_server import serve_websocket
@@ -147,6 +149,7 @@ class ReplayEngine:
         self._handoffs: dict[object, Handoff] = {}
         self._tokens = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._http: HTTPServer | None = None
         self.host: str | None = None
         self.port: int | None = None
 
@@ -168,20 +171,58 @@ class ReplayEngine:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on ``host:port`` (0 = any free port) in the running loop."""
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        """Listen on ``host:port`` (0 = any free port) in the running loop:
+        the engine's own HTTP/1.1 server answers, and hands aiohttp the
+        connections only it can answer (see :meth:`hand_over`)."""
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
-        await site.start()
         self._runner = runner
-        address = runner.addresses[0]  # (host, port) of the bound socket
-        self.host, self.port = str(address[0]), int(address[1])
+        if type(self).handle is not ReplayEngine.handle:
+            # A subclass wraps aiohttp's handler: every request must reach it.
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            address = runner.addresses[0]  # (host, port) of the bound socket
+            self.host, self.port = str(address[0]), int(address[1])
+            return self.host, self.port
+        self._http = HTTPServer(self.dispatch, self.hand_over)
+        try:
+            self.host, self.port = await self._http.start(host, port)
+        except BaseException:
+            self._http = None
+            self._runner = None
+            await runner.cleanup()
+            raise
         return self.host, self.port
 
+    def hand_over(self, transport: asyncio.Transport, data: bytes, handoff: Handoff | None) -> None:
+        """aiohttp takes a connection over from the engine's own server, from
+        the start of a request (``data``): one the engine's parser does not
+        read (``handoff`` None: aiohttp's handler dispatches it), or one
+        whose answer only aiohttp can give (``handoff``: its rest)."""
+        runner = self._runner
+        if runner is None or runner.server is None:
+            transport.close()
+            return
+        if handoff is not None:
+            for gone in [t for t in self._handoffs if t.is_closing()]:  # type: ignore[attr-defined]
+                del self._handoffs[gone]  # closed before aiohttp read their request
+            self._handoffs[transport] = handoff
+        protocol = runner.server()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if data:
+            protocol.data_received(data)
+
     async def stop(self) -> None:
+        http = self._http
+        if http is not None:
+            http.close()  # no new connections; those still served here are closed
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # and those handed over to aiohttp
             self._runner = None
+        if http is not None:
+            await http.wait_closed()
+            self._http = None
         forwarders = [forwarder for _, forwarder in self._forwarders.values()]
         self._forwarders.clear()
         await asyncio.gather(*self._closing, *(f.close() for f in forwarders))
@@ -320,49 +361,29 @@ class ReplayEngine:
         return run
 
     async def serve(self, request: web.Request, plan: Plan) -> web.StreamResponse:
-        """Put ``plan`` on the wire, on time."""
+        """Put ``plan`` on the wire through aiohttp, on time (the steps of
+        :func:`~llmock_proxy.replay.schedule.steps`, as the engine's own server does)."""
         if plan.is_websocket:
             return await self.serve_websocket(request, plan)
         loop = asyncio.get_running_loop()
-        disconnect_at = (
-            plan.arrival + plan.disconnect_after_ms / 1000.0 if plan.disconnect_after_ms is not None else None
-        )
         if plan.chunks is None:
-            ready_at = plan.arrival + plan.delay_ms / 1000.0
-            if disconnect_at is not None and disconnect_at <= ready_at:
-                await _sleep_until(loop, disconnect_at)
-                return _drop(request)
-            await _sleep_until(loop, ready_at)
-            return _aiohttp_response(plan)
+            step = next(steps(plan))
+            await _sleep_until(loop, step.at)
+            return _drop(request) if step.end == DROP else _aiohttp_response(plan)
         response = web.StreamResponse(status=plan.status, headers=plan.headers)
-        chunks = plan.chunks
-        truncate = plan.truncate_after_chunks
-        last = len(chunks) if truncate is None else min(len(chunks), truncate)
-        complete = truncate is None or truncate > len(chunks)  # the body ends, it is not cut
         sent = 0
         try:
             await response.prepare(request)
-            while sent < last:
-                at_ms = chunks[sent].at_ms
-                deadline = plan.arrival + at_ms / 1000.0
-                if disconnect_at is not None and disconnect_at <= deadline:
-                    await _sleep_until(loop, disconnect_at)
+            for step in steps(plan):
+                await _sleep_until(loop, step.at)
+                if step.data and step.end != END:
+                    await response.write(step.data)
+                sent = step.sent
+                if step.end == DROP:
                     return _drop(request, response)
-                await _sleep_until(loop, deadline)
-                # Chunks due at the same moment (all of them, timed instant)
-                # leave in one write; the last with the end of the body.
-                end = sent + 1
-                while end < last and chunks[end].at_ms == at_ms:
-                    end += 1
-                data = chunks[sent].data if end == sent + 1 else b"".join(c.data for c in chunks[sent:end])
-                sent = end
-                if sent == len(chunks) and complete:
-                    await response.write_eof(data)
+                if step.end == END:
+                    await response.write_eof(step.data)
                     return response
-                await response.write(data)
-            if truncate is not None and sent >= truncate:
-                return _drop(request, response)
-            await response.write_eof()
         except ConnectionResetError:
             # The client hung up mid-stream (an SDK closing at [DONE], a
             # cancelled test): its business, not an error of the replay.
