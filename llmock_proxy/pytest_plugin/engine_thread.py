@@ -16,6 +16,7 @@ when the test's teardown moves or reads it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -38,6 +39,22 @@ START_TIMEOUT = 30.0
 CALL_TIMEOUT = 30.0
 # How long closing a session waits for its last forwarded request to be recorded.
 DRAIN_TIMEOUT = 30.0
+THREAD_NAME = "llmock-replay-engine"
+ENGINE_LOGGER = "llmock_proxy.replay"
+# The engine's one line per miss (answers.log_miss): the plugin fails the test
+# with the whole report itself, so pytest's captured log need not repeat it.
+MISS_LOG_PREFIX = "replay miss"
+
+
+class MissLogFilter(logging.Filter):
+    """Drops the engine thread's miss lines (see :data:`MISS_LOG_PREFIX`)."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == self.thread_name and str(record.msg).startswith(MISS_LOG_PREFIX))
 
 
 class EngineThread:
@@ -55,6 +72,7 @@ class EngineThread:
         self.port: int | None = None
         self._shared: dict[tuple[tuple[Path, ...], tuple[Path, ...]], list[Fixture]] = {}
         self._inflight: dict[str, int] = {}
+        self._log_filter = MissLogFilter(THREAD_NAME)
         self._idle: dict[str, asyncio.Event] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -68,7 +86,8 @@ class EngineThread:
     def start(self) -> EngineThread:
         if self._thread is not None:
             return self
-        self._thread = threading.Thread(target=self._run, name="llmock-replay-engine", daemon=True)
+        logging.getLogger(ENGINE_LOGGER).addFilter(self._log_filter)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise RuntimeError(f"the llmock replay engine did not start within {START_TIMEOUT:.0f}s")
@@ -122,6 +141,7 @@ class EngineThread:
         thread.join(timeout=START_TIMEOUT)
         self._thread = None
         self._loop = None
+        logging.getLogger(ENGINE_LOGGER).removeFilter(self._log_filter)
 
     def allowed_threads(self) -> frozenset[int]:
         ident = self._thread.ident if self._thread is not None else None

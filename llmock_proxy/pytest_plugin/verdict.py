@@ -12,6 +12,8 @@ the output next to the SDK's own exception.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,9 @@ from llmock_proxy.pytest_plugin.fixture import Llmock
 from llmock_proxy.pytest_plugin.paths import shown
 
 SECTION_TITLE = "llmock"
+# How Miss.message lists the closest candidates.
+CLOSEST = "; closest: "
+NEAR_MISS_SEPARATOR = " | "
 
 
 def findings(llmock: Llmock) -> str | None:
@@ -43,7 +48,7 @@ def findings(llmock: Llmock) -> str | None:
         for entry in misses:
             model = f", {entry.model}" if entry.model else ""
             parts.append(f"--- {entry.method} {entry.path} ({entry.family}{model})")
-            parts.append((entry.message or "(no report)").rstrip())
+            parts += readable(entry.message or "(no report)", llmock.rootdir)
     if blocked:
         parts.append(
             f"llmock --block-network: the test tried to reach {_count(len(blocked), 'address', 'addresses')} "
@@ -51,6 +56,16 @@ def findings(llmock: Llmock) -> str | None:
         )
         parts += [f"  {attempt.describe()}" for attempt in blocked]
     return "\n".join(parts) if parts else None
+
+
+def readable(message: str, rootdir: Path) -> list[str]:
+    """A miss report (``Miss.message``, one line) as lines: the request, then
+    each closest candidate on its own line, paths relative to the rootdir."""
+    text = message.rstrip().replace(f"{rootdir}{os.sep}", "")
+    head, found, closest = text.partition(CLOSEST)
+    if not found:
+        return [text]
+    return [head, *(f"  closest: {candidate}" for candidate in closest.split(NEAR_MISS_SEPARATOR))]
 
 
 def fail_report(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
@@ -70,8 +85,10 @@ def fail_report(item: pytest.Item, report: pytest.TestReport, text: str) -> None
 def _failure_repr(item: pytest.Item, text: str) -> Any:
     """``text`` as pytest shows ``pytest.fail(text, pytrace=False)``: no
     traceback, and its first line in the short test summary."""
-    failed = pytest.fail.Exception(text, pytrace=False)
-    excinfo = pytest.ExceptionInfo.from_exception(failed)
+    try:
+        raise pytest.fail.Exception(text, pytrace=False)
+    except pytest.fail.Exception:
+        excinfo = pytest.ExceptionInfo.from_current()
     try:
         return item.repr_failure(excinfo)
     except Exception:  # an item type with its own idea of failures
