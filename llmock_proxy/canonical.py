@@ -200,7 +200,12 @@ class Summary:
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the one spelling digests are taken of."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL_ENCODER.encode(value)
+
+
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# default=str) makes anew on every call: made once (a fingerprint is on every request's path).
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _digest(value: Any) -> str:

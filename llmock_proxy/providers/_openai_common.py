@@ -269,8 +269,9 @@ def chunks(text: str, size: int) -> list[str]:
 # -- deterministic ids -----------------------------------------------------------
 
 _ALNUM = string.ascii_letters + string.digits
-_ALNUM_BLOCK_DIGITS = 8
-_ALNUM_BLOCK = len(_ALNUM) ** _ALNUM_BLOCK_DIGITS
+# Two base-62 digits, lowest first, for each number below 62 * 62.
+_ALNUM_PAIR_BASE = len(_ALNUM) ** 2
+_ALNUM_PAIRS = tuple(_ALNUM[n % 62] + _ALNUM[n // 62] for n in range(_ALNUM_PAIR_BASE))
 
 
 @dataclass(frozen=True)
@@ -298,16 +299,16 @@ class DerivedIds:
 
     def alnum(self, label: str, length: int) -> str:
         """``length`` base-62 digits of the label's 256-bit digest, lowest
-        first: taken eight at a time from a small number (the same digits as
-        one at a time from the big one, at a fraction of the cost)."""
+        first: taken two at a time (one base-3844 digit, looked up as its
+        two characters), the same digits as one at a time at half the cost."""
         number = int.from_bytes(self._digest(f"{label}#0"), "big")
+        pairs = _ALNUM_PAIRS
         out: list[str] = []
-        while len(out) < length:
-            number, block = divmod(number, _ALNUM_BLOCK)
-            for _ in range(min(_ALNUM_BLOCK_DIGITS, length - len(out))):
-                block, index = divmod(block, 62)
-                out.append(_ALNUM[index])
-        return "".join(out)
+        for _ in range((length + 1) // 2):
+            number, pair = divmod(number, _ALNUM_PAIR_BASE)
+            out.append(pairs[pair])
+        text = "".join(out)
+        return text if len(text) == length else text[:length]
 
     def timestamp(self) -> int:
         """A plausible Unix time (2023-11 .. 2027-01), fixed for this seed."""

@@ -32,6 +32,7 @@ deltas, how a stable id is derived); what differs per API stays in its module.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -210,8 +211,15 @@ class Provider:
 
 def split_url(url: str) -> tuple[str, str, dict[str, str]]:
     """(host, path, query) of an absolute URL or a bare path."""
+    host, path, query = _split_url(url)
+    return host, path, dict(query)
+
+
+@functools.lru_cache(maxsize=512)
+def _split_url(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    # A replay sees the same few URLs over and over: each is read once.
     parts = urlsplit(url)
-    return parts.hostname or "", parts.path or "/", dict(parse_qsl(parts.query))
+    return parts.hostname or "", parts.path or "/", tuple(parse_qsl(parts.query))
 
 
 def request_json(request: Request) -> dict[str, Any]:

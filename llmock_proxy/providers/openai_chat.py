@@ -65,8 +65,12 @@ class OpenAIChat(common.OpenAIProvider):
         """A streamed answer ends with a usage chunk only when the client asked
         (``stream_options.include_usage``): client code that reads
         ``chunk.choices[0]`` breaks on one it did not ask for."""
-        asked = request_json(request).get("stream_options")
-        return replace(options, include_usage=isinstance(asked, dict) and asked.get("include_usage") is True)
+        body = request_json(request)
+        asked = body.get("stream_options")
+        include = isinstance(asked, dict) and asked.get("include_usage") is True
+        if options.include_usage == include or not body.get("stream"):  # only a stream reads it
+            return options
+        return replace(options, include_usage=include)
 
     # -- canonical request -----------------------------------------------------
 

@@ -145,7 +145,7 @@ class Planner:
     def plan(self, hit: Hit, arrival: float, headers: Mapping[str, str] | None = None) -> Plan:
         """The answer to ``hit``; ``headers`` (lower-case names) may ask for chaos."""
         chaos = hit.options.chaos
-        if chaos is None and not (headers and any(name in headers for name in _ALL_CHAOS_HEADERS)):
+        if chaos is None and (not headers or _ALL_CHAOS_HEADERS.isdisjoint(headers)):
             return self._plan(hit, arrival)  # the common case, decided without a draw
         action, latency = self._chaos(chaos, headers)
         if action is not None:
@@ -266,7 +266,7 @@ CHAOS_HEADERS = {
     "latency": ("x-llmock-chaos-latency", "x-aimock-chaos-latency"),
 }
 
-_ALL_CHAOS_HEADERS = tuple(name for names in CHAOS_HEADERS.values() for name in names)
+_ALL_CHAOS_HEADERS = frozenset(name for names in CHAOS_HEADERS.values() for name in names)
 
 # aimock's bound on a chaos latency (ms).
 MAX_CHAOS_LATENCY_MS = 30000.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+import re
 from dataclasses import dataclass
 
 # Limits (bytes): a request line, one header line, all of a head; how many
@@ -127,6 +128,8 @@ class RequestParser:
             self._start, self._pos = self._pos, body_start + length
             return request
         pos = self._pos
+        if pos >= len(buffer):
+            return None
         while buffer.startswith(b"\r\n", pos):  # empty lines before a request line are ignored
             pos += 2
         self._pos = pos
@@ -139,8 +142,8 @@ class RequestParser:
         newlines = head.count("\n")
         if newlines != head.count("\r") or newlines != head.count("\r\n"):
             return self._hand_over(pos, "a line of the head ends in a bare CR or LF")
-        lines = head.split("\r\n")
-        request_line = lines[0]
+        line_end = head.find("\r\n")
+        request_line = head if line_end < 0 else head[:line_end]
         if len(request_line) > self.max_request_line:
             return self._refuse(414, f"the request line is longer than {self.max_request_line} bytes")
         parts = request_line.split(" ")
@@ -157,20 +160,22 @@ class RequestParser:
             return self._refuse(400, f"not an HTTP request line: {request_line[:100]!r}")
         if not method.isascii() or not method.isalpha():
             return self._refuse(400, f"not an HTTP method: {method[:40]!r}")
-        if len(lines) > self.max_headers + 1:
+        if newlines > self.max_headers:
             return self._refuse(431, f"the request has more than {self.max_headers} header lines")
+        # Every header line at once: "\r\n" name ":" value, the name a token.
+        fields = _HEADER_LINE.findall(head, line_end) if line_end >= 0 else []
+        if len(fields) != newlines:
+            return self._refuse(*_bad_header_line(head[line_end + 2 :].split("\r\n"), self.max_header_line))
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon or not name or name[-1] in " \t" or name[0] in " \t":
-                return self._refuse(400, f"not a header line: {line[:100]!r}")
-            if len(line) > self.max_header_line:
-                return self._refuse(431, f"the header {name[:40]!r} is longer than {self.max_header_line} bytes")
+        for name, value in fields:
             name = name.lower()
-            value = value.strip(" \t")
             if name in headers and name in _SINGLE and headers[name] != value:
                 return self._refuse(400, f"the request has two different {name} headers")
             headers[name] = value
+        if len(head) > self.max_header_line:  # one of the lines may be too long
+            refusal = _long_header_line(fields, self.max_header_line)
+            if refusal is not None:
+                return self._refuse(*refusal)
         if target[0] != "/" and not (target == "*" and method == "OPTIONS"):
             return self._hand_over(pos, f"the request target {target[:40]!r} is not a path")
         connection = headers.get("connection")
@@ -225,6 +230,28 @@ class RequestParser:
     def _refuse(self, status: int, reason: str) -> Refusal:
         self.done = True
         return Refusal(status, reason)
+
+
+# A header line after the one before it: CRLF, a token, a colon, the value
+# without the blanks around it. A value's inner blanks stay.
+_HEADER_LINE = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\r\n]*[^\r\n \t])?)[ \t]*(?=\r\n|\Z)")
+
+
+def _bad_header_line(lines: list[str], max_line: int) -> tuple[int, str]:
+    """Why a head's header lines do not all read (the first that does not)."""
+    for line in lines:
+        if _HEADER_LINE.fullmatch("\r\n" + line) is None:
+            if len(line) > max_line:
+                return 431, f"a header line is longer than {max_line} bytes"
+            return 400, f"not a header line: {line[:100]!r}"
+    return 400, "the head does not read as header lines"
+
+
+def _long_header_line(fields: list[tuple[str, str]], max_line: int) -> tuple[int, str] | None:
+    for name, value in fields:
+        if len(name) + len(value) + 2 > max_line:
+            return 431, f"the header {name[:40]!r} is longer than {max_line} bytes"
+    return None
 
 
 # -- answers ------------------------------------------------------------------------------------------
