@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from llmock_proxy import cli
+from llmock_proxy.cassette import store as cassette_store
+from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.usage import UsageReport
 from tests.test_cassette_usage import questions_in, recorded
+from tests.test_example_pytest_project import EXAMPLE, run_example
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
@@ -144,3 +148,51 @@ def test_a_report_without_a_root_is_read_relative_to_the_current_directory(proje
     assert done.returncode == 0, done.stderr
     assert "cassettes/test_app/test_weather.yaml: dropped 1 interaction" in done.stdout
     assert questions_in(project / "cassettes" / "test_app" / "test_weather.yaml") == ["w0", "w2"]
+
+
+def test_a_suite_report_then_prune_end_to_end(tmp_path: Path) -> None:
+    """The whole loop on the example project: a run with --llmock-report-unused
+    writes the report, prune drops what it names, and the next run uses every
+    interaction that is left."""
+    project = tmp_path / "example"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    own = project / "cassettes" / "tests" / "test_assistant"
+    # A shared file: an interaction a test's own cassette answers first (so never
+    # used here), then the only recording of the OpenAI streamed answer.
+    shared = project / "shared" / "llm.yaml"
+    cassette_store.save(
+        Cassette(
+            [
+                *cassette_store.load(own / "test_anthropic_streamed_answer.yaml", cache=None).interactions,
+                *cassette_store.load(own / "test_openai_streamed_answer.yaml", cache=None).interactions,
+            ]
+        ),
+        shared,
+    )
+    (own / "test_openai_streamed_answer.yaml").unlink()
+    # A cassette whose test is gone.
+    shutil.copy(own / "test_openai_tool_loop.yaml", own / "test_removed.yaml")
+
+    def suite(*args: str) -> subprocess.CompletedProcess[str]:
+        done = run_example("--llmock-cassettes=shared/llm.yaml", *args, cwd=project, project=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    first = suite("--llmock-report-unused=usage.json")
+    assert "shared/llm.yaml: 1 of 2 interactions unused (interactions[0])" in first.stdout
+    assert "cassettes/tests/test_assistant/test_removed.yaml: no interaction used" in first.stdout
+    report = UsageReport.read(project / "usage.json")
+    assert report.cassettes["shared/llm.yaml"].used == {1}
+
+    script = Path(sys.executable).parent / "llmock-proxy"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "llmock_proxy.cli"]
+    pruned = subprocess.run(
+        [*command, "cassette", "prune", "--delete-empty", "usage.json"], cwd=project, capture_output=True, text=True
+    )
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert pruned.stdout.splitlines()[-1] == "dropped 3 interactions from 2 files"
+    assert not (own / "test_removed.yaml").exists()
+    assert [i.request.json["stream"] for i in cassette_store.load(shared, cache=None).interactions] == [True]
+
+    again = suite("--llmock-report-unused")
+    assert "every interaction of the 5 cassette(s) was used" in again.stdout
