@@ -8,6 +8,7 @@ Each child run costs a second or two, so each runs many checks at once.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -208,14 +209,20 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def project(root: Path, **tests: str) -> Path:
-    """A throwaway project: app.py, pytest.ini and tests/<name>.py for each of ``tests``."""
+def project(root: Path, ini: str = "", **tests: str) -> Path:
+    """A throwaway project: app.py, pytest.ini (plus ``ini``) and tests/<name>.py for each of ``tests``."""
     files = {
         "app.py": APP,
-        "pytest.ini": "[pytest]\naddopts = -p no:cacheprovider\nasyncio_default_fixture_loop_scope = function\n",
+        "pytest.ini": "[pytest]\naddopts = -p no:cacheprovider\nasyncio_default_fixture_loop_scope = function\n" + ini,
         **{f"tests/{name}.py": text for name, text in tests.items()},
     }
     return write_project(root, files)
+
+
+def fixture_file(*pairs: tuple[str, str]) -> str:
+    """An llmock fixture file answering each question with its answer."""
+    fixtures = [{"match": {"userMessage": q}, "response": {"content": a}} for q, a in pairs]
+    return json.dumps({"fixtures": fixtures})
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -421,6 +428,14 @@ def test_reaches_out_and_swallows_it(llmock):
         pass
 
 
+@pytest.mark.llmock(fixtures=["fixtures/marker.json"])
+def test_marker_and_ini_fixtures(llmock):
+    assert app.ask("Hand-written?") == "from the marker's fixture file"
+    assert app.ask("Shared?") == "from the ini's fixture file"
+    assert [entry.origin.section for entry in llmock.requests] == ["fixtures", "fixtures"]
+    llmock.assert_all_used()  # the marker's file is the test's own; the ini's is shared
+
+
 def test_loopback_is_fine(llmock):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -431,12 +446,16 @@ def test_loopback_is_fine(llmock):
 
 
 def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fake_server: FakeServerFactory) -> None:
-    root = project(tmp_path, test_misc=TESTS_MISC)
+    root = project(tmp_path, ini="llmock_fixtures = fixtures/shared.json\n", test_misc=TESTS_MISC)
+    write_project(root, {
+        "fixtures/marker.json": fixture_file(("Hand-written?", "from the marker's fixture file")),
+        "fixtures/shared.json": fixture_file(("Shared?", "from the ini's fixture file"), ("Never asked?", "no")),
+    })
     fake = fake_server(OpenAIFake())
     fake.queue(Script(text="first"), Script(text="second"))
     done = run_pytest(root, "--llmock-mode=record", "-k", "two_questions",
                       env=child_env(OPENAI_BASE_URL=fake.url + "/v1", OPENAI_API_KEY=RECORD_KEY))
-    assert_outcome(done, passed=1, deselected=2)
+    assert_outcome(done, passed=1, deselected=3)
     fake.stop()
     write_project(root, {"cassettes/shared/unused.yaml": (root / "cassettes/tests/test_misc/test_two_questions.yaml").read_text()})
 
@@ -445,7 +464,7 @@ def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fak
     # shared cassette nobody loaded, across the run (here two xdist workers).
     done = run_pytest(root, "--block-network", "-n", "2", "--llmock-report-unused=usage.json", "-rf",
                       env=child_env(ONLY_FIRST="1"))
-    assert_outcome(done, passed=2, failed=1)
+    assert_outcome(done, passed=3, failed=1)
     output = output_of(done)
     assert "FAILED tests/test_misc.py::test_reaches_out_and_swallows_it" in output
     assert "192.0.2.1:9" in output and "--block-network" in output
@@ -457,8 +476,8 @@ def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fak
 
     # The proxy transport: the SDK keeps api.openai.com and goes through mitmdump (HTTPS_PROXY
     # naming the session, SSL_CERT_FILE its CA); the same cassette answers.
-    done = run_pytest(root, "--llmock-transport=proxy", "-k", "two_questions", "-v")
-    assert_outcome(done, passed=1, deselected=2)
+    done = run_pytest(root, "--llmock-transport=proxy", "-k", "two_questions or fixtures", "-v")
+    assert_outcome(done, passed=2, deselected=2)
 
 
 def test_proxy_transport_refuses_to_record(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+PATCHED = ("connect", "connect_ex")
+
 
 class NetworkBlocked(ConnectionRefusedError):
     """Raised instead of connecting; an OSError, as SDKs expect from a failed connect."""
@@ -72,7 +74,8 @@ class NetworkBlocker:
     allowed_threads: frozenset[int] = frozenset()
     attempts: list[BlockedConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    _saved: tuple[Any, Any] | None = field(default=None, init=False)
+    # The class's own attributes before the patch (None: inherited from _socket.socket).
+    _saved: dict[str, Any] | None = field(default=None, init=False)
 
     def refuse(self, sock: socket.socket, address: Any) -> BlockedConnection | None:
         """The refused attempt, recorded; None when the connection may go ahead."""
@@ -110,7 +113,7 @@ class NetworkBlocker:
                 return errno.ECONNREFUSED
             return original_connect_ex(sock, address)
 
-        self._saved = (original_connect, original_connect_ex)
+        self._saved = {name: vars(socket.socket).get(name) for name in PATCHED}
         socket.socket.connect = connect  # type: ignore[method-assign,assignment]
         socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
         return self
@@ -118,5 +121,9 @@ class NetworkBlocker:
     def uninstall(self) -> None:
         if self._saved is None:
             return
-        socket.socket.connect, socket.socket.connect_ex = self._saved  # type: ignore[method-assign]
+        for name, own in self._saved.items():
+            if own is None:
+                delattr(socket.socket, name)  # inherited again, as before
+            else:
+                setattr(socket.socket, name, own)
         self._saved = None

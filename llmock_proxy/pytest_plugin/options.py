@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,8 @@ MARKER_KEYS = frozenset({"cassette", "cassettes", "fixtures", "mode"})
 
 DEFAULT_CASSETTE_DIR = "cassettes"
 DEFAULT_TIMING = "instant"
+# What the engine's Timing.parse accepts, checked here without importing the engine.
+_TIMING = re.compile(r"^(instant|recorded|scale:(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?)$")
 
 
 def normalize_mode(value: str) -> str:
@@ -162,6 +165,9 @@ class Settings:
             raise pytest.UsageError(f"llmock_mode: {exc}") from None
         if transport not in TRANSPORTS:
             raise pytest.UsageError(f"llmock_transport: {transport!r} is not one of {', '.join(TRANSPORTS)}")
+        timing = getattr(option, "llmock_timing", None) or str(config.getini("llmock_timing")).strip()
+        if not _TIMING.match(timing.lower()):
+            raise pytest.UsageError(f"llmock_timing: {timing!r} is not instant, recorded or scale:X (X >= 0)")
         block = getattr(option, "llmock_block_network", None)
         report = getattr(option, "llmock_report_unused", None)
         if report and (report.endswith(".py") or "::" in report or (invocation / report).is_dir()):
@@ -185,7 +191,7 @@ class Settings:
             block_network=bool(config.getini("llmock_block_network")) if block is None else bool(block),
             report_unused=report is not None,
             report_path=(invocation / report).resolve() if report else None,
-            timing=getattr(option, "llmock_timing", None) or str(config.getini("llmock_timing")).strip(),
+            timing=timing,
         )
 
 
