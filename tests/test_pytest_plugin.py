@@ -338,6 +338,8 @@ import app
 
 def test_recorded_before(llmock):
     assert app.ask("What is the capital of France?") == "Paris is the capital."
+    if os.environ.get("AND_GERMANY"):
+        assert app.ask("And of Germany?") == "Berlin."
 
 
 @pytest.mark.llmock(mode="once")
@@ -375,26 +377,37 @@ def test_once_records_only_missing_cassettes_and_rewrite_replaces_only_when_the_
     # once (here from the marker, over --record-mode=none): only the test without a cassette
     # goes upstream; the other replays.
     fake.requests.clear()
-    fake.queue(Script(text="a new answer"), Script(text="second rewrite"), Script(text="second interrupt"))
+    fake.queue(Script(text="a new answer"))
     done = run_pytest(root, "--record-mode=none", "-k", "test_recorded_before or test_new", env=child_env(**env))
     assert_outcome(done, passed=2, deselected=2)
     assert [r.json["messages"][0]["content"] for r in fake.requests] == ["A new question?"]
     assert (directory / "test_recorded_before.yaml").read_bytes() == before["test_recorded_before.yaml"]
     assert "a new answer" in (directory / "test_new.yaml").read_text(encoding="utf-8")
 
+    # auto (new_episodes): what the cassette has is replayed, what it lacks is recorded into it.
+    fake.requests.clear()
+    fake.queue(Script(text="Berlin."))
+    done = run_pytest(root, "--llmock-mode=new_episodes", "-k", "test_recorded_before",
+                      env=child_env(**env, AND_GERMANY="1"))
+    assert_outcome(done, passed=1, deselected=3)
+    assert [r.json["messages"][0]["content"] for r in fake.requests] == ["And of Germany?"]
+    assert len(cassette_store.load(directory / "test_recorded_before.yaml").interactions) == 2
+
     # rewrite: a test that runs to its end replaces its cassette; one interrupted keeps the old one.
+    fake.queue(Script(text="second rewrite"))
     done = run_pytest(root, "--record-mode=rewrite", "-k", "test_rewritten",
                       env=child_env(**env, REWRITE_ANSWER="second rewrite"))
     assert_outcome(done, passed=1, deselected=3)
     rewritten = (directory / "test_rewritten.yaml").read_text(encoding="utf-8")
     assert "second rewrite" in rewritten and "first rewrite" not in rewritten
+    fake.queue(Script(text="second interrupt"))
     done = run_pytest(root, "--llmock-mode=rewrite", "-k", "test_interrupted", env=child_env(**env, INTERRUPT="1"))
     assert done.returncode == 2, output_of(done)  # pytest's "interrupted"
     assert (directory / "test_interrupted.yaml").read_bytes() == before["test_interrupted.yaml"]
     assert [p.name for p in directory.iterdir() if p.name.startswith(".") and "recording" in p.name] == []
     # The cassettes replay (the interrupted one still has its first answer).
     fake.stop()
-    done = run_pytest(root, env=child_env(REWRITE_ANSWER="second rewrite"))
+    done = run_pytest(root, env=child_env(REWRITE_ANSWER="second rewrite", AND_GERMANY="1"))
     assert_outcome(done, passed=4)
 
 
@@ -413,7 +426,7 @@ def test_two_questions(llmock):
     if not os.environ.get("ONLY_FIRST"):
         assert app.ask("Second question?") == "second"
     else:
-        with pytest.raises(AssertionError, match=r"test_two_questions.yaml: interactions\\[1\\]"):
+        with pytest.raises(AssertionError, match=r"recorded/tests/test_misc/test_two_questions.yaml: interactions\\[1\\]"):
             llmock.assert_all_used()
 
 
@@ -446,7 +459,8 @@ def test_loopback_is_fine(llmock):
 
 
 def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fake_server: FakeServerFactory) -> None:
-    root = project(tmp_path, ini="llmock_fixtures = fixtures/shared.json\n", test_misc=TESTS_MISC)
+    ini = "llmock_fixtures = fixtures/shared.json\nllmock_cassette_dir = recorded\n"
+    root = project(tmp_path, ini=ini, test_misc=TESTS_MISC)
     write_project(root, {
         "fixtures/marker.json": fixture_file(("Hand-written?", "from the marker's fixture file")),
         "fixtures/shared.json": fixture_file(("Shared?", "from the ini's fixture file"), ("Never asked?", "no")),
@@ -457,7 +471,9 @@ def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fak
                       env=child_env(OPENAI_BASE_URL=fake.url + "/v1", OPENAI_API_KEY=RECORD_KEY))
     assert_outcome(done, passed=1, deselected=3)
     fake.stop()
-    write_project(root, {"cassettes/shared/unused.yaml": (root / "cassettes/tests/test_misc/test_two_questions.yaml").read_text()})
+    recorded = root / "recorded/tests/test_misc/test_two_questions.yaml"
+    assert recorded.is_file() and not (root / "cassettes").exists()
+    write_project(root, {"recorded/shared/unused.yaml": recorded.read_text()})
 
     # --block-network: the refused connections fail the test that swallowed them, naming host:port;
     # loopback stays open. --llmock-report-unused: the second question no test asked, and the
@@ -468,11 +484,11 @@ def test_block_network_report_unused_and_the_proxy_transport(tmp_path: Path, fak
     output = output_of(done)
     assert "FAILED tests/test_misc.py::test_reaches_out_and_swallows_it" in output
     assert "192.0.2.1:9" in output and "--block-network" in output
-    assert "cassettes/tests/test_misc/test_two_questions.yaml: 1 of 2 interactions unused (interactions[1])" in output
-    assert "cassettes/shared/unused.yaml: no interaction used" in output
+    assert "recorded/tests/test_misc/test_two_questions.yaml: 1 of 2 interactions unused (interactions[1])" in output
+    assert "recorded/shared/unused.yaml: no interaction used" in output
     report = UsageReport.read(root / "usage.json")
-    assert report.cassettes["cassettes/tests/test_misc/test_two_questions.yaml"].used == {0}
-    assert report.cassettes["cassettes/shared/unused.yaml"].used == set()
+    assert report.cassettes["recorded/tests/test_misc/test_two_questions.yaml"].used == {0}
+    assert report.cassettes["recorded/shared/unused.yaml"].used == set()
 
     # The proxy transport: the SDK keeps api.openai.com and goes through mitmdump (HTTPS_PROXY
     # naming the session, SSL_CERT_FILE its CA); the same cassette answers.
