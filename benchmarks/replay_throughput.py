@@ -10,9 +10,10 @@ latency at concurrency 1 and 32, for:
 * ``--server-replay + -s`` the same with an empty ``-s`` script loaded, for
   context: what mitmproxy charges any script addon per request.
 
-Every server runs as its own process; the load generator here is a minimal
-keep-alive HTTP/1.1 client (prebuilt request bytes, Content-Length framed
-responses) so the client costs as little as possible on a small machine.
+Every server runs as its own process; the load generator is the minimal
+keep-alive HTTP/1.1 client of benchmarks/_load.py (prebuilt request bytes,
+the next request sent from the callback that reads the answer, as wrk does)
+so the client costs as little as possible on a small machine.
 Every answer is checked against the expected body before timing starts. The
 targets are measured in interleaved rounds and the median round is reported,
 so a busy shared machine weighs on all of them alike; the server's own CPU
@@ -45,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._load import connect  # noqa: E402
 from benchmarks._servers import Server, cpu_seconds, free_port, percentile  # noqa: E402
 from llmock_proxy.canonical import Summary  # noqa: E402
 from llmock_proxy.cassette import yamlio
@@ -199,43 +201,21 @@ def raw_request(body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def exchange_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
-
-
 async def load(port: int, request: bytes, expected: bytes, concurrency: int, duration: float) -> list[float]:
-    latencies: list[float] = []
-    ready = asyncio.Event()
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        status, body = await exchange_once(reader, writer, request)
-        if status != 200 or json.loads(body) != json.loads(expected):
-            raise RuntimeError(f"port {port}: unexpected answer {status}: {body[:200]!r}")
-        await ready.wait()
-        deadline = time.perf_counter() + duration
-        clock = time.perf_counter
-        while True:
-            start = clock()
-            if start >= deadline:
-                break
-            await exchange_once(reader, writer, request)
-            latencies.append(clock() - start)
-        writer.close()
-
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    await asyncio.sleep(0.3)  # connections up and checked
-    ready.set()
-    await asyncio.gather(*tasks)
-    return latencies
+    """Latencies over ``concurrency`` keep-alive connections (benchmarks/_load.py),
+    each connection's first answer checked against ``expected``."""
+    connections = [await connect("127.0.0.1", port) for _ in range(concurrency)]
+    try:
+        for connection in connections:
+            answer = await connection.request(request)
+            if answer.status != 200 or json.loads(answer.body) != json.loads(expected):
+                raise RuntimeError(f"port {port}: unexpected answer {answer.status}: {answer.body[:200]!r}")
+        until = time.perf_counter() + duration
+        await asyncio.gather(*(connection.run(lambda: request, until) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return [latency for connection in connections for latency in connection.latencies]
 
 
 @dataclass

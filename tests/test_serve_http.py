@@ -364,3 +364,29 @@ async def test_a_client_hanging_up_mid_stream_is_logged_and_the_next_client_is_s
     finally:
         logger.removeHandler(left)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+class _BrokenEngine(ReplayEngine):
+    """An engine whose dispatch fails, standing in for any bug behind the transport."""
+
+    def dispatch(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("dispatch broke")
+
+
+async def test_a_failing_dispatch_is_a_500_saying_so_and_the_connection_serves_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = _BrokenEngine(ReplaySession([]))
+    await engine.start("127.0.0.1", 0)
+    try:
+        wire = await Wire.open(engine)
+        for _ in range(2):
+            wire.send(post(chat("hello")))
+            with caplog.at_level(logging.ERROR, logger="llmock_proxy.replay"):
+                answer = await wire.answer()
+            assert answer.status == 500 and answer.headers["x-llmock-error"] == "1"
+            assert "RuntimeError: dispatch broke" in answer.text
+        wire.close()
+    finally:
+        await engine.stop()
+    assert any("failed to replay" in r.getMessage() for r in caplog.records)

@@ -89,6 +89,17 @@ def test_any_split_of_pipelined_requests_reads_the_same(cuts: list[int]) -> None
     assert [(r.body, r.keep_alive) for r in seen if isinstance(r, HTTPRequest)] == [(BODY, True), (b"{}", False)]
 
 
+def test_a_big_body_in_many_reads_is_read_whole_with_what_follows_it() -> None:
+    body = json.dumps({"input": "x" * 5_000_000}).encode()
+    data = post(body) + post()
+    parser = RequestParser()
+    seen: list[HTTPRequest | Handover | Refusal] = []
+    for pos in range(0, len(data), 65536):
+        parser.feed(data[pos : pos + 65536])
+        seen += events(parser)
+    assert [r.body for r in seen if isinstance(r, HTTPRequest)] == [body, BODY]
+
+
 def test_empty_lines_before_a_request_are_skipped() -> None:
     [request] = parse(b"\r\n\r\n" + post())
     assert isinstance(request, HTTPRequest) and request.body == BODY

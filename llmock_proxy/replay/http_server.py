@@ -173,7 +173,12 @@ class HTTPConnection(asyncio.Protocol):
 
     def serve(self, request: HTTPRequest) -> None:
         arrival = self.loop.time()
-        answer = self.server.dispatch(request.method, request.target, request.headers, request.body, arrival)
+        try:
+            answer = self.server.dispatch(request.method, request.target, request.headers, request.body, arrival)
+        except Exception as exc:  # a bug: answered, as aiohttp would, and not the connection's end
+            url = f"http://{request.headers.get('host', '')}{request.target}"
+            log_internal_error(request.method, url, exc)
+            answer = internal_error_plan(request.method, url, request.headers, exc)
         if type(answer) is not Plan:
             self.give_away(answer)
             return

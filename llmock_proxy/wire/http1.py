@@ -90,29 +90,36 @@ class RequestParser:
         self._buffer = b""
         self._pos = 0  # where the next request starts in _buffer
         self._start = 0  # where the last request returned (or handed over) started
-        # A head read whose body has not all arrived: (request, body start, body length).
+        self._scanned = 0  # the head's end is not before this (less 3) in _buffer
+        # A head read whose body has not all arrived: (request, body start, body length),
+        # and the reads since, joined once the body is all in (a big body comes in
+        # many reads: adding each to the buffer would copy it over and over).
         self._waiting: tuple[HTTPRequest, int, int] | None = None
+        self._pieces: list[bytes] = []
+        self._piece_bytes = 0
         self.done = False
 
     def feed(self, data: bytes) -> None:
+        if self._waiting is not None:
+            self._pieces.append(data)
+            self._piece_bytes += len(data)
+            return
         if self._start:  # what came before the last request is read: drop it
             self._buffer = self._buffer[self._start :]
             self._pos -= self._start
-            if self._waiting is not None:
-                request, body_start, length = self._waiting
-                self._waiting = (request, body_start - self._start, length)
+            self._scanned = max(0, self._scanned - self._start)
             self._start = 0
         self._buffer = self._buffer + data if self._buffer else data
 
     def pending(self) -> bytes:
         """The bytes from the start of the last request returned (or handed
         over) on: what a server taking the connection over reads first."""
-        return self._buffer[self._start :]
+        return self._buffer[self._start :] + b"".join(self._pieces)
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet part of a request returned."""
-        return len(self._buffer) - self._pos
+        return len(self._buffer) + self._piece_bytes - self._pos
 
     def next_request(self) -> HTTPRequest | Handover | Refusal | None:
         if self.done:
@@ -121,8 +128,12 @@ class RequestParser:
         waiting = self._waiting
         if waiting is not None:
             request, body_start, length = waiting
-            if len(buffer) - body_start < length:
+            if len(buffer) + self._piece_bytes - body_start < length:
                 return None
+            if self._pieces:
+                buffer = self._buffer = b"".join([buffer, *self._pieces])
+                self._pieces.clear()
+                self._piece_bytes = 0
             self._waiting = None
             request.body = buffer[body_start : body_start + length]
             self._start, self._pos = self._pos, body_start + length
@@ -133,9 +144,11 @@ class RequestParser:
         while buffer.startswith(b"\r\n", pos):  # empty lines before a request line are ignored
             pos += 2
         self._pos = pos
-        end = buffer.find(b"\r\n\r\n", pos)
+        searched_from = max(pos, self._scanned - 3)  # a head coming in many reads is searched once
+        end = buffer.find(b"\r\n\r\n", searched_from)
         if end < 0:
-            return self._incomplete_head(buffer, pos)
+            self._scanned = len(buffer)
+            return self._incomplete_head(buffer, pos, searched_from)
         if end - pos > self.max_head:
             return self._refuse(431, f"the request head is longer than {self.max_head} bytes")
         head = buffer[pos:end].decode("latin-1")
@@ -210,7 +223,7 @@ class RequestParser:
         self._start, self._pos = pos, body_start + length
         return request
 
-    def _incomplete_head(self, buffer: bytes, pos: int) -> Handover | Refusal | None:
+    def _incomplete_head(self, buffer: bytes, pos: int, searched_from: int) -> Handover | Refusal | None:
         """No blank line yet: wait, unless the head can no longer be one."""
         size = len(buffer) - pos
         line_end = buffer.find(b"\r\n", pos, pos + self.max_request_line + 2)
@@ -218,7 +231,7 @@ class RequestParser:
             return self._refuse(414, f"the request line is longer than {self.max_request_line} bytes")
         if size > self.max_head:
             return self._refuse(431, f"the request head is longer than {self.max_head} bytes")
-        if buffer.find(b"\n\n", pos) >= 0:
+        if buffer.find(b"\n\n", searched_from) >= 0:
             return self._hand_over(pos, "the head's lines end in a bare LF")
         return None
 
