@@ -85,8 +85,10 @@ class Payload:
             try:
                 parsed = json.loads(text)
                 # A lone surrogate escape ("\ud800") parses but cannot be
-                # re-encoded as UTF-8: keep such documents as text.
-                respelled = compact_json(parsed).encode()
+                # re-encoded as UTF-8: keep such documents as text. Only an
+                # escape can make one (UTF-8 text has none), so a document
+                # without any is not spelled again just to find out.
+                respelled = compact_json(parsed).encode() if exact or "\\u" in text else b""
             except (ValueError, UnicodeEncodeError):
                 parsed = None
             else:
