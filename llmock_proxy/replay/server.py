@@ -1,4 +1,4 @@
-"""The replay engine: an aiohttp application that serves matched interactions.
+"""The replay engine: a server that answers requests with matched interactions.
 
 One engine serves one :class:`~llmock_proxy.replay.session.ReplaySession`. It runs
 in two places:
@@ -13,8 +13,16 @@ What goes on the wire is a :class:`Plan`: status, headers (the recorded ones,
 with length and encoding left for the server to recompute) and either one
 body or a list of timed chunks (encoded SSE events, NDJSON lines, EventStream
 frames). Chunk offsets are milliseconds after the request arrived; the
-engine sleeps until each deadline on the loop clock rather than adding
-per-chunk sleeps, so lateness never accumulates.
+engine waits for each deadline on the loop clock rather than adding
+per-chunk sleeps, so lateness never accumulates
+(:mod:`llmock_proxy.replay.schedule`).
+
+On the wire: :meth:`ReplayEngine.dispatch` decides every answer without
+I/O; the engine's own HTTP/1.1 server (:mod:`llmock_proxy.replay.http_server`)
+writes the plans, and hands aiohttp (this module's application) the
+connections only aiohttp can serve: WebSocket sessions, misses forwarded
+upstream, request bodies in transfer-coding. A subclass that wraps
+:meth:`ReplayEngine.handle` gets aiohttp for every request.
 
 Timing modes: ``recorded`` (offsets as recorded, or as a fixture's
 ``latency`` / ``streamingProfile`` say), ``instant`` (no delays) and
