@@ -25,6 +25,42 @@ class MatchSpecError(ValueError):
     """A ``match`` section the matcher cannot use; the message names the fixture and key."""
 
 
+class WireError(ValueError):
+    """Bytes a wire codec cannot decode, or an item it cannot encode.
+
+    The one error every codec in :mod:`llmock_proxy.wire` raises (each
+    module's docstring says when); the message names the form, the item or
+    header, and what is wrong. A ``ValueError``, so older ``except
+    ValueError`` callers keep working."""
+
+
+class WireEncodeError(WireError):
+    """An item that cannot be put on the wire in its form (a header name
+    EventStream cannot hold, an SSE ``id`` with a line break, a value of the
+    wrong type); raised by the encoders, never by the decoders."""
+
+
+class BodyTooLarge(WireError):
+    """A decoded body larger than the cap: a few kilobytes of gzip can
+    decode to gigabytes. A server answers 413; the recorder keeps the body
+    as it came (still encoded)."""
+
+    def __init__(self, limit: int, what: str = "the decoded body"):
+        super().__init__(f"{what} is larger than {limit} bytes")
+        self.limit = limit
+
+
+class TooDeep(ValueError):
+    """JSON or YAML nested deeper than we keep as data (see
+    :mod:`llmock_proxy.nesting`): such a payload stays text, such a file is
+    refused with a :class:`CassetteError` naming it. Deep nesting would
+    otherwise surface as ``RecursionError`` wherever the value is walked."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"nested deeper than {limit} levels")
+        self.limit = limit
+
+
 def format_path(path: Sequence[Any]) -> str:
     """``("interactions", 3, "response", "events", 7, "t")`` -> ``interactions[3].response.events[7].t``."""
     out = ""

@@ -31,6 +31,7 @@ from llmock_proxy.cassette.model import (
 )
 from llmock_proxy.cassette.parse_cache import (
     CACHE_DIR_ENV,
+    CACHE_FORMAT,
     CACHE_MAX_MB_ENV,
     CACHE_SWITCH_ENV,
     DEFAULT_MIN_BYTES,
@@ -209,8 +210,8 @@ def test_invalid_files_are_not_cached(tmp_path: Path, cache: ParseCache) -> None
         pytest.param(lambda entry: b"", id="empty"),
         # Still valid JSON, same length: only the checksum can tell.
         pytest.param(lambda entry: entry.replace(b"question 5", b"question 6", 1), id="altered-body"),
-        pytest.param(lambda entry: entry.replace(b"llmock-proxy-parse-cache 1", b"llmock-proxy-parse-cache 9", 1),
-                     id="other-format"),
+        pytest.param(lambda entry: entry.replace(b"llmock-proxy-parse-cache %d" % CACHE_FORMAT,
+                                                 b"llmock-proxy-parse-cache 99", 1), id="other-format"),
     ],
 )
 def test_a_corrupt_entry_is_ignored_and_rewritten(tmp_path: Path, cache: ParseCache, damage: Any) -> None:

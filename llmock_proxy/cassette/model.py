@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from llmock_proxy import nesting
 from llmock_proxy.errors import CassetteError
 
 FORMAT_VERSION = 1
@@ -75,6 +76,8 @@ class Payload:
         JSON is parsed when the content type says JSON or the bytes look like a
         JSON document. With ``exact`` (binary WebSocket frames, EventStream
         payloads) JSON is only kept when re-encoding gives the same bytes.
+        JSON nested deeper than :data:`~llmock_proxy.nesting.MAX_PAYLOAD_DEPTH`
+        stays text. Never raises.
         """
         try:
             text = data.decode("utf-8")
@@ -83,13 +86,13 @@ class Payload:
         stripped = text.strip()
         if stripped[:1] in ("{", "[") or _is_json_type(content_type):
             try:
-                parsed = json.loads(text)
+                parsed = nesting.loads(text)
                 # A lone surrogate escape ("\ud800") parses but cannot be
                 # re-encoded as UTF-8: keep such documents as text. Only an
                 # escape can make one (UTF-8 text has none), so a document
                 # without any is not spelled again just to find out.
                 respelled = compact_json(parsed).encode() if exact or "\\u" in text else b""
-            except (ValueError, UnicodeEncodeError):
+            except (ValueError, UnicodeEncodeError, RecursionError):  # TooDeep is a ValueError
                 parsed = None
             else:
                 if isinstance(parsed, (dict, list)) and (not exact or respelled == data):

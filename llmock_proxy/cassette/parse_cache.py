@@ -10,6 +10,12 @@ path, reads the JSON instead. A changed byte is a different key.
 Only the YAML step is skipped: :func:`llmock_proxy.cassette.store.parse` validates
 and builds the model from cached data exactly as from freshly parsed data.
 
+An entry is the parsed data written out as JSON, so aliases come out
+expanded: it is only ever made from data :func:`llmock_proxy.cassette.yamlio.loads`
+accepted, which bounds alias expansion (``ALIAS_RATIO``) and nesting while it
+reads. An entry is therefore at most about ten times the YAML it stands for,
+and a 1 KB alias bomb never gets this far.
+
 The cache never decides whether a load succeeds:
 
 * an entry that cannot be read, is truncated, or fails its checksum is a
@@ -49,7 +55,9 @@ DEFAULT_MIN_BYTES = 2 * 1024
 
 # Bump when the YAML reader may turn the same bytes into different data: old
 # entries then stop matching (and age out under the size limit).
-CACHE_FORMAT = 1
+# 2: nesting past 256 levels and alias bombs are refused (an entry made by an
+# older reader could hold what this one refuses).
+CACHE_FORMAT = 2
 _MAGIC = b"llmock-proxy-parse-cache"
 _SUFFIX = ".json"
 _TEMP_PREFIX = ".tmp-"

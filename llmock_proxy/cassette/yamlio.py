@@ -6,6 +6,15 @@ loader is narrowed further to JSON's data model (mappings, lists, strings,
 numbers, booleans, null): an unquoted ``2024-05-01`` stays a string instead
 of becoming a ``datetime``, and ``!!binary``/``!!set``/``!!python/...`` tags
 are refused, so everything loaded can go back on the wire as JSON.
+
+Hostile files are refused while they are read, with a ``yaml.YAMLError``
+(which :func:`llmock_proxy.cassette.store.parse` turns into a
+:class:`~llmock_proxy.errors.CassetteError` naming the file): nesting deeper
+than :data:`MAX_DEPTH`, and aliases that would expand the document past
+:data:`ALIAS_RATIO` times the values it spells out (at least
+:data:`ALIAS_MIN_NODES`) -- a 1 KB "billion laughs" file is refused at its
+first few aliases instead of being handed, as a tree of 10^9 shared leaves,
+to whatever walks it next (the key scan, the parse cache, a replay).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from llmock_proxy import nesting
 
 try:  # the C implementations are several times faster; fall back when absent
     from yaml import CSafeDumper as _BaseDumper
@@ -147,8 +158,18 @@ def loads(text: str | bytes) -> Any:
 # Newer PyYAML/libyaml releases refuse flow nesting past 1000 in their
 # scanner, which reads up to 1024 characters ahead of the events we see; when
 # the parser fails, _flow_depth_error says whether nesting was the reason, so
-# the refusal is ours whichever release is installed.
-MAX_DEPTH = 512
+# the refusal is ours whichever release is installed. The bound is the one
+# every file shares (see llmock_proxy.nesting: what walks the tree later recurses).
+MAX_DEPTH = nesting.MAX_DOCUMENT_DEPTH
+
+# Aliases give the anchored value again, shared, so loading a "billion laughs"
+# file is cheap and everything that walks it afterwards is not. Counted in
+# values (each mapping, list and scalar one) as if every alias were written
+# out: aliases may add at most this many times the values the file spells
+# out itself, or ALIAS_MIN_NODES when that is more. Hand-written files that
+# reuse a block of headers or tools stay far below.
+ALIAS_RATIO = 10
+ALIAS_MIN_NODES = 100_000
 
 
 class _JsonBuilder:
@@ -159,7 +180,8 @@ class _JsonBuilder:
     going from events to values directly is about twice as fast and needs no
     recursion. Semantics follow the safe loader, narrowed to JSON values:
     aliases give the anchored value again, merge keys (``<<``) are honoured,
-    the last of duplicate keys wins.
+    the last of duplicate keys wins. Aliases are bounded by what they expand
+    to (:data:`ALIAS_RATIO`).
     """
 
     _MERGE = object()  # pending key of a mapping that is collecting a ``<<`` value
@@ -169,6 +191,8 @@ class _JsonBuilder:
         self._text = text
         self._loader = SafeLoader(text)
         self._anchors: dict[str, Any] = {}
+        # Values each anchor stands for, written out (anchored scalars: 1).
+        self._sizes: dict[str, int] = {}
         self._plain_tags: dict[str, str] = {}
 
     def build(self) -> Any:
@@ -203,8 +227,10 @@ class _JsonBuilder:
 
     def _document(self) -> Any:
         get_event = self._loader.get_event
-        # One frame per open collection: [container, pending key, anchor, merges].
+        # One frame per open collection: [container, pending key, anchor, merges, values before it].
         stack: list[list[Any]] = []
+        # Values so far as if every alias were written out, and those aliases add.
+        values = expanded = 0
         top: list[Any] | None = None
         # Plain scalars repeat a lot (keys, small numbers, true/null): each
         # distinct spelling is resolved and constructed once. The values are
@@ -216,6 +242,7 @@ class _JsonBuilder:
             event: Any = get_event()  # the parser's events: attributes by kind
             kind = event.__class__
             if kind is scalar_event:
+                values += 1
                 if event.anchor is not None or event.tag is not None:
                     value = self._scalar(event)
                 elif not event.implicit[0]:
@@ -232,14 +259,16 @@ class _JsonBuilder:
                 if event.anchor is not None:
                     self._anchors[event.anchor] = _IN_PROGRESS
                 container: Any = {} if kind is mapping_start else []
-                top = [container, no_key, event.anchor, None]
+                top = [container, no_key, event.anchor, None, values]
+                values += 1
                 stack.append(top)
                 continue
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                container, _, anchor, merges = stack.pop()
+                container, _, anchor, merges, before = stack.pop()
                 value = self._merged(container, merges, event) if merges else container
                 if anchor is not None:
                     self._anchors[anchor] = value
+                    self._sizes[anchor] = values - before
                 top = stack[-1] if stack else None
             elif kind is yaml.AliasEvent:
                 value = self._anchors.get(event.anchor, _UNDEFINED)
@@ -247,6 +276,16 @@ class _JsonBuilder:
                     raise self._error(f"found undefined alias {event.anchor!r}", event)
                 if value is _IN_PROGRESS:
                     raise self._error("a recursive alias cannot be JSON data", event)
+                size = self._sizes.get(event.anchor, 1)
+                values += size
+                expanded += size
+                allowed = max(ALIAS_MIN_NODES, ALIAS_RATIO * (values - expanded))
+                if expanded > allowed:
+                    raise self._error(
+                        f"aliases expand to more than {allowed} values ({ALIAS_RATIO} times what the file "
+                        f"spells out, at least {ALIAS_MIN_NODES}): refused as an alias bomb",
+                        event,
+                    )
             else:  # pragma: no cover - the parser emits nothing else inside a document
                 raise self._error(f"unexpected {kind.__name__}", event)
 
@@ -290,13 +329,14 @@ class _JsonBuilder:
             value = self._typed(tag, event)
         if event.anchor is not None:
             self._anchors[event.anchor] = value
+            self._sizes.pop(event.anchor, None)  # a scalar: one value
         return value
 
     def _typed(self, tag: str, event: yaml.ScalarEvent) -> Any:
         text = event.value
         # Fast paths for the common spellings; YAML 1.1 oddities (octal 012,
         # 0x1F, 1_000, .inf, 1:30 sexagesimal) go to PyYAML's constructors.
-        if tag == _INT_TAG and text.isdigit() and (text[0] != "0" or text == "0"):
+        if tag == _INT_TAG and text.isdigit() and (text[0] != "0" or text == "0") and len(text) < 19:
             return int(text)
         if tag == _FLOAT_TAG and text[:1].isdigit() and text.isascii() and ":" not in text:
             try:
@@ -307,7 +347,10 @@ class _JsonBuilder:
         end: Any = event.end_mark
         node = yaml.ScalarNode(tag, text, start, end, event.style)
         constructors = self._loader.yaml_constructors
-        return (constructors.get(tag) or constructors[None])(self._loader, node)
+        try:
+            return (constructors.get(tag) or constructors[None])(self._loader, node)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer of more digits than Python converts
+            raise self._error(f"cannot read {text[:40]!r} as {tag.rsplit(':', 1)[-1]}: {exc}", event) from None
 
     def _check_collection_tag(self, event: Any, expected: str) -> None:
         if event.tag is not None and event.tag not in ("!", expected):

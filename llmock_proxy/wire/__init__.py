@@ -9,6 +9,17 @@ bytes. They know nothing of sockets, mitmproxy or YAML.
     for chunk in body: items += decoder.feed(chunk)
     items += decoder.close()
     wire = b"".join(encode(form, item) for item in items)
+
+Errors: every codec raises :class:`~llmock_proxy.errors.WireError` (a
+``ValueError``) and nothing else for bad input. The SSE and NDJSON decoders
+never raise (what is not JSON, or nests deeper than
+:data:`~llmock_proxy.nesting.MAX_PAYLOAD_DEPTH`, stays text); the EventStream
+decoder raises :class:`EventStreamError`; the encoders raise
+:class:`~llmock_proxy.errors.WireEncodeError` for an item that cannot be
+written; :mod:`~llmock_proxy.wire.content_encoding` raises
+:class:`~llmock_proxy.wire.content_encoding.ContentEncodingError` and
+:class:`~llmock_proxy.errors.BodyTooLarge`. :func:`encode` given an item of
+another form raises ``TypeError`` (a caller's bug, not bad input).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol
 
 from llmock_proxy.cassette.model import EventStreamFrame, NDJSONLine, SSEEvent
+from llmock_proxy.errors import BodyTooLarge, WireEncodeError, WireError
 from llmock_proxy.wire.eventstream import (
     EventStreamDecoder,
     EventStreamError,
@@ -89,6 +101,7 @@ def encode(form: StreamForm, item: Any) -> bytes:
 
 __all__ = [
     "MEDIA_TYPES",
+    "BodyTooLarge",
     "EventStreamDecoder",
     "EventStreamError",
     "NDJSONDecoder",
@@ -96,6 +109,8 @@ __all__ = [
     "StreamDecoder",
     "StreamForm",
     "StreamItem",
+    "WireEncodeError",
+    "WireError",
     "encode",
     "encode_event",
     "encode_frame",

@@ -3,6 +3,18 @@
 The recorder tees a response as it streams, so bodies are decoded chunk by
 chunk rather than at the end. ``Content-Encoding: gzip, br`` means gzip was
 applied first, so the decoders run in the reverse order.
+
+A few kilobytes of gzip, brotli or zstd can decode to gigabytes, so every
+stage stops at ``max_size`` decoded bytes (default
+:data:`DEFAULT_MAX_DECODED_SIZE`); each decompressor is asked for at most a
+bounded piece of output at a time, so memory stays near the cap.
+
+Error contract: :class:`Decompressor` and :func:`decompress` raise
+:class:`ContentEncodingError` (a :class:`~llmock_proxy.errors.WireError`) for
+an unknown coding, data that is not valid for its coding and data that ends
+early, and :class:`~llmock_proxy.errors.BodyTooLarge` (also a ``WireError``)
+once the decoded body passes the cap: a server answers that with 413, the
+recorder keeps the body as it came.
 """
 
 from __future__ import annotations
@@ -14,10 +26,27 @@ from typing import Protocol
 
 import brotli
 
+from llmock_proxy.errors import BodyTooLarge, WireError
+
 if sys.version_info >= (3, 14):
     from compression import zstd
 else:  # the same module, backported (a declared dependency before 3.14)
     from backports import zstd
+
+# The decoded size a body may reach (the raw body a server accepts is
+# capped separately, at 256 MiB in the replay engine).
+DEFAULT_MAX_DECODED_SIZE = 64 * 1024 * 1024
+# The most output asked of a decompressor in one call.
+_PIECE = 1024 * 1024
+# Brotli releases before 1.2 cannot bound one call's output: the input goes in
+# this many bytes at a time, which holds at most a meta-block or two (16 MiB
+# of output each) between two checks of the cap.
+_BROTLI_SLICE = 16
+
+
+class ContentEncodingError(WireError):
+    """A body that cannot be decoded: an unknown coding, data that is not
+    valid for its coding, or data that ends early. Names the coding."""
 
 
 class _Stage(Protocol):
@@ -28,14 +57,70 @@ class _Stage(Protocol):
     def flush(self) -> bytes: ...
 
 
+class _Budget:
+    """Counts one stage's output against the cap."""
+
+    def __init__(self, coding: str, max_size: int) -> None:
+        self.coding = coding
+        self.max_size = max_size
+        self.produced = 0
+
+    def take(self, out: bytes) -> bytes:
+        self.produced += len(out)
+        if self.produced > self.max_size:
+            raise BodyTooLarge(self.max_size, f"the body decoded from {self.coding}")
+        return out
+
+    @property
+    def left(self) -> int:
+        """How much to ask for next: one more byte than the cap allows, so
+        going over it is seen, never more than a piece."""
+        return max(1, min(_PIECE, self.max_size - self.produced + 1))
+
+
 class _Identity:
     name = "identity"
 
+    def __init__(self, max_size: int) -> None:
+        self._budget = _Budget(self.name, max_size)
+
     def feed(self, data: bytes) -> bytes:
-        return data
+        return self._budget.take(data)
 
     def flush(self) -> bytes:
         return b""
+
+
+class _Zlib:
+    """One zlib stream (gzip, zlib-wrapped or raw deflate), read in bounded pieces."""
+
+    def __init__(self, wbits: int, budget: _Budget) -> None:
+        self._stream = zlib.decompressobj(wbits)
+        self._budget = budget
+
+    @property
+    def eof(self) -> bool:
+        return self._stream.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._stream.unused_data
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        stream, budget = self._stream, self._budget
+        while True:
+            ask = budget.left
+            piece = stream.decompress(data, ask)
+            out.append(budget.take(piece))
+            left = len(data)
+            data = stream.unconsumed_tail
+            # A full piece may leave output inside zlib even with no input left.
+            if stream.eof or (not data and len(piece) < ask) or (not piece and len(data) == left):
+                return out
+
+    def flush(self) -> bytes:
+        return self._budget.take(self._stream.flush(self._budget.left))
 
 
 class _Gzip:
@@ -43,19 +128,20 @@ class _Gzip:
 
     name = "gzip"
 
-    def __init__(self) -> None:
-        self._stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    def __init__(self, max_size: int) -> None:
+        self._budget = _Budget(self.name, max_size)
+        self._stream = _Zlib(16 + zlib.MAX_WBITS, self._budget)
         self._started = False  # bytes of the current member have arrived
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         while data:
             self._started = True
-            out.append(self._stream.decompress(data))
+            out += self._stream.feed(data)
             if not self._stream.eof:
                 break
             data = self._stream.unused_data
-            self._stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._stream = _Zlib(16 + zlib.MAX_WBITS, self._budget)
             self._started = False
         return b"".join(out)
 
@@ -72,9 +158,10 @@ class _Deflate:
 
     name = "deflate"
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int) -> None:
+        self._budget = _Budget(self.name, max_size)
         self._head = b""
-        self._stream: zlib._Decompress | None = None
+        self._stream: _Zlib | None = None
 
     def feed(self, data: bytes) -> bytes:
         if self._stream is None:
@@ -84,8 +171,8 @@ class _Deflate:
             data, self._head = self._head, b""
             cmf, flg = data[0], data[1]
             zlib_wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
-            self._stream = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
-        return self._stream.decompress(data)
+            self._stream = _Zlib(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS, self._budget)
+        return b"".join(self._stream.feed(data))
 
     def flush(self) -> bytes:
         if self._stream is None:
@@ -101,15 +188,32 @@ class _Deflate:
 class _Brotli:
     name = "br"
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int) -> None:
+        self._budget = _Budget(self.name, max_size)
         self._stream = brotli.Decompressor()
+        # brotli >= 1.2 bounds one call's output itself.
+        self._bounded = hasattr(self._stream, "can_accept_more_data")
         self._started = False
 
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
         self._started = True
-        return self._stream.process(data)
+        if self._bounded:
+            return self._feed_bounded(data)
+        out: list[bytes] = []
+        take, process = self._budget.take, self._stream.process
+        for start in range(0, len(data), _BROTLI_SLICE):
+            out.append(take(process(data[start : start + _BROTLI_SLICE])))
+        return b"".join(out)
+
+    def _feed_bounded(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        stream, budget = self._stream, self._budget
+        out.append(budget.take(stream.process(data, output_buffer_limit=budget.left)))
+        while not stream.can_accept_more_data():
+            out.append(budget.take(stream.process(b"", output_buffer_limit=budget.left)))
+        return b"".join(out)
 
     def flush(self) -> bytes:
         if self._started and not self._stream.is_finished():
@@ -122,18 +226,24 @@ class _Zstd:
 
     name = "zstd"
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int) -> None:
+        self._budget = _Budget(self.name, max_size)
         self._stream = zstd.ZstdDecompressor()
         self._started = False
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
+        budget = self._budget
         while data:
             self._started = True
-            out.append(self._stream.decompress(data))
-            if not self._stream.eof:
+            stream = self._stream
+            out.append(budget.take(stream.decompress(data, budget.left)))
+            # Output held back by the bound comes with more calls on no input.
+            while not stream.eof and not stream.needs_input:
+                out.append(budget.take(stream.decompress(b"", budget.left)))
+            if not stream.eof:
                 break
-            data = self._stream.unused_data
+            data = stream.unused_data
             self._stream = zstd.ZstdDecompressor()
             self._started = False
         return b"".join(out)
@@ -144,7 +254,7 @@ class _Zstd:
         return b""
 
 
-_STAGES: dict[str, type[_Stage]] = {
+_STAGES: dict[str, Callable[[int], _Stage]] = {
     "identity": _Identity,
     "gzip": _Gzip,
     "x-gzip": _Gzip,  # RFC 9110: to be treated as gzip
@@ -166,18 +276,21 @@ def encodings(content_encoding: str | None) -> list[str]:
 class Decompressor:
     """Decode a body that arrives in pieces: ``feed`` each piece, then ``flush``.
 
-    Raises :class:`ValueError` for an unknown coding (naming it) and for data
-    that is not valid for its coding or ends early.
+    Raises :class:`ContentEncodingError` for an unknown coding (naming it) and
+    for data that is not valid for its coding or ends early, and
+    :class:`~llmock_proxy.errors.BodyTooLarge` once a stage has put out more
+    than ``max_size`` bytes. After an error the decompressor is not used again.
     """
 
-    def __init__(self, content_encoding: str | None) -> None:
+    def __init__(self, content_encoding: str | None, *, max_size: int = DEFAULT_MAX_DECODED_SIZE) -> None:
         self.content_encoding = content_encoding
+        self.max_size = max_size
         stages: list[_Stage] = []
         for coding in encodings(content_encoding):
-            stage_type = _STAGES.get(coding)
-            if stage_type is None:
-                raise ValueError(f"unknown Content-Encoding {coding!r} in {content_encoding!r}")
-            stages.append(stage_type())
+            make = _STAGES.get(coding)
+            if make is None:
+                raise ContentEncodingError(f"unknown Content-Encoding {coding!r} in {content_encoding!r}")
+            stages.append(make(max_size))
         # The last coding applied is the first one to undo.
         self._stages = stages[::-1]
 
@@ -197,10 +310,10 @@ class Decompressor:
         try:
             return step(*args)
         except _DECODE_ERRORS as exc:
-            raise ValueError(f"cannot decode Content-Encoding {stage.name}: {exc}") from None
+            raise ContentEncodingError(f"cannot decode Content-Encoding {stage.name}: {exc}") from None
 
 
-def decompress(data: bytes, content_encoding: str | None) -> bytes:
-    """A whole body at once."""
-    decoder = Decompressor(content_encoding)
+def decompress(data: bytes, content_encoding: str | None, *, max_size: int = DEFAULT_MAX_DECODED_SIZE) -> bytes:
+    """A whole body at once (see :class:`Decompressor` for the errors)."""
+    decoder = Decompressor(content_encoding, max_size=max_size)
     return decoder.feed(data) + decoder.flush()

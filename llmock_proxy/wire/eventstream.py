@@ -13,6 +13,17 @@ false), ``byte``, ``short``, ``int``, ``long`` and ``timestamp`` (ms) as ints,
 ``bytes`` as base64 text and ``uuid`` as its canonical string. Header order and
 the payload bytes are kept, so ``encode_frame`` of a decoded frame gives back
 the exact bytes that were received.
+
+Error contract: :class:`EventStreamDecoder` raises :class:`EventStreamError`
+(a :class:`~llmock_proxy.errors.WireError`) for anything that is not valid
+EventStream, naming the check, the frame and its byte offset; a payload that
+is not JSON, or is JSON nested deeper than
+:data:`~llmock_proxy.nesting.MAX_PAYLOAD_DEPTH`, is kept as text or base64,
+never an error. :func:`encode_frame` raises
+:class:`~llmock_proxy.errors.WireEncodeError` for a frame that cannot be put
+on the wire (a header name that is not 1 to 255 bytes of UTF-8, a value of
+the wrong type or out of range, a payload that cannot be encoded), naming the
+header.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import zlib
 from typing import Any
 
 from llmock_proxy.cassette.model import EventStreamFrame, Payload
+from llmock_proxy.errors import WireEncodeError, WireError
 
 PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC
 CRC_LENGTH = 4
@@ -57,7 +69,7 @@ _INTEGER_FORMATS: dict[int, struct.Struct] = {
 _TYPE_NAMES = {code: name for name, code in _TYPE_CODES.items()}
 
 
-class EventStreamError(ValueError):
+class EventStreamError(WireError):
     """A stream that is not valid EventStream; says which check failed, the
     index of the frame and the byte offset in the stream where it starts."""
 
@@ -248,23 +260,35 @@ def _parse_value(name: str, data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def encode_headers(headers: dict[str, Any]) -> bytes:
+    """The headers section of a message; raises
+    :class:`~llmock_proxy.errors.WireEncodeError` naming the header that
+    cannot be encoded."""
+    if not isinstance(headers, dict):
+        raise WireEncodeError(f"EventStream headers must be a mapping, got {type(headers).__name__}")
     out = bytearray()
     for name, value in headers.items():
-        raw_name = name.encode("utf-8")
+        if not isinstance(name, str):
+            raise WireEncodeError(f"EventStream header name {name!r} must be text, got {type(name).__name__}")
+        try:
+            raw_name = name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WireEncodeError(f"EventStream header name {name!r} is not UTF-8 text") from None
         if not 0 < len(raw_name) < 256:
-            raise ValueError(f"EventStream header name {name!r} must be 1 to 255 bytes")
+            raise WireEncodeError(f"EventStream header name {name[:300]!r} must be 1 to 255 bytes, not {len(raw_name)}")
         out.append(len(raw_name))
         out += raw_name
         out += _encode_value(name, value)
+    if len(out) > MAX_HEADERS_LENGTH:
+        raise WireEncodeError(f"EventStream headers of {len(out)} bytes exceed {MAX_HEADERS_LENGTH}")
     return bytes(out)
 
 
 def _encode_value(name: str, value: Any) -> bytes:
     if isinstance(value, str):
-        return bytes([_STRING]) + _with_u16_length(name, value.encode("utf-8"))
+        return bytes([_STRING]) + _with_u16_length(name, _utf8(name, value))
     if not (isinstance(value, dict) and "type" in value and "value" in value):
-        raise ValueError(
-            f"EventStream header {name!r}: expected a string or {{type, value}}, got {value!r}"
+        raise WireEncodeError(
+            f"EventStream header {name!r}: expected a string or {{type, value}}, got {value!r}"[:500]
         )
     kind, inner = value["type"], value["value"]
     try:
@@ -273,8 +297,10 @@ def _encode_value(name: str, value: Any) -> bytes:
                 raise ValueError(f"expected true or false, got {inner!r}")
             return bytes([_BOOL_TRUE if inner else _BOOL_FALSE])
         if kind == "string":
-            return bytes([_STRING]) + _with_u16_length(name, str(inner).encode("utf-8"))
-        code = _TYPE_CODES.get(kind)
+            if not isinstance(inner, str):
+                raise ValueError(f"expected text, got {type(inner).__name__}")
+            return bytes([_STRING]) + _with_u16_length(name, _utf8(name, inner))
+        code = _TYPE_CODES.get(kind) if isinstance(kind, str) else None
         if code is None:
             raise ValueError(f"unknown type {kind!r}")
         if code in _INTEGER_FORMATS:
@@ -282,25 +308,59 @@ def _encode_value(name: str, value: Any) -> bytes:
                 raise ValueError(f"expected an integer, got {inner!r}")
             return bytes([code]) + _INTEGER_FORMATS[code].pack(inner)
         if code == _TYPE_CODES["bytes"]:
+            if not isinstance(inner, str):
+                raise ValueError(f"expected base64 text, got {type(inner).__name__}")
             return bytes([code]) + _with_u16_length(name, base64.b64decode(inner, validate=True))
-        return bytes([code]) + uuid.UUID(str(inner)).bytes
+        if not isinstance(inner, str):
+            raise ValueError(f"expected a UUID as text, got {type(inner).__name__}")
+        return bytes([code]) + uuid.UUID(inner).bytes
+    except WireEncodeError:
+        raise
     except (struct.error, binascii.Error, ValueError, TypeError) as exc:
-        raise ValueError(f"EventStream header {name!r} ({kind}): {exc}") from None
+        raise WireEncodeError(f"EventStream header {name!r} ({kind}): {exc}"[:500]) from None
+
+
+def _utf8(name: str, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireEncodeError(f"EventStream header {name!r}: value is not UTF-8 text (a lone surrogate?)") from None
 
 
 def _with_u16_length(name: str, raw: bytes) -> bytes:
     if len(raw) > 0xFFFF:
-        raise ValueError(f"EventStream header {name!r}: value of {len(raw)} bytes exceeds 65535")
+        raise WireEncodeError(f"EventStream header {name!r}: value of {len(raw)} bytes exceeds 65535")
     return struct.pack(">H", len(raw)) + raw
 
 
 def encode_frame(frame: EventStreamFrame) -> bytes:
-    """One message on the wire, both CRCs computed."""
+    """One message on the wire, both CRCs computed. Raises
+    :class:`~llmock_proxy.errors.WireEncodeError` for a frame that cannot be
+    encoded (see the module docstring)."""
     headers = encode_headers(frame.headers)
-    payload = frame.payload.to_bytes()
+    payload = _payload_bytes(frame.payload)
+    if len(payload) > MAX_PAYLOAD_LENGTH:
+        raise WireEncodeError(f"EventStream payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_LENGTH}")
     total = MIN_MESSAGE_LENGTH + len(headers) + len(payload)
     prelude = struct.pack(">II", total, len(headers))
     prelude += _U32.pack(_crc32(prelude))
     message = prelude + headers + payload
     return message + _U32.pack(_crc32(message))
 
+
+def _payload_bytes(payload: Any) -> bytes:
+    if not isinstance(payload, Payload):
+        raise WireEncodeError(f"EventStream payload must be a Payload, got {type(payload).__name__}")
+    kind, value = payload.kind, payload.value
+    try:
+        if kind == "json":
+            return payload.to_bytes()
+        if kind == "text" and isinstance(value, str):
+            return value.encode("utf-8")
+        if kind == "base64" and isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+    except RecursionError:
+        raise WireEncodeError("EventStream payload is nested too deep to write as JSON") from None
+    except (TypeError, ValueError) as exc:  # binascii.Error and UnicodeEncodeError are ValueErrors
+        raise WireEncodeError(f"EventStream payload ({kind}) cannot be encoded: {exc}"[:500]) from None
+    raise WireEncodeError(f"EventStream payload: kind {kind!r} with a {type(value).__name__} value cannot be encoded")

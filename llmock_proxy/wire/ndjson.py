@@ -4,23 +4,31 @@ Each non-blank line becomes one :class:`NDJSONLine`. A line holding a JSON
 value other than a string is stored parsed; anything else (text that does not
 parse, and JSON strings) is stored as the line's own text, so a ``str`` in the
 model always means "these characters, verbatim" and re-encodes byte for byte.
+
+Error contract: the decoder never raises; any bytes decode (invalid UTF-8 is
+replaced, a line that is not JSON, or is JSON nested deeper than
+:data:`~llmock_proxy.nesting.MAX_PAYLOAD_DEPTH`, stays text).
+:func:`encode_line` raises :class:`~llmock_proxy.errors.WireEncodeError` for a
+line it cannot write (a text line holding a newline, data that is not
+JSON-encodable or not UTF-8).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from llmock_proxy import nesting
 from llmock_proxy.cassette.model import NDJSONLine, compact_json
+from llmock_proxy.errors import WireEncodeError
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_line(text: str) -> Any:
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = nesting.loads(text)
+    except ValueError:  # not JSON, or too deep to keep as data (TooDeep)
         return text
     if isinstance(value, str):
         return text
@@ -83,10 +91,17 @@ class NDJSONDecoder:
 def encode_line(line: NDJSONLine) -> bytes:
     """Compact JSON and a newline; a text line goes out as it is."""
     data = line.data
-    if isinstance(data, str):
-        if "\n" in data:
-            raise ValueError(f"NDJSON text line cannot hold a newline: {data!r}")
-        # The decoder drops one CR before the LF; give it one to drop.
-        end = b"\r\n" if data.endswith("\r") else b"\n"
-        return data.encode("utf-8") + end
-    return compact_json(data).encode("utf-8") + b"\n"
+    try:
+        if isinstance(data, str):
+            if "\n" in data:
+                raise WireEncodeError(f"NDJSON text line cannot hold a newline: {data[:100]!r}")
+            # The decoder drops one CR before the LF; give it one to drop.
+            end = b"\r\n" if data.endswith("\r") else b"\n"
+            return data.encode("utf-8") + end
+        return compact_json(data).encode("utf-8") + b"\n"
+    except WireEncodeError:
+        raise
+    except RecursionError:
+        raise WireEncodeError("NDJSON line data is nested too deep to write") from None
+    except (TypeError, ValueError) as exc:  # not JSON-encodable; UnicodeEncodeError: a lone surrogate
+        raise WireEncodeError(f"NDJSON line data cannot be written: {exc}") from None

@@ -13,16 +13,25 @@ Where the browser algorithm throws information away, the recorder keeps it:
 - :meth:`SSEDecoder.close` dispatches an event the stream ended inside.
 
 ``decode(encode_event(e)) == [e]`` for every event the decoder produces.
+
+Error contract: the decoder never raises; any bytes decode (invalid UTF-8 is
+replaced, ``data`` that is not JSON, or is JSON nested deeper than
+:data:`~llmock_proxy.nesting.MAX_PAYLOAD_DEPTH`, stays text).
+:func:`encode_event` raises :class:`~llmock_proxy.errors.WireEncodeError` for
+an event that cannot be written (a line break in ``event`` or ``id``, a
+negative or non-integer ``retry``, a field of the wrong type, ``data`` that is
+not JSON-encodable).
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from typing import Any
 
+from llmock_proxy import nesting
 from llmock_proxy.cassette.model import SSEEvent, compact_json
+from llmock_proxy.errors import WireEncodeError
 
 # Any of the three line ends; CRLF is tried first so it counts as one.
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -33,13 +42,14 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def parse_data(text: str) -> Any:
     """The stored form of an event's data: parsed JSON for an object or array,
-    the text itself otherwise (``[DONE]``, plain tokens, malformed JSON)."""
+    the text itself otherwise (``[DONE]``, plain tokens, malformed JSON, JSON
+    nested too deep to keep as data)."""
     head = text.lstrip()[:1]
     if head != "{" and head != "[":
         return text
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = nesting.loads(text)
+    except ValueError:  # not JSON, or too deep (TooDeep)
         return text
     if not isinstance(value, (dict, list)):
         return text
@@ -159,27 +169,50 @@ def encode_event(event: SSEEvent) -> bytes:
 
     Lines end in LF and values follow ``": "`` (google-genai expects exactly
     ``data: ``). An event with a comment and fields becomes a comment line
-    followed by the event, which decodes as two events.
+    followed by the event, which decodes as two events. Raises
+    :class:`~llmock_proxy.errors.WireEncodeError` for an event that cannot be
+    written so that it reads back the same.
     """
     parts: list[str] = []
     if event.comment is not None:
         # A line end would end the comment and start a field: one line each.
-        parts.extend(f": {line}\n" for line in _LINE_END.split(event.comment))
+        parts.extend(f": {line}\n" for line in _LINE_END.split(_text("comment", event.comment)))
     if event.event is not None:
         parts.append(f"event: {_single_line('event', event.event)}\n")
     if event.id is not None:
+        if "\0" in _text("id", event.id):
+            raise WireEncodeError("SSE event field 'id' cannot hold NUL (a reader ignores such an id)")
         parts.append(f"id: {_single_line('id', event.id)}\n")
     if event.retry is not None:
-        parts.append(f"retry: {int(event.retry)}\n")
-    text = event.data_text
+        retry = event.retry
+        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+            raise WireEncodeError(f"SSE event field 'retry' must be an integer >= 0, got {retry!r}")
+        parts.append(f"retry: {retry}\n")
+    try:
+        text = event.data_text
+    except (TypeError, ValueError, RecursionError) as exc:  # not JSON-encodable, or too deep
+        raise WireEncodeError(f"SSE event data cannot be written as JSON: {_reason(exc)}") from None
     if text is not None:
         for line in _LINE_END.split(text):
             parts.append(f"data: {line}\n")
     parts.append("\n")
-    return "".join(parts).encode("utf-8")
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WireEncodeError(f"SSE event holds text that is not UTF-8 (a lone surrogate?): {exc}") from None
 
 
-def _single_line(name: str, value: str) -> str:
-    if _LINE_END.search(value):
-        raise ValueError(f"SSE event field {name!r} cannot hold a line break: {value!r}")
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise WireEncodeError(f"SSE event field {name!r} must be text, got {type(value).__name__}")
     return value
+
+
+def _single_line(name: str, value: object) -> str:
+    if _LINE_END.search(_text(name, value)):
+        raise WireEncodeError(f"SSE event field {name!r} cannot hold a line break: {value!r}")
+    return str(value)
+
+
+def _reason(exc: BaseException) -> str:
+    return "nested too deep" if isinstance(exc, RecursionError) else str(exc)
