@@ -5,6 +5,7 @@ base-URL transport's engine thread serving real SDKs through the variables it se
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import socket
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from google import genai
@@ -27,6 +29,7 @@ from llmock_proxy.pytest_plugin.environment import (
     normalize_ollama_host,
     upstreams_from,
 )
+from llmock_proxy.pytest_plugin.mitmdump import MitmdumpProxy
 from llmock_proxy.pytest_plugin.network import NetworkBlocked, NetworkBlocker, is_local
 from llmock_proxy.pytest_plugin.options import (
     MODES,
@@ -273,3 +276,48 @@ def test_a_journal_entry_survives_the_control_endpoints_json() -> None:
         "source": "c.yaml: interactions[2]", "message": None, "nearMisses": [],
     }
     assert entry_from_dict(data).to_dict() == data
+
+
+# -- the proxy transport with real SDKs ----------------------------------------------------------------
+
+
+def test_every_sdk_goes_through_the_proxy_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """openai, anthropic and google-genai (sync on httpx/httpx2, async on httpx and aiohttp) keep
+    their real host names and reach the test's session through HTTPS_PROXY, trusting SSL_CERT_FILE."""
+    fixtures = write_fixtures(tmp_path / "proxy.json", ("Through the proxy?", "answered by the session"))
+    proxy = MitmdumpProxy("instant").start()
+    try:
+        session = proxy.open(SessionSpec("proxy-test", fixtures=(fixtures,)))
+        for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY", "NO_PROXY",
+                     "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        patch = EnvironmentPatch({**session.env, **dummy_keys({})}).apply()
+        try:
+            question = [{"role": "user", "content": "Through the proxy?"}]
+            answers = [
+                openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=question)
+                .choices[0].message.content,
+                anthropic.Anthropic(max_retries=0).messages.create(
+                    model="claude-sonnet-4-5", max_tokens=32, messages=question
+                ).content[0].text,
+            ]
+            gemini = genai.Client()
+            answers.append(gemini.models.generate_content(model="gemini-2.5-flash", contents="Through the proxy?").text)
+
+            async def asynchronous() -> list[str | None]:
+                async_openai = openai.AsyncOpenAI(max_retries=0)
+                chat = await async_openai.chat.completions.create(model="gpt-4o-mini", messages=question)
+                await async_openai.close()
+                made = await gemini.aio.models.generate_content(
+                    model="gemini-2.5-flash", contents="Through the proxy?"
+                )
+                return [chat.choices[0].message.content, made.text]
+
+            answers += asyncio.run(asynchronous())
+        finally:
+            patch.restore()
+        assert answers == ["answered by the session"] * 5
+        journal = session.close().journal
+        assert [e.family.split(".")[0] for e in journal] == ["openai", "anthropic", "gemini", "openai", "gemini"]
+    finally:
+        proxy.stop()
