@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
+import fnmatch
 import json
+import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +38,9 @@ from llmock_proxy.cassette.redact import (
     SecretFound,
     mask,
 )
+from llmock_proxy.cassette.secret_names import DEFAULT_NOT_SECRET_NAMES, DEFAULT_SECRET_NAMES, NameRules, normalize
+from llmock_proxy.cassette.secret_streams import cut
+from llmock_proxy.cassette.secret_values import spellings
 
 # Key-shaped test values, one per built-in pattern. None of them is a real credential.
 KEYS = {
@@ -50,6 +57,28 @@ KEYS = {
     "slack": "xoxb-" + "1234567890-abcdefghij",
     "openai-ephemeral": "ek_" + "68af0123456789abcdef0123",
     "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "groq": "gsk_" + "testFAKE0123456789abcdefghijKLMN",
+    "xai": "xai-" + "testFAKE0123456789abcdefghijKLMN",
+    "huggingface": "hf_" + "testFAKE0123456789abcdefghij",
+    "replicate": "r8_" + "testFAKE0123456789abcdefghij",
+    "gitlab": "glpat-" + "test-FAKE-0123456789ab",
+    "stripe-live": "sk_live_" + "testFAKE0123456789",
+    "stripe-restricted": "rk_live_" + "testFAKE0123456789",
+    "stripe-test": "sk_test_" + "testFAKE0123456789",
+    "perplexity": "pplx-" + "testFAKE0123456789abcdefghij",
+    "bedrock": "ABSK" + "QmVkcm9ja0FQSUtleS10ZXN0RkFLRS0wMTIzNDU2Nzg5YWJjZGVm",
+    "npm": "npm_" + "testFAKE0123456789abcdefghijklmnop",
+    "pypi": "pypi-AgE" + "testFAKE0123456789abcdefghij",
+    "google-client-secret": "GOCSPX-" + "testFAKE0123456789abcdef",
+    "langsmith": "lsv2_pt_" + "testFAKE0123456789abcdef_01",
+    "private-key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\ntestFAKE+/=\n-----END PRIVATE KEY-----",
+}
+# Shapes known by what stands before them: (text, the part that is secret).
+CONTEXT_SECRETS = {
+    "slack-webhook": ("https://hooks.slack.com/services/" + "T0TESTFAKE/B0TESTFAKE/testFAKE0123456789abcd",
+                      "T0TESTFAKE/B0TESTFAKE/testFAKE0123456789abcd"),
+    "aws-secret": ("aws_secret_access_key = " + "testFAKEtestFAKE/testFAKE+testFAKE012345",
+                   "testFAKEtestFAKE/testFAKE+testFAKE012345"),
 }
 BEARER_TOKEN = "abcDEF0123456789ghiJKL"
 
@@ -175,15 +204,38 @@ def test_ordinary_text_is_left_alone(harmless: str) -> None:
     assert redactor.redact_text(harmless) == harmless
 
 
+@pytest.mark.parametrize("kind", sorted(CONTEXT_SECRETS))
+def test_shapes_known_by_their_context_lose_the_secret_part(kind: str) -> None:
+    text, secret = CONTEXT_SECRETS[kind]
+    out = redactor.redact_text(f"config: {text}\n")
+    assert secret not in out and PLACEHOLDER in out
+    assert out == f"config: {text.replace(secret, PLACEHOLDER)}\n"
+
+
+@pytest.mark.parametrize(
+    "harmless",
+    [
+        "the hf_hub_download helper", "use sk_live mode", "xai-grok-2 is a model", "an r8_ prefix",
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOC\n-----END PUBLIC KEY-----",
+        "secret_access_key = short", "https://hooks.slack.com/services/",
+    ],
+)
+def test_new_key_shapes_leave_look_alikes_alone(harmless: str) -> None:
+    assert redactor.redact_text(harmless) == harmless
+
+
+_SAMPLES = [*KEYS.values(), f"Bearer {BEARER_TOKEN}", *(text for text, _ in CONTEXT_SECRETS.values())]
+
+
 def test_every_builtin_pattern_is_exercised() -> None:
-    hit = {p.name for p in BUILTIN_PATTERNS for key in list(KEYS.values()) + [f"Bearer {BEARER_TOKEN}"] if p.regex.search(key)}
+    hit = {p.name for p in BUILTIN_PATTERNS for key in _SAMPLES if p.regex.search(key)}
     assert hit == {p.name for p in BUILTIN_PATTERNS}
 
 
 def test_each_builtin_patterns_matches_contain_one_of_its_literals() -> None:
     # The fast path skips texts holding none of a pattern's literals.
     for pattern in BUILTIN_PATTERNS:
-        for sample in list(KEYS.values()) + [f"Bearer {BEARER_TOKEN}"]:
+        for sample in _SAMPLES:
             for m in pattern.regex.finditer(sample):
                 found = m.group(0).lower() if pattern.fold_case else m.group(0)
                 assert any(lit in found for lit in pattern.literals), (pattern.name, sample)
@@ -389,7 +441,7 @@ json_paths:
   - client_secret.value
   - data[*].secret
   - "[*].password"
-  - items[1].token
+  - items[1].ref
   - "*.pin"
 patterns:
   - 'acme_[A-Za-z0-9]{16}'
@@ -415,10 +467,10 @@ def test_rules_file_adds_headers_and_query_params(custom: Redactor) -> None:
 
 def test_rules_file_json_paths_apply_to_bodies_events_lines_and_messages(custom: Redactor) -> None:
     body = {"client_secret": {"value": "ek_live", "expires_at": 1}, "data": [{"secret": 1, "id": "a"}, {"id": "b"}],
-            "items": [{"token": "keep"}, {"token": "drop"}], "user": {"pin": 1234, "name": "n"}}
+            "items": [{"ref": "keep"}, {"ref": "drop"}], "user": {"pin": 1234, "name": "n"}}
     expected = {"client_secret": {"value": PLACEHOLDER, "expires_at": 1},
                 "data": [{"secret": PLACEHOLDER, "id": "a"}, {"id": "b"}],
-                "items": [{"token": "keep"}, {"token": PLACEHOLDER}], "user": {"pin": PLACEHOLDER, "name": "n"}}
+                "items": [{"ref": "keep"}, {"ref": PLACEHOLDER}], "user": {"pin": PLACEHOLDER, "name": "n"}}
     out = custom.redact_interaction(Interaction(
         Request("POST", "https://a.test/", body=Payload.json([{"password": "hunter2", "user": "u"}])),
         Response(200, body=Payload.json(body)),
@@ -515,9 +567,27 @@ REFERENCE_SHAPES = {
     "OpenAI ephemeral key": r"(?<![A-Za-z0-9_])ek_[A-Za-z0-9]{24,}",
     "JWT": _T + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     "Bearer token": r"(?<![A-Za-z0-9])(?i:bearer)\s+((?=[A-Za-z0-9._~+/\-]*[0-9])[A-Za-z0-9._~+/\-]{16,}=*)",
+    "Groq API key": r"(?<![A-Za-z0-9_])gsk_[A-Za-z0-9]{20,}",
+    "xAI API key": _T + r"xai-[A-Za-z0-9]{20,}",
+    "Hugging Face token": r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{20,}",
+    "Replicate token": r"(?<![A-Za-z0-9_])r8_[A-Za-z0-9]{20,}",
+    "GitLab token": _T + r"glpat-[A-Za-z0-9_\-]{20,}",
+    "Stripe key": r"(?<![A-Za-z0-9_])[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
+    "Perplexity API key": _T + r"pplx-[A-Za-z0-9]{20,}",
+    "Bedrock API key": r"(?<![A-Za-z0-9+/])ABSK[A-Za-z0-9+/]{40,}={0,2}",
+    "npm token": r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{30,}",
+    "PyPI token": _T + r"pypi-AgE[A-Za-z0-9_\-]{20,}",
+    "Google OAuth client secret": _T + r"GOCSPX-[A-Za-z0-9_\-]{20,}",
+    "LangSmith key": r"(?<![A-Za-z0-9_])lsv2_(?:pt|sk)_[A-Za-z0-9_]{20,}",
+    # No lookbehind trick in these three: the shipped form is the reference.
+    "Slack webhook": next(p.regex.pattern for p in BUILTIN_PATTERNS if p.name == "Slack webhook"),
+    "private key": next(p.regex.pattern for p in BUILTIN_PATTERNS if p.name == "private key"),
+    "AWS secret access key": next(p.regex.pattern for p in BUILTIN_PATTERNS if p.name == "AWS secret access key"),
 }
 _PIECES = ["sk-", "test-", "proj-", "AIza", "ya29.", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "ek_",
-           "eyJ", ".", "Bearer ", "a", "Z", "7", "_", "-", " ", "\n", "x" * 20, "A1" * 10]
+           "eyJ", ".", "Bearer ", "a", "Z", "7", "_", "-", " ", "\n", "x" * 20, "A1" * 10,
+           "gsk_", "xai-", "hf_", "r8_", "glpat-", "sk_live_", "rk_test_", "pplx-", "npm_", "pypi-AgE", "GOCSPX-",
+           "lsv2_pt_", "ABSK", "+/", "="]
 
 
 @settings(max_examples=400, deadline=None)
@@ -530,3 +600,419 @@ def test_builtin_key_shapes_find_what_their_reference_form_finds(text: str) -> N
         reference = re.compile(REFERENCE_SHAPES[pattern.name])
         shipped = [(m.span(), m.group(pattern.group)) for m in pattern.regex.finditer(text)]
         assert shipped == [(m.span(), m.group(pattern.group)) for m in reference.finditer(text)], pattern.name
+
+
+# -- by name, generically ------------------------------------------------------------------------
+
+SECRET_HEADER_NAMES = [
+    "x-portkey-api-key", "x-api-token", "X-Auth-Token", "x-session-token", "helicone-auth", "X-Goog-Api-Key",
+    "xApiToken", "X-API-Token", "x-custom-password", "x-access-key", "x-client-credentials", "x-refresh-token",
+    "cf-access-client-secret", "x-upstream-authorization", "x-db-passwd",
+]
+KEPT_HEADER_NAMES = [
+    "x-request-id", "x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-remaining", "x-amzn-bedrock-input-token-count", "access-control-allow-credentials",
+    "content-type", "user-agent", "openai-processing-ms", "idempotency-key", "x-stainless-retry-count",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_HEADER_NAMES)
+def test_header_names_that_say_credential_are_redacted_in_requests_and_responses(name: str) -> None:
+    value = "opaque-value-0042"
+    out = redactor.redact_interaction(Interaction(Request("GET", "https://a.test/", {name: value}),
+                                                  Response(200, {name: value})))
+    assert out.request.headers == {name: PLACEHOLDER}
+    assert out.response is not None and out.response.headers == {name: PLACEHOLDER}
+
+
+@pytest.mark.parametrize("name", KEPT_HEADER_NAMES)
+def test_header_names_that_only_mention_tokens_or_credentials_are_kept(name: str) -> None:
+    value = "value-kept-0042"
+    out = redactor.redact_interaction(Interaction(Request("GET", "https://a.test/", {name: value}),
+                                                  Response(200, {name: value})))
+    assert out.request.headers == {name: value}
+    assert out.response is not None and out.response.headers == {name: value}
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("auth=abc123", "auth=REDACTED"),
+        ("client_secret=abc123&client_id=app", "client_secret=REDACTED&client_id=app"),
+        ("x-goog-api-key=abc123", "x-goog-api-key=REDACTED"),
+        ("apiKey=abc123", "apiKey=REDACTED"),
+        ("password=abc123", "password=REDACTED"),
+        ("refresh_token=abc123", "refresh_token=REDACTED"),
+        ("alt=sse;key=abc123", "alt=sse;key=REDACTED"),
+        ("pageToken=next-page&pageSize=10", "pageToken=next-page&pageSize=10"),
+        ("max_tokens=5&alt=sse", "max_tokens=5&alt=sse"),
+    ],
+)
+def test_query_parameter_names_that_say_credential_are_redacted(query: str, expected: str) -> None:
+    assert redactor.redact_url(f"https://a.test/v1/x?{query}") == f"https://a.test/v1/x?{expected}"
+
+
+def test_a_credential_in_the_url_fragment_is_redacted() -> None:
+    url = "https://a.test/callback#access_token=abc123&state=xyz"
+    assert redactor.redact_url(url) == "https://a.test/callback#access_token=REDACTED&state=xyz"
+
+
+SECRET_FIELDS = {
+    "api_key": "body-key-0042",
+    "apiKey": "body-key-0042",
+    "aws_secret_access_key": "aws-secret-0042",
+    "client_secret": "client-secret-0042",
+    "refresh_token": "refresh-0042",
+    "private_key": "pem-0042",
+    "passphrase": "passphrase-0042",
+    "auth": "auth-0042",
+    "secretKey": "secret-0042",
+    "session_token": "session-0042",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_FIELDS))
+def test_json_field_names_that_say_credential_are_redacted_in_requests_and_answers(name: str) -> None:
+    body = {"model": "m", name: SECRET_FIELDS[name]}
+    out = redactor.redact_interaction(Interaction(
+        Request("POST", "https://a.test/", body=Payload.json(body)),
+        Response(200, events=[SSEEvent(data=body, t=1)], lines=None),
+    ))
+    assert out.request.json == {"model": "m", name: PLACEHOLDER}
+    assert out.response is not None and out.response.events is not None
+    assert out.response.events[0].data == {"model": "m", name: PLACEHOLDER}
+
+
+def test_strings_under_a_credential_name_are_redacted_at_any_depth_numbers_stay() -> None:
+    body = {
+        "credentials": {"password": "pw-0042", "user": "bob"},
+        "client_secret": {"value": "opaque-0042", "expires_at": 1750000000},
+        "tools": [{"type": "mcp", "server_url": "https://mcp.test", "authorization": "mcp-0042",
+                   "headers": {"Authorization": "Bearer mcp-0043", "X-Trace": "t"}}],
+        "mcp_servers": [{"name": "s", "authorization_token": "mcp-0044"}],
+    }
+    out = redactor.redact_request(Request("POST", "https://a.test/", body=Payload.json(body)))
+    assert out.json == {
+        "credentials": {"password": PLACEHOLDER, "user": PLACEHOLDER},
+        "client_secret": {"value": PLACEHOLDER, "expires_at": 1750000000},
+        "tools": [{"type": "mcp", "server_url": "https://mcp.test", "authorization": PLACEHOLDER,
+                   "headers": {"Authorization": PLACEHOLDER, "X-Trace": "t"}}],
+        "mcp_servers": [{"name": "s", "authorization_token": PLACEHOLDER}],
+    }
+
+
+def test_llm_fields_that_mention_tokens_or_signatures_are_kept() -> None:
+    body = {
+        "max_tokens": 5, "max_output_tokens": 9, "max_response_output_tokens": "inf", "tokenizer": "cl100k_base",
+        "usage": {"prompt_tokens": 1, "total_tokens": 2, "prompt_tokens_details": {"cached_tokens": 0},
+                  "input_token_details": {"text_tokens": 1}},
+        "usageMetadata": {"promptTokenCount": 3, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 3}]},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "content": [{"type": "thinking", "thinking": "hmm", "signature": "EqQBCkgIARABGAIiQL"}],
+        "parts": [{"text": "a", "thoughtSignature": "CiQB0e2Kb7"}],
+        "logprobs": {"content": [{"token": "Hel", "logprob": -0.1, "bytes": [72],
+                                  "top_logprobs": [{"token": "Hel", "logprob": -0.1}]}]},
+        "logprobsResult": {"chosenCandidates": [{"token": "lo", "logProbability": -0.2}]},
+        "token_likelihoods": [{"token": "x", "likelihood": -1.5}],
+        "nextPageToken": "page-2", "next_page_token": "page-3", "token_type": "Bearer",
+        "model_info": {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b"]},
+    }
+    out = redactor.redact_response(Response(200, body=Payload.json(body)))
+    assert out.json == body
+
+
+@pytest.mark.parametrize(
+    "name, normal",
+    [("X-API-Token", "x_api_token"), ("xApiToken", "x_api_token"), ("x_api__token", "x_api_token"),
+     ("APIKey", "api_key"), ("promptTokenCount", "prompt_token_count"), ("tokenizer.ggml.model", "tokenizer_ggml_model")],
+)
+def test_names_are_normalised_before_the_globs_apply(name: str, normal: str) -> None:
+    assert normalize(name) == normal
+
+
+def test_explain_names_the_rule_that_decides() -> None:
+    names = NameRules()
+    assert names.explain("x-portkey-api-key") == "'x-portkey-api-key' (x_portkey_api_key) is a secret name: '*api_key*'"
+    assert names.explain("max_tokens") == (
+        "'max_tokens' (max_tokens) matches secret name '*token*' but also not-secret name '*tokens'"
+    )
+    assert names.explain("model") == "'model' (model) matches no secret name"
+
+
+def test_every_default_secret_glob_and_allow_list_entry_is_exercised() -> None:
+    secret_names = [*SECRET_HEADER_NAMES, *SECRET_FIELDS, "credentials", "x-cookie-jar", "token", "x_auth",
+                    "authorization", "x-apikey"]
+    kept_names = [*KEPT_HEADER_NAMES, "max_tokens", "prompt_tokens_details", "promptTokenCount", "token_counts",
+                  "input_token_details", "input_token_limit", "thinking_token_budget", "stop_token_id",
+                  "stop_token_ids", "token_type", "token_strings", "token_likelihoods", "token_logprobs",
+                  "tokenizer", "hf_tokenizer_name", "page_token", "next_token", "continuation_token"]
+    names = NameRules()
+    assert all(names.is_secret(n) for n in secret_names), [n for n in secret_names if not names.is_secret(n)]
+    assert not any(names.is_secret(n) for n in kept_names), [n for n in kept_names if names.is_secret(n)]
+    used_secret = {g for n in secret_names for g in DEFAULT_SECRET_NAMES if fnmatch.fnmatchcase(normalize(n), g)}
+    used_allowed = {g for n in kept_names for g in DEFAULT_NOT_SECRET_NAMES if fnmatch.fnmatchcase(normalize(n), g)}
+    assert used_secret == set(DEFAULT_SECRET_NAMES)
+    assert used_allowed == set(DEFAULT_NOT_SECRET_NAMES)
+
+
+def test_rules_file_adds_secret_names_and_exempts_others(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("secret_names: ['*tenant*']\nnot_secret_names: [x_session_token]\n")
+    custom = Redactor.from_file(path)
+    out = custom.redact_interaction(Interaction(
+        Request("GET", "https://a.test/?tenant_id=acme", {"x-tenant": "acme", "x-session-token": "s-1"},
+                Payload.json({"tenantName": "acme", "api_key": "k-1"})),
+    ))
+    assert out.request.url == "https://a.test/?tenant_id=REDACTED"
+    assert out.request.headers == {"x-tenant": PLACEHOLDER, "x-session-token": "s-1"}
+    assert out.request.json == {"tenantName": PLACEHOLDER, "api_key": PLACEHOLDER}
+    assert Redactor.from_file(path).rules.names.explain("x-session-token").endswith("not-secret name 'x_session_token'")
+
+
+def test_form_bodies_are_redacted_by_field_name() -> None:
+    form = "grant_type=client_credentials&client_id=app&client_secret=form-secret-0042&scope=a+b"
+    request = Request("POST", "https://a.test/oauth/token", {"content-type": "application/x-www-form-urlencoded"},
+                      Payload("text", form))
+    out = redactor.redact_request(request)
+    assert out.body == Payload("text", "grant_type=client_credentials&client_id=app&client_secret=REDACTED&scope=a+b")
+    # Text that merely looks like pairs is left alone without the form content type.
+    assert redactor.redact_request(replace(request, headers={})).body == request.body
+
+
+def test_url_userinfo_is_dropped_and_its_password_redacted_everywhere() -> None:
+    out = redactor.redact_interaction(Interaction(
+        Request("POST", "http://gateway-user:gateway-pass-0042@127.0.0.1:8080/v1/chat/completions"),
+        error="ClientConnectorError: Cannot connect to host (user gateway-pass-0042)",
+    ))
+    assert out.request.url == "http://127.0.0.1:8080/v1/chat/completions"
+    assert out.error == "ClientConnectorError: Cannot connect to host (user <redacted>)"
+
+
+def test_websocket_subprotocol_keys_are_redacted() -> None:
+    value = "realtime, openai-insecure-api-key.opaque-ws-key-0042, openai-beta.realtime-v1"
+    out = redactor.redact_interaction(Interaction(
+        Request("GET", "wss://api.test/v1/realtime", {"sec-websocket-protocol": value}),
+        Response(101, websocket=WebSocketSession([WSMessage(False, Payload.json({"echo": "opaque-ws-key-0042"}))],
+                                                 subprotocol="realtime")),
+    ))
+    assert out.request.headers["sec-websocket-protocol"] == (
+        "realtime, openai-insecure-api-key.REDACTED, openai-beta.realtime-v1"
+    )
+    assert out.response is not None and out.response.websocket is not None
+    assert out.response.websocket.messages[0].payload.value == {"echo": PLACEHOLDER}
+
+
+# -- by value: what was sent, wherever it comes back -----------------------------------------------
+
+OPAQUE = "opaque-portkey-credential-0042"  # no key shape: only its name gives it away
+
+
+def _echo_everywhere(value: str) -> Response:
+    quoted = urllib.parse.quote(value, safe="")
+    chunk = base64.b64encode(json.dumps({"delta": {"text": f"key {value}"}}).encode()).decode()
+    return Response(
+        200,
+        {"x-echo": value, "content-type": "application/json"},
+        body=Payload.json({"error": {"message": f"Incorrect API key provided: {value}.", "url": f"?k={quoted}",
+                                     "basic": base64.b64encode(f"user:{value}".encode()).decode()}}),
+        events=[SSEEvent(data={"text": value}, event="echo", id=value, t=1), SSEEvent(data=f"raw {value}", t=2)],
+        lines=[NDJSONLine({"message": {"content": value}}, 3)],
+        frames=[EventStreamFrame({":event-type": "chunk"}, Payload.json({"bytes": chunk, "p": "abc"}), 4),
+                EventStreamFrame({":event-type": "blob"}, Payload("base64", base64.b64encode(
+                    b"\x00\x01" + value.encode() + b"\xff").decode()), 5)],
+        websocket=WebSocketSession([WSMessage(False, Payload.json({"type": "session.updated", "key": value}), t=6),
+                                    WSMessage(False, Payload("text", f"hello {value}"), t=7)],
+                                   close=WSClose(1008, f"bad key {value}", "server", 8)),
+    )
+
+
+def _holds(interaction: Interaction, value: str) -> list[str]:
+    """Where ``value`` (or its base64 at any alignment, or its percent-encoding) is in the interaction."""
+    forms = spellings(value)
+    found = []
+    for path, text, _ in _leaves_of(interaction.to_dict()):
+        texts = [text]
+        try:
+            texts.append(base64.b64decode(text, validate=True).decode("latin-1"))
+        except (binascii.Error, ValueError):
+            pass
+        if any(form in t for form in forms for t in texts):
+            found.append(path)
+    return found
+
+
+def _leaves_of(data: object) -> list[tuple[str, str, bool]]:
+    from llmock_proxy.cassette.redact import _leaves  # the scan's own walker
+
+    return [(".".join(map(str, path)), text, is_key) for path, text, is_key in _leaves(data, ())]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request("POST", "https://a.test/v1/x", {"x-portkey-api-key": OPAQUE}),
+        Request("POST", "https://a.test/v1/x", {"authorization": f"Bearer {OPAQUE}"}),
+        Request("POST", "https://a.test/v1/x", {"authorization": "Basic " + base64.b64encode(f"me:{OPAQUE}".encode()).decode()}),
+        Request("POST", f"https://a.test/v1/x?key={OPAQUE}"),
+        Request("POST", f"https://me:{OPAQUE}@a.test/v1/x"),
+        Request("POST", "https://a.test/v1/x", body=Payload.json({"api_key": OPAQUE})),
+        Request("GET", "wss://a.test/v1/realtime", {"sec-websocket-protocol": f"realtime, openai-insecure-api-key.{OPAQUE}"}),
+    ],
+    ids=["header", "bearer", "basic", "query", "userinfo", "json-field", "subprotocol"],
+)
+def test_a_value_sent_as_a_credential_is_removed_from_the_whole_interaction(request_: Request) -> None:
+    interaction = Interaction(request_, _echo_everywhere(OPAQUE), match={"userMessage": f"what is {OPAQUE}?"},
+                              summary={"text": f"it is {OPAQUE}"}, incomplete=f"closed after {OPAQUE}")
+    out = redactor.redact_interaction(interaction)
+    assert _holds(out, OPAQUE) == []
+    assert out.response is not None and out.response.json is not None
+    assert out.response.json["error"]["message"] == f"Incorrect API key provided: {PLACEHOLDER}."
+    assert out.match["userMessage"] == f"what is {PLACEHOLDER}?"
+    # The rest is untouched.
+    assert out.response.events is not None and out.response.events[1].data == f"raw {PLACEHOLDER}"
+    frames = out.response.frames or []
+    inner = json.loads(base64.b64decode(frames[0].payload.value["bytes"]))
+    assert inner == {"delta": {"text": f"key {PLACEHOLDER}"}} and frames[0].payload.value["p"] == "abc"
+
+
+def test_values_found_by_a_json_path_are_removed_everywhere(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("json_paths: [session.ref]\n")
+    custom = Redactor.from_file(path)
+    out = custom.redact_interaction(Interaction(
+        Request("POST", "https://a.test/", body=Payload.json({"session": {"ref": "ref-value-0042"}})),
+        Response(200, body=Payload.json({"echo": "you sent ref-value-0042"})),
+    ))
+    assert out.response is not None and out.response.json == {"echo": f"you sent {PLACEHOLDER}"}
+
+
+def test_short_values_are_redacted_only_where_they_were_found() -> None:
+    out = redactor.redact_interaction(Interaction(
+        Request("POST", "http://127.0.0.1:11434/v1/chat/completions", {"authorization": "Bearer ollama"}),
+        Response(200, body=Payload.json({"model": "llama3", "system_fingerprint": "fp_ollama"})),
+    ))
+    assert out.request.headers["authorization"] == "Bearer <redacted>"
+    assert out.response is not None and out.response.json == {"model": "llama3", "system_fingerprint": "fp_ollama"}
+
+
+def test_an_interaction_without_credentials_is_returned_as_it_was() -> None:
+    interaction = Interaction(
+        Request("POST", "https://a.test/v1/x", {"content-type": "application/json"}, Payload.json({"q": "hi"})),
+        Response(200, events=[SSEEvent(data={"delta": {"text": piece}}, t=i) for i, piece in enumerate("Hello there")]),
+    )
+    assert redactor.redact_interaction(interaction) == interaction
+
+
+# -- by value and shape, across the items of a stream ----------------------------------------------
+
+SPLIT_SECRET = "opaque-streamed-credential-0042"
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _split_forms(text: str, size: int) -> dict[str, Response]:
+    pieces = _pieces(text, size)
+    chunk = lambda piece: base64.b64encode(json.dumps({"type": "content_block_delta",  # noqa: E731
+                                                       "delta": {"type": "text_delta", "text": piece}}).encode()).decode()
+    return {
+        "sse": Response(200, events=[SSEEvent(data={"choices": [{"index": 0, "delta": {"content": p}}]}, t=i)
+                                     for i, p in enumerate(pieces)]),
+        "sse-text": Response(200, events=[SSEEvent(data=p, t=i) for i, p in enumerate(pieces)]),
+        "ndjson": Response(200, lines=[NDJSONLine({"message": {"role": "assistant", "content": p}, "done": False}, i)
+                                       for i, p in enumerate(pieces)]),
+        "eventstream": Response(200, frames=[
+            EventStreamFrame({":event-type": "contentBlockDelta"},
+                             Payload.json({"contentBlockIndex": 0, "delta": {"text": p}, "p": "abcdef"}), i)
+            for i, p in enumerate(pieces)]),
+        "eventstream-bytes": Response(200, frames=[
+            EventStreamFrame({":event-type": "chunk"}, Payload.json({"bytes": chunk(p), "p": "ab"}), i)
+            for i, p in enumerate(pieces)]),
+        "websocket": Response(101, websocket=WebSocketSession([
+            WSMessage(True, Payload.json({"type": "response.create"}), t=0),
+            *(WSMessage(False, Payload.json({"type": "response.output_text.delta", "delta": p}), t=i + 1)
+              for i, p in enumerate(pieces)),
+        ])),
+    }
+
+
+def _stream_text(response: Response) -> str:
+    if response.events is not None:
+        return "".join(e.data if isinstance(e.data, str) else e.data["choices"][0]["delta"]["content"]
+                       for e in response.events)
+    if response.lines is not None:
+        return "".join(x.data["message"]["content"] for x in response.lines)
+    if response.frames is not None:
+        out = ""
+        for frame in response.frames:
+            value = frame.payload.value
+            inner = json.loads(base64.b64decode(value["bytes"])) if "bytes" in value else value
+            out += inner["delta"]["text"]
+        return out
+    assert response.websocket is not None
+    return "".join(m.payload.value["delta"] for m in response.websocket.messages if not m.from_client)
+
+
+def _item_count_and_times(response: Response) -> list[float]:
+    items = response.events or response.lines or response.frames or (
+        response.websocket.messages if response.websocket else [])
+    return [item.t for item in items]
+
+
+@pytest.mark.parametrize("form", ["sse", "sse-text", "ndjson", "eventstream", "eventstream-bytes", "websocket"])
+@pytest.mark.parametrize("size", [1, 3, 7])
+def test_a_sent_value_streamed_back_in_pieces_is_removed_from_the_events_it_spans(form: str, size: int) -> None:
+    text = f"Your key is {SPLIT_SECRET}, keep it safe."
+    response = _split_forms(text, size)[form]
+    out = redactor.redact_interaction(Interaction(
+        Request("POST", "https://a.test/v1/x", {"x-api-token": SPLIT_SECRET}), response))
+    assert out.response is not None
+    assert _stream_text(out.response) == f"Your key is {PLACEHOLDER}, keep it safe."
+    assert _item_count_and_times(out.response) == _item_count_and_times(response)
+    assert _holds(out, SPLIT_SECRET) == []
+
+
+@pytest.mark.parametrize("kind", ["sk-test", "groq", "huggingface", "github-pat", "jwt", "aws-akia"])
+@pytest.mark.parametrize("size", [2, 5])
+def test_a_key_shape_streamed_in_pieces_is_removed_without_having_been_sent(kind: str, size: int) -> None:
+    text = f"Here: {KEYS[kind]} (do not share)"
+    response = _split_forms(text, size)["sse"]
+    out = redactor.redact_response(response)
+    assert _stream_text(out) == f"Here: {PLACEHOLDER} (do not share)"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text("ab \n", max_size=12),
+    st.text("ab \n", max_size=12),
+    st.lists(st.integers(1, 60), min_size=1, max_size=8),
+)
+def test_cut_removes_each_span_from_whatever_pieces_hold_it(before: str, after: str, cuts: list[int]) -> None:
+    text = before + SPLIT_SECRET + after
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    start = len(before)
+    out = cut(pieces, [(start, start + len(SPLIT_SECRET))], PLACEHOLDER)
+    assert len(out) == len(pieces)
+    assert "".join(out) == before + PLACEHOLDER + after
+
+
+def test_websocket_directions_are_separate_texts() -> None:
+    # The client's and the server's messages interleave; a key split between
+    # them is not one text (and neither side alone holds it).
+    key = KEYS["sk-test"]
+    session = WebSocketSession([WSMessage(True, Payload.json({"delta": key[:6]}), t=1),
+                                WSMessage(False, Payload.json({"delta": key[6:]}), t=2)])
+    out = redactor.redact_response(Response(101, websocket=session))
+    assert out.websocket == session
+
+
+def test_redaction_with_every_stage_is_idempotent() -> None:
+    text = f"Your key is {SPLIT_SECRET}; also {KEYS['groq']}."
+    once = redactor.redact_interaction(Interaction(
+        Request("POST", f"https://u:{OPAQUE}@a.test/?auth={SPLIT_SECRET}", {"x-api-token": SPLIT_SECRET},
+                Payload.json({"api_key": OPAQUE})),
+        _split_forms(text, 3)["eventstream-bytes"],
+    ))
+    assert redactor.redact_interaction(once) == once

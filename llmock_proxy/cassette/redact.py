@@ -6,26 +6,31 @@ redacts every interaction, dumps the YAML, then scans the final *text* and
 refuses (:class:`SecretFound`) when anything key-shaped is left, naming the
 interaction and field (or the line) and showing only a masked prefix.
 
-What is redacted (see docs/redaction.md for the rules file that adds more):
+An interaction is redacted in two stages (docs/redaction.md has the tables):
 
-* request headers ``authorization`` / ``proxy-authorization`` (the scheme is
-  kept: ``Bearer <redacted>``; AWS SigV4 keeps its scope, loses the key id and
-  signature), ``x-api-key``, ``api-key``, ``x-goog-api-key``, ``cookie``,
-  ``x-amz-security-token``, ``openai-organization``, ``openai-project``;
-* response headers ``set-cookie``, ``openai-organization``, ``openai-project``,
-  ``anthropic-organization-id``;
-* URL query parameters ``key``, ``api_key``, ``apikey``, ``access_token``,
-  ``token``, ``X-Amz-Signature``, ``X-Amz-Credential``,
-  ``X-Amz-Security-Token``, ``sig``, ``signature`` (value becomes ``REDACTED``);
-* key-shaped values anywhere — bodies, SSE events, NDJSON lines, EventStream
-  frames, WebSocket messages (also inside base64), URLs, headers, the match
-  and summary sections: ``sk-`` keys (``sk-proj-``, ``sk-ant-``, and
-  ``sk-test-`` too: test keys never reach a cassette either), Google ``AIza``
-  keys and ``ya29.`` tokens, AWS ``AKIA``/``ASIA`` key ids, ``Bearer``
-  tokens, GitHub and Slack tokens, JWTs.
+1. **By name** (:class:`_Names`): request and response headers, URL query
+   parameters (``&`` and ``;`` separated, and the fragment), URL userinfo
+   (dropped), ``Sec-WebSocket-Protocol`` keys, JSON fields (bodies, SSE
+   events, NDJSON lines, EventStream payloads including the base64 ``bytes``
+   Bedrock wraps its chunks in, WebSocket messages) and form fields whose
+   *name* says credential: the built-in lists, the generic name globs of
+   :mod:`llmock_proxy.cassette.secret_names` (``*token*``, ``*secret*``,
+   ``*api_key*``... minus an allow-list for token counts and the like), and
+   a rules file's additions. Every value removed is remembered, with the
+   key-shaped values of the request's URL and headers.
+2. **By value and by shape** (:class:`_Pass`): every remembered value
+   (:mod:`llmock_proxy.cassette.secret_values`: also percent-encoded,
+   JSON-escaped and inside base64) and every key-shaped value
+   (:data:`BUILTIN_PATTERNS` plus a rules file's patterns) is removed from
+   every string of the interaction: URL, headers, bodies, stream items,
+   WebSocket messages, the close reason, ``match``, ``summary``, ``error``,
+   ``incomplete``. The strings of a stream are also searched put back
+   together (:mod:`llmock_proxy.cassette.secret_streams`), so a value
+   streamed a few characters per event is found too.
 
 The placeholder keeps the presence of a value visible: ``<redacted>``, or
-``REDACTED`` inside URLs where ``<>`` would need escaping.
+``REDACTED`` inside URLs, form bodies and subprotocol names where ``<>``
+would need escaping.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from llmock_proxy.cassette import yamlio
 from llmock_proxy.cassette.model import (
@@ -52,8 +57,12 @@ from llmock_proxy.cassette.model import (
     Response,
     SSEEvent,
     WebSocketSession,
+    WSMessage,
     compact_json,
 )
+from llmock_proxy.cassette.secret_names import NameRules, is_model_token
+from llmock_proxy.cassette.secret_streams import redact_across
+from llmock_proxy.cassette.secret_values import SentValues, ValueMatcher, credential_parts
 from llmock_proxy.errors import format_path
 
 PLACEHOLDER = "<redacted>"
@@ -132,6 +141,7 @@ def _pattern(
 # times faster over a long text (a base64 image in a request) than testing a
 # lookbehind at every position.
 _TOKEN = r"[A-Za-z0-9_\-]"
+_WORD = r"[A-Za-z0-9_]"
 
 
 def _starts(literal: str, before: str = _TOKEN) -> str:
@@ -162,6 +172,47 @@ BUILTIN_PATTERNS: tuple[SecretPattern, ...] = (
     _pattern("Slack token", _starts("xox", "[A-Za-z0-9]") + r"[abposr]-[A-Za-z0-9\-]{10,}", ("xox",)),
     _pattern("OpenAI ephemeral key", _starts("ek_", "[A-Za-z0-9_]") + r"[A-Za-z0-9]{24,}", ("ek_",)),
     _pattern("JWT", _starts("eyJ") + r"[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyJ",)),
+    _pattern("Groq API key", _starts("gsk_", _WORD) + r"[A-Za-z0-9]{20,}", ("gsk_",)),
+    _pattern("xAI API key", _starts("xai-") + r"[A-Za-z0-9]{20,}", ("xai-",)),
+    _pattern("Hugging Face token", _starts("hf_", _WORD) + r"[A-Za-z0-9]{20,}", ("hf_",)),
+    _pattern("Replicate token", _starts("r8_", _WORD) + r"[A-Za-z0-9]{20,}", ("r8_",)),
+    _pattern("GitLab token", _starts("glpat-") + r"[A-Za-z0-9_\-]{20,}", ("glpat-",)),
+    _pattern(
+        "Stripe key",
+        r"(?:sk|rk)_(?:live|test)_(?<![A-Za-z0-9_][sr]k_live_)(?<![A-Za-z0-9_][sr]k_test_)[A-Za-z0-9]{10,}",
+        ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
+    ),
+    # Bedrock's long-term API keys: "ABSK" + base64 of "BedrockAPIKey-...".
+    _pattern("Bedrock API key", _starts("ABSK", "[A-Za-z0-9+/]") + r"[A-Za-z0-9+/]{40,}={0,2}", ("ABSK",)),
+    _pattern("Perplexity API key", _starts("pplx-") + r"[A-Za-z0-9]{20,}", ("pplx-",)),
+    _pattern("npm token", _starts("npm_", _WORD) + r"[A-Za-z0-9]{30,}", ("npm_",)),
+    _pattern("PyPI token", _starts("pypi-") + r"AgE[A-Za-z0-9_\-]{20,}", ("pypi-",)),
+    _pattern("Google OAuth client secret", _starts("GOCSPX-") + r"[A-Za-z0-9_\-]{20,}", ("GOCSPX-",)),
+    _pattern("LangSmith key", _starts("lsv2_", _WORD) + r"(?:pt|sk)_[A-Za-z0-9_]{20,}", ("lsv2_",)),
+    _pattern(
+        "Slack webhook",
+        r"hooks\.slack\.com/services/(T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,})",
+        ("hooks.slack.com/services/",),
+        group=1,
+    ),
+    # The whole PEM block; its base64 may be cut short or spelled with JSON's
+    # "\n" escapes, so the END line is optional.
+    _pattern(
+        "private key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s]|\\[nr])*"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?",
+        ("PRIVATE KEY-----",),
+    ),
+    # An AWS secret access key has no shape of its own: 40 base64 characters
+    # right after its name (an env file, a config echoed in an answer).
+    _pattern(
+        "AWS secret access key",
+        r"(?i:aws_?secret_?access_?key|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
+        r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        ("secret",),
+        group=1,
+        fold_case=True,
+    ),
     # A bearer token: 16+ token characters with at least one digit, so prose
     # ("Bearer authentication") is left alone.
     _pattern(
@@ -207,13 +258,17 @@ class JsonPath:
                 pos = m.end()
         return cls(text, tuple(steps))
 
-    def redact(self, value: Any) -> Any:
-        """``value`` with what the path names replaced; a copy where it changed."""
-        return _redact_at(value, self.steps)
+    def redact(self, value: Any, found: Callable[[str], None] | None = None) -> Any:
+        """``value`` with what the path names replaced; a copy where it
+        changed. ``found`` is told every string replaced."""
+        return _redact_at(value, self.steps, found)
 
 
-def _redact_at(value: Any, steps: tuple[Any, ...]) -> Any:
+def _redact_at(value: Any, steps: tuple[Any, ...], found: Callable[[str], None] | None) -> Any:
     if not steps:
+        if found is not None:
+            for text in _strings_in(value):
+                found(text)
         return PLACEHOLDER
     step, rest = steps[0], steps[1:]
     if isinstance(value, dict):
@@ -225,16 +280,28 @@ def _redact_at(value: Any, steps: tuple[Any, ...]) -> Any:
             return value
         out = dict(value)
         for key in keys:
-            out[key] = _redact_at(value[key], rest)
+            out[key] = _redact_at(value[key], rest, found)
         return out
     if isinstance(value, list):
         if step is _ANY:
-            return [_redact_at(item, rest) for item in value]
+            return [_redact_at(item, rest, found) for item in value]
         if isinstance(step, int) and step < len(value):
             out_list = list(value)
-            out_list[step] = _redact_at(value[step], rest)
+            out_list[step] = _redact_at(value[step], rest, found)
             return out_list
     return value
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # -- rules -----------------------------------------------------------------------------
@@ -247,6 +314,16 @@ class RedactionRules:
     query_params: frozenset[str] = DEFAULT_QUERY_PARAMS
     json_paths: tuple[JsonPath, ...] = ()
     patterns: tuple[SecretPattern, ...] = BUILTIN_PATTERNS
+    names: NameRules = field(default_factory=NameRules)
+
+    def secret_header(self, name: str, listed: frozenset[str]) -> bool:
+        """A header of a section whose own list is ``listed``: listed, or a credential name."""
+        lowered = name.lower()
+        return lowered in listed or self.names.is_secret(lowered)
+
+    def secret_param(self, name: str) -> bool:
+        """A URL query parameter or form field (its decoded name)."""
+        return name.lower() in self.query_params or self.names.is_secret(name)
 
     @cached_property
     def own_patterns(self) -> tuple[SecretPattern, ...]:
@@ -274,7 +351,8 @@ class RedactionRules:
 
     def extended(self, other: Mapping[str, Any], where: str) -> RedactionRules:
         """These rules plus the ones of a parsed rules file (see docs/redaction.md)."""
-        allowed = {"headers", "request_headers", "response_headers", "query_params", "json_paths", "patterns"}
+        allowed = {"headers", "request_headers", "response_headers", "query_params", "json_paths", "patterns",
+                   "secret_names", "not_secret_names"}
         unknown = sorted(str(k) for k in other if k not in allowed)
         if unknown:
             raise RulesError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}")
@@ -300,6 +378,9 @@ class RedactionRules:
             query_params=self.query_params | _names(other, "query_params", where),
             json_paths=self.json_paths + tuple(json_paths),
             patterns=self.patterns + tuple(patterns),
+            names=self.names.extended(
+                _strings(other, "secret_names", where), _strings(other, "not_secret_names", where)
+            ),
         )
 
 
@@ -389,16 +470,29 @@ class Redactor:
         return _Pass(self.rules, strings=True).text(text, placeholder)
 
     def redact_url(self, url: str) -> str:
-        return _Pass(self.rules, strings=True).url(url)
+        """``url`` without userinfo, credential query parameters and key-shaped values."""
+        names = _Names(self.rules)
+        named = names.url(url, shapes=True)
+        return _Pass(self.rules, strings=True, values=names.sent.matcher()).url(named)
 
     def redact_request(self, request: Request) -> Request:
-        return self._pass_for({"request": request.to_dict()}).request(request)
+        out = self.redact_interaction(Interaction(request=request))
+        return out.request
 
     def redact_response(self, response: Response) -> Response:
-        return self._pass_for({"response": response.to_dict()}).response(response)
+        out = self.redact_interaction(Interaction(request=Request("GET", ""), response=response))
+        assert out.response is not None
+        return out.response
 
     def redact_interaction(self, interaction: Interaction) -> Interaction:
-        return self._pass_for(interaction.to_dict()).interaction(interaction)
+        """A redacted copy: by name first, then every value removed by name
+        (and every key-shaped value of the request's URL and headers)
+        wherever else it appears, and every key shape."""
+        response, wrapped = _unwrap_chunks(interaction.response)
+        names = _Names(self.rules)
+        named = names.interaction(replace(interaction, response=response))
+        out = self._pass_for(named, names.sent.matcher()).interaction(named)
+        return replace(out, response=_rewrap_chunks(out.response, wrapped))
 
     def redact_cassette(self, cassette: Cassette) -> Cassette:
         return Cassette(
@@ -407,27 +501,34 @@ class Redactor:
             meta=_Pass(self.rules, strings=True).value(dict(cassette.meta)),
         )
 
-    def _pass_for(self, data: dict[str, Any]) -> _Pass:
-        """A pass that skips the per-string pattern search when the JSON
-        spelling of the whole item shows no pattern can match anywhere in it
-        (printable ASCII, which every pattern literal is, survives JSON
-        encoding verbatim). Header, query and JSON-path rules always apply.
+    def _pass_for(self, interaction: Interaction, values: ValueMatcher | None) -> _Pass:
+        """The by-value-and-shape pass. It skips the per-string search when the
+        JSON spelling of the whole interaction shows nothing can match
+        anywhere in it (printable ASCII, which every pattern literal is,
+        survives JSON encoding verbatim; a value is also searched for in its
+        JSON-escaped spelling). Streams are searched put back together either
+        way: a value split over events is in no single string.
 
-        Sensitive headers are left out of the test: they are replaced whole
-        anyway, and an ``authorization: Bearer ...`` in every request would
-        otherwise send every interaction down the slow path."""
-        for section, sensitive in (
+        Headers redacted by name are left out of the test: they hold
+        placeholders by now, and an ``authorization: Bearer <redacted>`` in
+        every request would otherwise send every interaction down the slow
+        path."""
+        data = interaction.to_dict()
+        for section, listed in (
             ("request", self.rules.request_headers),
             ("response", self.rules.response_headers),
         ):
             headers = (data.get(section) or {}).get("headers")
             if headers:
-                data[section]["headers"] = {k: v for k, v in headers.items() if k.lower() not in sensitive}
+                data[section]["headers"] = {
+                    k: v for k, v in headers.items() if not self.rules.secret_header(k, listed)
+                }
         try:
             spelled = json.dumps(data, ensure_ascii=False, check_circular=False)
-        except (TypeError, ValueError):
-            return _Pass(self.rules, strings=True)
-        return _Pass(self.rules, strings=self.rules.may_match(spelled))
+        except (TypeError, ValueError, RecursionError):
+            return _Pass(self.rules, strings=True, values=values)
+        strings = self.rules.may_match(spelled) or (values is not None and values.search(spelled))
+        return _Pass(self.rules, strings=strings, values=values)
 
     # -- the final check -----------------------------------------------------------------
 
@@ -502,23 +603,249 @@ class Redactor:
             section, frozenset()
         )
         name = str(path[-1]).lower()
-        if name in sensitive and _header_placeholder(name, value) != value:
+        secret = name in sensitive or (section in ("request", "response") and self.rules.names.is_secret(name))
+        if secret and _header_placeholder(name, value) != value:
             yield Finding(where, "sensitive header", mask(value))
+
+
+_FORM = "application/x-www-form-urlencoded"
+# Query strings and form bodies: "&" separates pairs, and so does ";" (an
+# older convention servers still accept).
+_PAIR_SEPARATORS = re.compile(r"([&;])")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#@]*)@")
+_COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+
+
+def _content_type(headers: Mapping[str, str]) -> str:
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return str(value).split(";", 1)[0].strip().lower()
+    return ""
+
+
+@dataclass
+class _Names:
+    """Stage one: redaction by name (headers, query and form parameters,
+    userinfo, subprotocol keys, JSON fields, JSON paths). Every value it
+    removes goes into ``sent``, for stage two to remove wherever else it
+    appears; so do the key-shaped values of the request's URL and headers."""
+
+    rules: RedactionRules
+    sent: SentValues = field(default_factory=SentValues)
+
+    # -- URLs and pairs --------------------------------------------------------------
+
+    def url(self, url: str, *, shapes: bool = False) -> str:
+        m = _USERINFO.match(url)
+        if m is not None:
+            user, _, password = m.group(2).partition(":")
+            self.sent.add(unquote(password))
+            self.sent.add(unquote(user))
+            url = m.group(1) + url[m.end() :]
+        head, hash_mark, fragment = url.partition("#")
+        base, question, query = head.partition("?")
+        if shapes:
+            self._shapes(base)
+        out = base + question + self.pairs(query) + hash_mark + self.pairs(fragment)
+        if shapes:
+            self._shapes(query + fragment)
+        return out
+
+    def pairs(self, text: str) -> str:
+        """A query string, fragment or form body with credential values replaced."""
+        if "=" not in text:
+            return text
+        parts = _PAIR_SEPARATORS.split(text)
+        return "".join(part if i % 2 else self._pair(part) for i, part in enumerate(parts))
+
+    def _pair(self, pair: str) -> str:
+        name, equals, value = pair.partition("=")
+        if not (equals and value) or not self.rules.secret_param(unquote_plus(name)):
+            return pair
+        self.sent.add_query_value(value)
+        return f"{name}={URL_PLACEHOLDER}"
+
+    # -- headers -----------------------------------------------------------------------
+
+    def headers(self, headers: Mapping[str, str], listed: frozenset[str], *, shapes: bool = False) -> dict[str, str]:
+        out = {}
+        for name, raw in headers.items():
+            value = str(raw)
+            lowered = name.lower()
+            if self.rules.secret_header(lowered, listed):
+                for part in credential_parts(value):
+                    self.sent.add(part)
+                if lowered in _COOKIE_HEADERS:
+                    for pair in value.split(";"):
+                        self.sent.add(pair.partition("=")[2])
+                out[name] = _header_placeholder(lowered, value)
+            elif lowered == "sec-websocket-protocol":
+                out[name] = self._subprotocols(value, listed)
+            else:
+                out[name] = value
+                if shapes:
+                    self._shapes(value)
+        return out
+
+    def _subprotocols(self, value: str, listed: frozenset[str]) -> str:
+        """``realtime, openai-insecure-api-key.<key>``: a browser's only way
+        to send a key with a WebSocket upgrade is a subprotocol name."""
+        out = []
+        for item in value.split(","):
+            name, dot, secret = item.strip().partition(".")
+            if dot and secret and self.rules.secret_header(name, listed):
+                self.sent.add(secret)
+                out.append(f"{name}.{URL_PLACEHOLDER}")
+            else:
+                out.append(item.strip())
+        return ", ".join(out)
+
+    def _shapes(self, text: str) -> None:
+        if not self.rules.may_match(text):
+            return
+        for pattern in self.rules.patterns:
+            if pattern.literals and not _holds_literal(pattern, text):
+                continue
+            for m in pattern.regex.finditer(text):
+                self.sent.add(m.group(pattern.group) or m.group(0))
+
+    # -- bodies --------------------------------------------------------------------------
+
+    def json(self, value: Any) -> Any:
+        for path in self.rules.json_paths:
+            value = path.redact(value, self.sent.add)
+        return self._named(value)
+
+    def _named(self, value: Any) -> Any:
+        """``value`` with every string under a credential name replaced (a
+        copy where it changed, the same object where it did not)."""
+        if isinstance(value, dict):
+            out: dict[Any, Any] | None = None
+            for key, child in value.items():
+                if isinstance(key, str) and self.rules.names.is_secret(key) and not is_model_token(key, value):
+                    new = self._all_strings(child)
+                else:
+                    new = self._named(child)
+                if new is not child:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = new
+            return value if out is None else out
+        if isinstance(value, list):
+            items = [self._named(item) for item in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value
+
+    def _all_strings(self, value: Any) -> Any:
+        """Every string inside ``value`` replaced (numbers, booleans and null
+        stay: ``{"secret_expires_at": 0}`` tells nothing)."""
+        if isinstance(value, str):
+            if not value or value == PLACEHOLDER:
+                return value
+            self.sent.add(value)
+            return PLACEHOLDER
+        if isinstance(value, dict):
+            new = {k: self._all_strings(v) for k, v in value.items()}
+            return value if all(new[k] is v for k, v in value.items()) else new
+        if isinstance(value, list):
+            items = [self._all_strings(v) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value
+
+    def text(self, text: str, content_type: str = "") -> str:
+        """A text body or item: form fields by name; JSON in text form by name and path."""
+        if content_type == _FORM:
+            return self.pairs(text)
+        if text.lstrip()[:1] not in ("{", "["):
+            return text
+        try:
+            parsed = json.loads(text)
+            redacted = self.json(parsed)
+        except (ValueError, RecursionError):
+            return text
+        return text if redacted is parsed else compact_json(redacted)
+
+    def payload(self, payload: Payload, content_type: str = "") -> Payload:
+        if payload.kind == "json":
+            value = self.json(payload.value)
+            return payload if value is payload.value else Payload("json", value)
+        if payload.kind == "text":
+            text = self.text(str(payload.value), content_type)
+            return payload if text == payload.value else Payload("text", text)
+        return payload  # binary: searched by value and shape in stage two
+
+    # -- models ----------------------------------------------------------------------
+
+    def request(self, request: Request) -> Request:
+        headers = self.headers(request.headers, self.rules.request_headers, shapes=True)
+        return replace(
+            request,
+            url=self.url(request.url, shapes=True),
+            headers=headers,
+            body=None if request.body is None else self.payload(request.body, _content_type(request.headers)),
+        )
+
+    def response(self, response: Response) -> Response:
+        return replace(
+            response,
+            headers=self.headers(response.headers, self.rules.response_headers),
+            body=None if response.body is None else self.payload(response.body, _content_type(response.headers)),
+            events=None if response.events is None else [self.event(e) for e in response.events],
+            lines=None if response.lines is None else [self.line(x) for x in response.lines],
+            frames=None if response.frames is None else [self.frame(f) for f in response.frames],
+            websocket=None if response.websocket is None else self.websocket(response.websocket),
+        )
+
+    def interaction(self, interaction: Interaction) -> Interaction:
+        return replace(
+            interaction,
+            request=self.request(interaction.request),
+            response=None if interaction.response is None else self.response(interaction.response),
+        )
+
+    def event(self, event: SSEEvent) -> SSEEvent:
+        data = event.data
+        if isinstance(data, (dict, list)):
+            data = self.json(data)
+        elif isinstance(data, str):
+            data = self.text(data)
+        return event if data is event.data else replace(event, data=data)
+
+    def line(self, line: NDJSONLine) -> NDJSONLine:
+        data = self.json(line.data)
+        return line if data is line.data else replace(line, data=data)
+
+    def frame(self, frame: EventStreamFrame) -> EventStreamFrame:
+        payload = self.payload(frame.payload)
+        return frame if payload is frame.payload else replace(frame, payload=payload)
+
+    def websocket(self, session: WebSocketSession) -> WebSocketSession:
+        messages = []
+        for message in session.messages:
+            payload = self.payload(message.payload)
+            messages.append(message if payload is message.payload else replace(message, payload=payload))
+        return replace(session, messages=messages)
 
 
 @dataclass(frozen=True)
 class _Pass:
-    """One redaction walk over the models. With ``strings`` off, the pattern
-    search is skipped (the caller proved nothing can match); the header,
-    query parameter and JSON path rules apply either way."""
+    """Stage two: one walk over the models removing every value stage one
+    found (``values``) and every key shape. With ``strings`` off the
+    per-string search is skipped (the caller proved nothing can match
+    anywhere); stream items are searched put back together either way."""
 
     rules: RedactionRules
     strings: bool
+    values: ValueMatcher | None = None
 
     # -- strings and values ------------------------------------------------------------
 
     def text(self, text: str, placeholder: str = PLACEHOLDER) -> str:
-        if not self.strings or not self.rules.may_match(text):
+        if not self.strings:
+            return text
+        if self.values is not None:
+            text = self.values.sub(text, placeholder)
+        if not self.rules.may_match(text):
             return text
         for pattern in self.rules.patterns:
             if pattern.literals and not _holds_literal(pattern, text):
@@ -528,7 +855,7 @@ class _Pass:
         return text
 
     def value(self, value: Any) -> Any:
-        """Patterns applied to every string inside a JSON-like value (a copy)."""
+        """The search applied to every string inside a JSON-like value (a copy)."""
         if not self.strings:
             return value
         if isinstance(value, str):
@@ -539,29 +866,11 @@ class _Pass:
             return [self.value(v) for v in value]
         return value
 
-    def json(self, value: Any) -> Any:
-        for path in self.rules.json_paths:
-            value = path.redact(value)
-        return self.value(value)
-
-    def json_text(self, text: str) -> str:
-        """Text that may be a JSON document: JSON paths apply to it too."""
-        if self.rules.json_paths and text.lstrip()[:1] in ("{", "["):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                pass
-            else:
-                redacted = self.json(parsed)
-                if redacted != parsed:
-                    return compact_json(redacted)
-        return self.text(text)
-
     def payload(self, payload: Payload) -> Payload:
         if payload.kind == "json":
-            return Payload("json", self.json(payload.value))
+            return Payload("json", self.value(payload.value))
         if payload.kind == "text":
-            return Payload("text", self.json_text(str(payload.value)))
+            return Payload("text", self.text(str(payload.value)))
         return Payload("base64", self.base64(str(payload.value)))
 
     def base64(self, value: str) -> str:
@@ -573,35 +882,52 @@ class _Pass:
         except (binascii.Error, ValueError):
             return value
         text = raw.decode("latin-1")
-        redacted = _Pass(self.rules, strings=True).text(text)
+        redacted = _Pass(self.rules, strings=True, values=self.values).text(text)
         if redacted == text:
             return value
         return base64.b64encode(redacted.encode("latin-1")).decode("ascii")
 
-    # -- URLs and headers --------------------------------------------------------
-
     def url(self, url: str) -> str:
-        head, hash_mark, fragment = url.partition("#")
-        base, question, query = head.partition("?")
-        if question:
-            query = "&".join(self._query_pair(pair) for pair in query.split("&"))
-        return self.text(base + question + query + hash_mark + fragment, URL_PLACEHOLDER)
+        return self.text(url, URL_PLACEHOLDER)
 
-    def _query_pair(self, pair: str) -> str:
-        name, equals, value = pair.partition("=")
-        if equals and value and unquote_plus(name).lower() in self.rules.query_params:
-            return f"{name}={URL_PLACEHOLDER}"
-        return pair
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {name: self.text(str(value)) for name, value in headers.items()}
 
-    def headers(self, headers: Mapping[str, str], sensitive: frozenset[str]) -> dict[str, str]:
-        out = {}
-        for name, value in headers.items():
-            lowered = name.lower()
-            if lowered in sensitive:
-                out[name] = _header_placeholder(lowered, str(value))
-            else:
-                out[name] = self.text(str(value))
-        return out
+    # -- streams ---------------------------------------------------------------------
+
+    def _find(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` holds a sent value or a key shape (the replaced span)."""
+        spans = list(self.values.spans(text)) if self.values is not None else []
+        if self.rules.may_match(text):
+            for pattern in self.rules.patterns:
+                if pattern.literals and not _holds_literal(pattern, text):
+                    continue
+                for m in pattern.regex.finditer(text):
+                    group = pattern.group if m.group(pattern.group) is not None else 0
+                    spans.append(m.span(group))
+        return spans
+
+    def across(self, docs: list[Any], channels: list[Any] | None = None) -> list[Any]:
+        """Stream items' documents with what their joined strings hold removed."""
+        return redact_across(docs, channels or [None] * len(docs), self._find, PLACEHOLDER)
+
+    def events(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        docs = self.across([e.data for e in events])
+        return [e if d is e.data else replace(e, data=d) for e, d in zip(events, docs, strict=True)]
+
+    def lines(self, lines: list[NDJSONLine]) -> list[NDJSONLine]:
+        docs = self.across([x.data for x in lines])
+        return [x if d is x.data else replace(x, data=d) for x, d in zip(lines, docs, strict=True)]
+
+    def frames(self, frames: list[EventStreamFrame]) -> list[EventStreamFrame]:
+        docs = self.across([_document(f.payload) for f in frames])
+        return [f if d is None or d is f.payload.value else replace(f, payload=Payload(f.payload.kind, d))
+                for f, d in zip(frames, docs, strict=True)]
+
+    def messages(self, messages: list[WSMessage]) -> list[WSMessage]:
+        docs = self.across([_document(m.payload) for m in messages], [m.from_client for m in messages])
+        return [m if d is None or d is m.payload.value else replace(m, payload=Payload(m.payload.kind, d))
+                for m, d in zip(messages, docs, strict=True)]
 
     # -- models ----------------------------------------------------------------------
 
@@ -609,18 +935,19 @@ class _Pass:
         return replace(
             request,
             url=self.url(request.url),
-            headers=self.headers(request.headers, self.rules.request_headers),
+            headers=self.headers(request.headers),
             body=None if request.body is None else self.payload(request.body),
         )
 
     def response(self, response: Response) -> Response:
+        events, lines, frames = response.events, response.lines, response.frames
         return replace(
             response,
-            headers=self.headers(response.headers, self.rules.response_headers),
+            headers=self.headers(response.headers),
             body=None if response.body is None else self.payload(response.body),
-            events=None if response.events is None else [self.event(e) for e in response.events],
-            lines=None if response.lines is None else [self.line(x) for x in response.lines],
-            frames=None if response.frames is None else [self.frame(f) for f in response.frames],
+            events=None if events is None else [self.event(e) for e in self.events(events)],
+            lines=None if lines is None else [self.line(x) for x in self.lines(lines)],
+            frames=None if frames is None else [self.frame(f) for f in self.frames(frames)],
             websocket=None if response.websocket is None else self.websocket(response.websocket),
         )
 
@@ -638,9 +965,9 @@ class _Pass:
     def event(self, event: SSEEvent) -> SSEEvent:
         data = event.data
         if isinstance(data, (dict, list)):
-            data = self.json(data)
+            data = self.value(data)
         elif isinstance(data, str):
-            data = self.json_text(data)
+            data = self.text(data)
         return replace(
             event,
             data=data,
@@ -650,7 +977,7 @@ class _Pass:
         )
 
     def line(self, line: NDJSONLine) -> NDJSONLine:
-        return replace(line, data=self.json(line.data))
+        return replace(line, data=self.value(line.data))
 
     def frame(self, frame: EventStreamFrame) -> EventStreamFrame:
         headers = {
@@ -664,10 +991,55 @@ class _Pass:
         if close is not None:
             close = replace(close, reason=self.text(close.reason))
         return WebSocketSession(
-            messages=[replace(m, payload=self.payload(m.payload)) for m in session.messages],
-            subprotocol=session.subprotocol,
+            messages=[replace(m, payload=self.payload(m.payload)) for m in self.messages(session.messages)],
+            subprotocol=None if session.subprotocol is None else self.text(session.subprotocol),
             close=close,
         )
+
+
+def _document(payload: Payload) -> Any:
+    """What a stream item's strings are searched in (not binary payloads)."""
+    return payload.value if payload.kind in ("json", "text") else None
+
+
+def _unwrap_chunks(response: Response | None) -> tuple[Response | None, dict[int, tuple[str, Any]]]:
+    """Bedrock's ``InvokeModelWithResponseStream`` frames carry each model
+    event as ``{"bytes": <base64 of its JSON>}``. They are redacted decoded
+    (names, values, shapes, and the stream put back together) and encoded
+    again by :func:`_rewrap_chunks`; ``wrapped`` keeps each frame's original
+    text and decoded value, so an untouched chunk keeps its exact bytes."""
+    if response is None or not response.frames:
+        return response, {}
+    wrapped: dict[int, tuple[str, Any]] = {}
+    frames = list(response.frames)
+    for index, frame in enumerate(frames):
+        value = frame.payload.value
+        if frame.payload.kind != "json" or not isinstance(value, dict) or not isinstance(value.get("bytes"), str):
+            continue
+        try:
+            inner = json.loads(base64.b64decode(value["bytes"], validate=True))
+        except (binascii.Error, ValueError, RecursionError):
+            continue
+        if isinstance(inner, (dict, list)):
+            wrapped[index] = (value["bytes"], inner)
+            frames[index] = replace(frame, payload=Payload("json", {**value, "bytes": inner}))
+    if not wrapped:
+        return response, {}
+    return replace(response, frames=frames), wrapped
+
+
+def _rewrap_chunks(response: Response | None, wrapped: dict[int, tuple[str, Any]]) -> Response | None:
+    if response is None or not wrapped or response.frames is None:
+        return response
+    frames = list(response.frames)
+    for index, (original, inner) in wrapped.items():
+        value = frames[index].payload.value
+        if not isinstance(value, dict):
+            continue
+        now = value.get("bytes")
+        text = original if now == inner else base64.b64encode(compact_json(now).encode("utf-8")).decode("ascii")
+        frames[index] = replace(frames[index], payload=Payload("json", {**value, "bytes": text}))
+    return replace(response, frames=frames)
 
 
 def _holds_literal(pattern: SecretPattern, text: str) -> bool:

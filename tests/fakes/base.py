@@ -71,6 +71,9 @@ class Script:
     ``rename_events``, ``drop_events`` and ``reorder_events`` act on event
     types (SSE names, EventStream ``:event-type``); ``status``,
     ``content_type`` and ``extra_headers`` change the response envelope.
+    Streaming granularity: ``chunk_size`` streams the text in pieces of that
+    many characters instead of word by word (a value the model spells out
+    arrives split across events, as tokens split it).
     """
 
     text: str = "Hello from the fake upstream."
@@ -88,11 +91,15 @@ class Script:
     status: int = 200
     content_type: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    chunk_size: int | None = None
 
     # -- helpers the provider modules use ----------------------------------
 
     def text_chunks(self) -> list[str]:
-        """The reply text in token-like pieces (each word with its leading space)."""
+        """The reply text in token-like pieces (each word with its leading
+        space), or in ``chunk_size`` characters."""
+        if self.chunk_size:
+            return chunk_string(self.text, self.chunk_size) if self.text else []
         return re.findall(r"\s*\S+", self.text) or ([self.text] if self.text else [])
 
     def apply_mutate(self, payload: Any) -> Any:
