@@ -20,10 +20,12 @@ does) sends the same request to each, at concurrency 1 and 32, for:
 
 Every answer is checked before timing. Servers are measured in interleaved
 rounds and the median round counts (the machine is shared); the server's
-own CPU time per request is printed as the load-independent figure: where
-the client is the limit (concurrency 32 on a machine with few cores), both
-servers show about the same requests/s and only the CPU column tells them
-apart. Target: serve >= 1.5x aimock's requests/s on every endpoint.
+own CPU time per request is printed as the figure other load on the machine
+distorts least. The client costs about 25 us of CPU a request; on two cores
+it still shares the machine with the server it measures, and at concurrency
+1 every request waits a round trip through both, so the requests/s ratio
+there is below the CPU ratio. Target: serve >= 1.5x aimock's requests/s on
+every endpoint.
 
     .venv/bin/python benchmarks/vs_aimock.py [--duration 2] [--rounds 3]
 """

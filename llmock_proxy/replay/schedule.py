@@ -27,7 +27,7 @@ END = 1  # the body ends with this step's data
 DROP = 2  # the connection is cut after this step's data (the body never ends)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every answer, and a frozen one costs 4x to make
 class Step:
     """``data`` is due at loop time ``at``; then ``end`` (MORE, END, DROP).
     ``sent``: how many of the plan's chunks are out after this step."""
