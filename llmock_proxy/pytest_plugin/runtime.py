@@ -62,10 +62,6 @@ class LlmockRuntime:
             self._usage = UsageCollector(self.settings.rootdir)
         return self._usage
 
-    @property
-    def started(self) -> bool:
-        return self._transport is not None
-
     def shutdown(self) -> None:
         if self._transport is not None:
             self._transport.stop()
