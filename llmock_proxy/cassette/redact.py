@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, unquote_plus
 
 from llmock_proxy.cassette import yamlio
@@ -491,7 +491,7 @@ class Redactor:
         response, wrapped = _unwrap_chunks(interaction.response)
         names = _Names(self.rules)
         named = names.interaction(replace(interaction, response=response))
-        out = self._pass_for(named, names.sent.matcher()).interaction(named)
+        out = self._pass_for(named, names.sent.matcher(), names.streams).interaction(named)
         return replace(out, response=_rewrap_chunks(out.response, wrapped))
 
     def redact_cassette(self, cassette: Cassette) -> Cassette:
@@ -501,18 +501,22 @@ class Redactor:
             meta=_Pass(self.rules, strings=True).value(dict(cassette.meta)),
         )
 
-    def _pass_for(self, interaction: Interaction, values: ValueMatcher | None) -> _Pass:
+    def _pass_for(
+        self, interaction: Interaction, values: ValueMatcher | None, streams: Mapping[str, list[Leaves]]
+    ) -> _Pass:
         """The by-value-and-shape pass. It skips the per-string search when the
-        JSON spelling of the whole interaction shows nothing can match
-        anywhere in it (printable ASCII, which every pattern literal is,
-        survives JSON encoding verbatim; a value is also searched for in its
-        JSON-escaped spelling). Streams are searched put back together either
-        way: a value split over events is in no single string.
+        JSON spelling shows nothing can match anywhere in it (printable
+        ASCII, which every pattern literal is, survives JSON encoding
+        verbatim; a value is also searched for in its JSON-escaped spelling).
 
-        Headers redacted by name are left out of the test: they hold
-        placeholders by now, and an ``authorization: Bearer <redacted>`` in
-        every request would otherwise send every interaction down the slow
-        path."""
+        Stream items are left out of that spelling: their strings are joined
+        per channel anyway (a value split over events is in no single
+        string), and the joined texts tell whether the items deserve the
+        per-string search (``item_strings``, with the items' own event names,
+        ids and frame headers). Headers redacted by name are left out too:
+        they hold placeholders by now, and an ``authorization: Bearer
+        <redacted>`` in every request would otherwise send every interaction
+        down the slow path."""
         data = interaction.to_dict()
         for section, listed in (
             ("request", self.rules.request_headers),
@@ -523,12 +527,21 @@ class Redactor:
                 data[section]["headers"] = {
                     k: v for k, v in headers.items() if not self.rules.secret_header(k, listed)
                 }
+        response = data.get("response") or {}
+        for stream in ("events", "lines", "frames"):
+            response.pop(stream, None)
+        if isinstance(response.get("websocket"), dict):
+            response["websocket"].pop("messages", None)
         try:
             spelled = json.dumps(data, ensure_ascii=False, check_circular=False)
         except (TypeError, ValueError, RecursionError):
-            return _Pass(self.rules, strings=True, values=values)
-        strings = self.rules.may_match(spelled) or (values is not None and values.search(spelled))
-        return _Pass(self.rules, strings=strings, values=values)
+            return _Pass(self.rules, strings=True, values=values, streams=streams, item_strings=True)
+
+        def found(text: str) -> bool:
+            return self.rules.may_match(text) or (values is not None and values.search(text))
+
+        meta = "\n".join(_item_metadata(interaction.response))
+        return _Pass(self.rules, strings=found(spelled), values=values, streams=streams, item_strings=found(meta))
 
     # -- the final check -----------------------------------------------------------------
 
@@ -608,6 +621,8 @@ class Redactor:
             yield Finding(where, "sensitive header", mask(value))
 
 
+Leaves = list[tuple[tuple[Any, ...], str]]
+_Item = TypeVar("_Item", SSEEvent, NDJSONLine, EventStreamFrame, WSMessage)
 _FORM = "application/x-www-form-urlencoded"
 # Query strings and form bodies: "&" separates pairs, and so does ";" (an
 # older convention servers still accept).
@@ -632,6 +647,9 @@ class _Names:
 
     rules: RedactionRules
     sent: SentValues = field(default_factory=SentValues)
+    # The strings of every stream item after this stage, per stream ("events",
+    # "lines", "frames", "messages"): stage two joins them per channel.
+    streams: dict[str, list[Leaves]] = field(default_factory=dict)
 
     # -- URLs and pairs --------------------------------------------------------------
 
@@ -711,29 +729,46 @@ class _Names:
 
     # -- bodies --------------------------------------------------------------------------
 
-    def json(self, value: Any) -> Any:
+    def json(self, value: Any, leaves: Leaves | None = None) -> Any:
+        """``value`` redacted by JSON path and by name; with ``leaves``, the
+        strings of the result are collected there (stage two joins a
+        stream's strings without walking it again)."""
         for path in self.rules.json_paths:
             value = path.redact(value, self.sent.add)
-        return self._named(value)
+        return self._named(value, (), leaves)
 
-    def _named(self, value: Any) -> Any:
+    def _named(self, value: Any, path: tuple[Any, ...], leaves: Leaves | None) -> Any:
         """``value`` with every string under a credential name replaced (a
         copy where it changed, the same object where it did not)."""
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
+            is_secret = self.rules.names.is_secret
             out: dict[Any, Any] | None = None
             for key, child in value.items():
-                if isinstance(key, str) and self.rules.names.is_secret(key) and not is_model_token(key, value):
+                if type(key) is str and is_secret(key) and not is_model_token(key, value):
                     new = self._all_strings(child)
+                elif leaves is None and type(child) is not dict and type(child) is not list:
+                    continue
                 else:
-                    new = self._named(child)
+                    new = self._named(child, path + (key,) if leaves is not None else path, leaves)
                 if new is not child:
                     if out is None:
                         out = dict(value)
                     out[key] = new
             return value if out is None else out
-        if isinstance(value, list):
-            items = [self._named(item) for item in value]
-            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if kind is list:
+            out_list: list[Any] | None = None
+            for index, child in enumerate(value):
+                if leaves is None and type(child) is not dict and type(child) is not list:
+                    continue
+                new = self._named(child, path + (index,) if leaves is not None else path, leaves)
+                if new is not child:
+                    if out_list is None:
+                        out_list = list(value)
+                    out_list[index] = new
+            return value if out_list is None else out_list
+        if kind is str and value and leaves is not None:
+            leaves.append((path, value))
         return value
 
     def _all_strings(self, value: Any) -> Any:
@@ -752,8 +787,14 @@ class _Names:
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         return value
 
-    def text(self, text: str, content_type: str = "") -> str:
+    def text(self, text: str, content_type: str = "", leaves: Leaves | None = None) -> str:
         """A text body or item: form fields by name; JSON in text form by name and path."""
+        out = self._text(text, content_type)
+        if leaves is not None and out:
+            leaves.append(((), out))
+        return out
+
+    def _text(self, text: str, content_type: str) -> str:
         if content_type == _FORM:
             return self.pairs(text)
         if text.lstrip()[:1] not in ("{", "["):
@@ -765,12 +806,12 @@ class _Names:
             return text
         return text if redacted is parsed else compact_json(redacted)
 
-    def payload(self, payload: Payload, content_type: str = "") -> Payload:
+    def payload(self, payload: Payload, content_type: str = "", leaves: Leaves | None = None) -> Payload:
         if payload.kind == "json":
-            value = self.json(payload.value)
+            value = self.json(payload.value, leaves)
             return payload if value is payload.value else Payload("json", value)
         if payload.kind == "text":
-            text = self.text(str(payload.value), content_type)
+            text = self.text(str(payload.value), content_type, leaves)
             return payload if text == payload.value else Payload("text", text)
         return payload  # binary: searched by value and shape in stage two
 
@@ -790,9 +831,9 @@ class _Names:
             response,
             headers=self.headers(response.headers, self.rules.response_headers),
             body=None if response.body is None else self.payload(response.body, _content_type(response.headers)),
-            events=None if response.events is None else [self.event(e) for e in response.events],
-            lines=None if response.lines is None else [self.line(x) for x in response.lines],
-            frames=None if response.frames is None else [self.frame(f) for f in response.frames],
+            events=None if response.events is None else self._items("events", response.events, self.event),
+            lines=None if response.lines is None else self._items("lines", response.lines, self.line),
+            frames=None if response.frames is None else self._items("frames", response.frames, self.frame),
             websocket=None if response.websocket is None else self.websocket(response.websocket),
         )
 
@@ -803,28 +844,37 @@ class _Names:
             response=None if interaction.response is None else self.response(interaction.response),
         )
 
-    def event(self, event: SSEEvent) -> SSEEvent:
+    def _items(self, stream: str, items: list[_Item], redact: Callable[[_Item, Leaves], _Item]) -> list[_Item]:
+        out, per_item = [], []
+        for item in items:
+            leaves: Leaves = []
+            out.append(redact(item, leaves))
+            per_item.append(leaves)
+        self.streams[stream] = per_item
+        return out
+
+    def event(self, event: SSEEvent, leaves: Leaves) -> SSEEvent:
         data = event.data
         if isinstance(data, (dict, list)):
-            data = self.json(data)
+            data = self.json(data, leaves)
         elif isinstance(data, str):
-            data = self.text(data)
+            data = self.text(data, leaves=leaves)
         return event if data is event.data else replace(event, data=data)
 
-    def line(self, line: NDJSONLine) -> NDJSONLine:
-        data = self.json(line.data)
+    def line(self, line: NDJSONLine, leaves: Leaves) -> NDJSONLine:
+        data = self.json(line.data, leaves)
         return line if data is line.data else replace(line, data=data)
 
-    def frame(self, frame: EventStreamFrame) -> EventStreamFrame:
-        payload = self.payload(frame.payload)
+    def frame(self, frame: EventStreamFrame, leaves: Leaves) -> EventStreamFrame:
+        payload = self.payload(frame.payload, leaves=leaves)
         return frame if payload is frame.payload else replace(frame, payload=payload)
 
+    def message(self, message: WSMessage, leaves: Leaves) -> WSMessage:
+        payload = self.payload(message.payload, leaves=leaves)
+        return message if payload is message.payload else replace(message, payload=payload)
+
     def websocket(self, session: WebSocketSession) -> WebSocketSession:
-        messages = []
-        for message in session.messages:
-            payload = self.payload(message.payload)
-            messages.append(message if payload is message.payload else replace(message, payload=payload))
-        return replace(session, messages=messages)
+        return replace(session, messages=self._items("messages", session.messages, self.message))
 
 
 @dataclass(frozen=True)
@@ -837,6 +887,11 @@ class _Pass:
     rules: RedactionRules
     strings: bool
     values: ValueMatcher | None = None
+    # Stage one's strings of each stream's items (see _Names.streams).
+    streams: Mapping[str, list[Leaves]] = field(default_factory=dict)
+    # The stream items' own metadata (SSE event names, ids, comments, frame
+    # headers) may hold something: search the items string by string.
+    item_strings: bool = True
 
     # -- strings and values ------------------------------------------------------------
 
@@ -907,27 +962,42 @@ class _Pass:
                     spans.append(m.span(group))
         return spans
 
-    def across(self, docs: list[Any], channels: list[Any] | None = None) -> list[Any]:
-        """Stream items' documents with what their joined strings hold removed."""
-        return redact_across(docs, channels or [None] * len(docs), self._find, PLACEHOLDER)
+    def _may_find(self, text: str) -> bool:
+        return (self.values is not None and self.values.search(text)) or self.rules.may_match(text)
+
+    def across(self, stream: str, docs: list[Any], channels: list[Any] | None = None) -> tuple[list[Any], _Pass]:
+        """Stream items' documents with what their joined strings hold
+        removed, and the pass for the items one by one (searching strings
+        only when a channel's text or the items' metadata may hold something)."""
+        leaves = self.streams.get(stream)
+        if leaves is not None and len(leaves) != len(docs):
+            leaves = None  # not what stage one saw: walk the documents
+        out, hit = redact_across(
+            docs, channels or [None] * len(docs), self._find, PLACEHOLDER, leaves, self._may_find
+        )
+        strings = hit or self.item_strings
+        return out, self if strings == self.strings else replace(self, strings=strings)
 
     def events(self, events: list[SSEEvent]) -> list[SSEEvent]:
-        docs = self.across([e.data for e in events])
-        return [e if d is e.data else replace(e, data=d) for e, d in zip(events, docs, strict=True)]
+        docs, each = self.across("events", [e.data for e in events])
+        return [each.event(e if d is e.data else replace(e, data=d)) for e, d in zip(events, docs, strict=True)]
 
     def lines(self, lines: list[NDJSONLine]) -> list[NDJSONLine]:
-        docs = self.across([x.data for x in lines])
-        return [x if d is x.data else replace(x, data=d) for x, d in zip(lines, docs, strict=True)]
+        docs, each = self.across("lines", [x.data for x in lines])
+        return [each.line(x if d is x.data else replace(x, data=d)) for x, d in zip(lines, docs, strict=True)]
 
     def frames(self, frames: list[EventStreamFrame]) -> list[EventStreamFrame]:
-        docs = self.across([_document(f.payload) for f in frames])
-        return [f if d is None or d is f.payload.value else replace(f, payload=Payload(f.payload.kind, d))
+        docs, each = self.across("frames", [_document(f.payload) for f in frames])
+        return [each.frame(f if d is None or d is f.payload.value else replace(f, payload=Payload(f.payload.kind, d)))
                 for f, d in zip(frames, docs, strict=True)]
 
     def messages(self, messages: list[WSMessage]) -> list[WSMessage]:
-        docs = self.across([_document(m.payload) for m in messages], [m.from_client for m in messages])
-        return [m if d is None or d is m.payload.value else replace(m, payload=Payload(m.payload.kind, d))
-                for m, d in zip(messages, docs, strict=True)]
+        docs, each = self.across("messages", [_document(m.payload) for m in messages], [m.from_client for m in messages])
+        return [
+            replace(m, payload=each.payload(m.payload if d is None or d is m.payload.value
+                                            else Payload(m.payload.kind, d)))
+            for m, d in zip(messages, docs, strict=True)
+        ]
 
     # -- models ----------------------------------------------------------------------
 
@@ -945,9 +1015,9 @@ class _Pass:
             response,
             headers=self.headers(response.headers),
             body=None if response.body is None else self.payload(response.body),
-            events=None if events is None else [self.event(e) for e in self.events(events)],
-            lines=None if lines is None else [self.line(x) for x in self.lines(lines)],
-            frames=None if frames is None else [self.frame(f) for f in self.frames(frames)],
+            events=None if events is None else self.events(events),
+            lines=None if lines is None else self.lines(lines),
+            frames=None if frames is None else self.frames(frames),
             websocket=None if response.websocket is None else self.websocket(response.websocket),
         )
 
@@ -991,10 +1061,25 @@ class _Pass:
         if close is not None:
             close = replace(close, reason=self.text(close.reason))
         return WebSocketSession(
-            messages=[replace(m, payload=self.payload(m.payload)) for m in self.messages(session.messages)],
+            messages=self.messages(session.messages),
             subprotocol=None if session.subprotocol is None else self.text(session.subprotocol),
             close=close,
         )
+
+
+def _item_metadata(response: Response | None) -> Iterator[str]:
+    """The strings of stream items outside their data: SSE event names, ids
+    and comments, EventStream string headers."""
+    if response is None:
+        return
+    for event in response.events or ():
+        for text in (event.event, event.id, event.comment):
+            if text:
+                yield text
+    for frame in response.frames or ():
+        for value in frame.headers.values():
+            if isinstance(value, str):
+                yield value
 
 
 def _document(payload: Payload) -> Any:

@@ -27,17 +27,21 @@ Finder = Callable[[str], Iterable[tuple[int, int]]]
 def string_leaves(value: Any) -> list[tuple[Path, str]]:
     """Every non-empty string in a JSON-like value with its path, in document order."""
     out: list[tuple[Path, str]] = []
-    stack: list[tuple[Path, Any]] = [((), value)]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, str):
-            if item:
-                out.append((path, item))
-        elif isinstance(item, dict):
-            stack.extend((path + (key,), child) for key, child in reversed(item.items()))
-        elif isinstance(item, list):
-            stack.extend((path + (index,), item[index]) for index in range(len(item) - 1, -1, -1))
+    _collect(value, (), out)
     return out
+
+
+def _collect(value: Any, path: Path, out: list[tuple[Path, str]]) -> None:
+    kind = type(value)
+    if kind is str:
+        if value:
+            out.append((path, value))
+    elif kind is dict:
+        for key, child in value.items():
+            _collect(child, path + (key,), out)
+    elif kind is list:
+        for index, child in enumerate(value):
+            _collect(child, path + (index,), out)
 
 
 def with_leaves(value: Any, changes: dict[Path, str]) -> Any:
@@ -99,24 +103,38 @@ def cut(pieces: Sequence[str], spans: Sequence[tuple[int, int]], placeholder: st
 
 
 def redact_across(
-    docs: Sequence[Any], channels: Sequence[Hashable], find: Finder, placeholder: str
-) -> list[Any]:
+    docs: Sequence[Any],
+    channels: Sequence[Hashable],
+    find: Finder,
+    placeholder: str,
+    leaves: Sequence[list[tuple[Path, str]]] | None = None,
+    may_find: Callable[[str], bool] | None = None,
+) -> tuple[list[Any], bool]:
     """``docs`` (one JSON-like value per stream item, None to leave an item
-    out) with every match of ``find`` in a channel's joined text removed.
+    out) with every match of ``find`` in a channel's joined text removed, and
+    whether any channel's text passed ``may_find`` (a cheap test that
+    ``find`` could match: then single strings deserve a search too).
     ``channels[i]`` separates items that are not one text (WebSocket
-    directions). Unchanged documents are returned as they were."""
+    directions); ``leaves[i]``, when given, are ``string_leaves(docs[i])``
+    already known. Unchanged documents are returned as they were."""
     pieces_of: dict[tuple[Hashable, Path], list[tuple[int, Path, str]]] = {}
     for index, doc in enumerate(docs):
         if doc is None:
             continue
-        for path, text in string_leaves(doc):
-            pieces_of.setdefault((channels[index], path), []).append((index, path, text))
+        channel = channels[index]
+        for path, text in string_leaves(doc) if leaves is None else leaves[index]:
+            pieces_of.setdefault((channel, path), []).append((index, path, text))
     changes: dict[int, dict[Path, str]] = {}
+    hit = False
     for pieces in pieces_of.values():
+        texts = [text for _, _, text in pieces]
+        joined = texts[0] if len(texts) == 1 else "".join(texts)
+        if may_find is not None and not may_find(joined):
+            continue
+        hit = True
         if len(pieces) < 2:
             continue  # a lone string is searched where it is
-        texts = [text for _, _, text in pieces]
-        spans = merged(find("".join(texts)))
+        spans = merged(find(joined))
         if not spans:
             continue
         for (index, path, old), new in zip(pieces, cut(texts, spans, placeholder), strict=True):
@@ -125,7 +143,7 @@ def redact_across(
     out = list(docs)
     for index, leaf_changes in changes.items():
         out[index] = with_leaves(docs[index], leaf_changes)
-    return out
+    return out, hit
 
 
 __all__ = ["cut", "merged", "redact_across", "string_leaves", "with_leaves"]
