@@ -25,6 +25,14 @@ class MatchSpecError(ValueError):
     """A ``match`` section the matcher cannot use; the message names the fixture and key."""
 
 
+class RequestShapeError(ValueError):
+    """A request body its API family cannot read: JSON of the wrong shape
+    where the API has objects and lists (``"messages": 5``). Raised by every
+    provider's ``canonical()``; the message names the family and what was
+    wrong. Replay answers such a request as a miss, the recorder matches it
+    as the generic family."""
+
+
 class WireError(ValueError):
     """Bytes a wire codec cannot decode, or an item it cannot encode.
 

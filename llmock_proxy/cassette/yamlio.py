@@ -348,9 +348,12 @@ class _JsonBuilder:
         node = yaml.ScalarNode(tag, text, start, end, event.style)
         constructors = self._loader.yaml_constructors
         try:
-            return (constructors.get(tag) or constructors[None])(self._loader, node)
+            value = (constructors.get(tag) or constructors[None])(self._loader, node)
+            if value.__class__ is int and value.bit_length() > _INT_BITS:
+                str(value)  # 0x... of thousands of digits: one that cannot be written out again is refused
         except (ValueError, OverflowError) as exc:  # e.g. an integer of more digits than Python converts
             raise self._error(f"cannot read {text[:40]!r} as {tag.rsplit(':', 1)[-1]}: {exc}", event) from None
+        return value
 
     def _check_collection_tag(self, event: Any, expected: str) -> None:
         if event.tag is not None and event.tag not in ("!", expected):
@@ -379,6 +382,8 @@ class _JsonBuilder:
 
 _IN_PROGRESS = object()
 _UNDEFINED = object()
+# Integers up to this many bits always have a decimal spelling Python will write.
+_INT_BITS = 10_000
 
 
 def _flow_depth_error(text: str | bytes) -> yaml.constructor.ConstructorError | None:

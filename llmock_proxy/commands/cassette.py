@@ -20,7 +20,6 @@ printed as a warning, not counted as a problem.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmock_proxy import nesting
 from llmock_proxy.cassette import store as cassette_store
 from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.redact import Redactor
@@ -251,10 +251,10 @@ def _validate_cassette(path: Path) -> FileReport:
 
 def _validate_fixture_file(path: Path, *, lenient: bool = False) -> FileReport:
     try:
-        data = json.loads(path.read_bytes())
+        data = nesting.loads(path.read_bytes(), nesting.MAX_DOCUMENT_DEPTH)
     except OSError as exc:
         return FileReport(path, "fixtures", [f"{path}: cannot read: {exc.strerror}"], 0)
-    except ValueError as exc:  # JSON syntax (also bad UTF-8)
+    except ValueError as exc:  # JSON syntax (also bad UTF-8, and TooDeep)
         return FileReport(path, "fixtures", [f"{path}: not valid JSON: {exc}"], 0)
     try:
         # What serve and the replay addon load, read the same way.

@@ -22,11 +22,11 @@ Nothing here opens a socket or knows the matcher.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
 from llmock_proxy.cassette.model import (
     Payload,
@@ -67,8 +67,8 @@ def message_json(message: WSMessage) -> Any:
     if raw.strip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(raw)
-    except ValueError:
+        return nesting.loads(raw)
+    except ValueError:  # not JSON, or too deep to read (TooDeep)
         return None
 
 

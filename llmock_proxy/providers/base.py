@@ -37,11 +37,12 @@ import hashlib
 import json
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import (
     CanonicalRequest,
     Message,
@@ -52,6 +53,7 @@ from llmock_proxy.canonical import (
     canonical_json,
 )
 from llmock_proxy.cassette.model import Request, Response, compact_json
+from llmock_proxy.errors import RequestShapeError
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,42 @@ COMMON_FREE_FORM_FIELDS = frozenset(
 )
 
 
+def _shape_checked(
+    canonical: Callable[[Provider, Request], CanonicalRequest],
+) -> Callable[[Provider, Request], CanonicalRequest]:
+    """``canonical`` raising :class:`~llmock_proxy.errors.RequestShapeError`
+    instead of the TypeError, KeyError ... a reader meets in a body of the
+    wrong shape (or RecursionError in one nested too deep)."""
+    if getattr(canonical, "_shape_checked", False):
+        return canonical
+
+    @functools.wraps(canonical)
+    def checked(self: Provider, request: Request) -> CanonicalRequest:
+        try:
+            return canonical(self, request)
+        except RequestShapeError:
+            raise
+        except (TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
+            raise RequestShapeError(
+                f"{self.family}: the request body is not this API's shape ({type(exc).__name__}: {exc})"[:500]
+            ) from exc
+
+    checked._shape_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
 class Provider:
-    """Base class; subclasses set ``family`` and override what their API needs."""
+    """Base class; subclasses set ``family`` and override what their API needs.
+
+    Every subclass's ``canonical`` raises only
+    :class:`~llmock_proxy.errors.RequestShapeError` for a body it cannot read,
+    whatever its reader tripped on (see :meth:`__init_subclass__`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("canonical")
+        if own is not None:
+            cls.canonical = _shape_checked(own)  # type: ignore[method-assign]
 
     family: str = "generic"
     # Wire form of this family's streaming responses: "sse", "ndjson",
@@ -230,8 +266,8 @@ def request_json(request: Request) -> dict[str, Any]:
         return request.body.value if isinstance(request.body.value, dict) else {}
     if request.body.kind == "text":
         try:
-            value = json.loads(request.body.value)
-        except ValueError:
+            value = nesting.loads(request.body.value)
+        except ValueError:  # not JSON, or too deep to read (TooDeep)
             return {}
         return value if isinstance(value, dict) else {}
     return {}
@@ -247,7 +283,7 @@ def parse_arguments(value: Any) -> Any:
     """Tool-call arguments as data: providers send JSON strings or objects."""
     if isinstance(value, str):
         try:
-            return json.loads(value) if value.strip() else {}
+            return nesting.loads(value) if value.strip() else {}
         except ValueError:
             return value
     return value

@@ -15,10 +15,10 @@ interactions verbatim, and :meth:`Generic.render` refuses.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import CanonicalRequest, Summary, canonical_json
 from llmock_proxy.cassette.model import Payload, Request, Response
 from llmock_proxy.providers.base import Provider, RenderOptions, request_json
@@ -62,8 +62,8 @@ def body_digest(body: Payload | None) -> str | None:
         if not raw:
             return None
         try:
-            data = canonical_json(json.loads(raw)).encode()
-        except ValueError:
+            data = canonical_json(nesting.loads(raw)).encode()
+        except ValueError:  # not JSON, or too deep to read (TooDeep): the bytes themselves
             data = raw
     return "sha256:" + hashlib.sha256(data).hexdigest()[:32]
 

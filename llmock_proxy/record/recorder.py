@@ -18,6 +18,18 @@ request was sent. Nothing is buffered on the client's path; only the decoded
 items are kept. The finished interaction carries the derived ``match`` key and
 the provider's ``summary`` and has been through the :class:`Redactor`, so it is
 ready to be written.
+
+What the upstream sends never makes the recorder raise: the tee hands every
+chunk on unchanged, and a stream that stops decoding (garbage EventStream, a
+damaged gzip member, a decoded body past
+:data:`~llmock_proxy.wire.content_encoding.DEFAULT_MAX_DECODED_SIZE`) is
+recorded as far as it was read, with ``incomplete: stream could not be
+decoded: ...`` saying why; a plain body whose content-encoding does not
+decode is kept as it came, still encoded. SSE and NDJSON garbage decodes as
+text. A request body that does not decode (or nests too deep to keep as JSON)
+is kept as it came, as text or base64. What a provider makes of garbage (a
+``model`` that is an object, say) never makes the interaction unloadable: a
+summary or match key the cassette schema would refuse is left out.
 """
 
 from __future__ import annotations
@@ -44,10 +56,11 @@ from llmock_proxy.cassette.model import (
     WSMessage,
 )
 from llmock_proxy.cassette.redact import Redactor
+from llmock_proxy.cassette.schema import cassette_problems
 from llmock_proxy.match.key import derive_match
 from llmock_proxy.providers.base import Provider
 from llmock_proxy.providers.catalog import GENERIC, identify
-from llmock_proxy.wire.content_encoding import Decompressor
+from llmock_proxy.wire.content_encoding import Decompressor, encodings
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +206,9 @@ class Recording:
     _still_encoded: str | None = None
     # Why the teed bytes could not be decoded, once they could not.
     _decode_error: str | None = None
+    # The raw chunks of a teed plain body with a content-encoding, kept in
+    # case it does not decode (damaged, or a bomb past the decoded-size cap).
+    _raw_parts: list[bytes] | None = None
     _teeing: bool = False
     _ended: bool = False
 
@@ -227,6 +243,8 @@ class Recording:
             self.form = None
         if self.form is not None:
             self._decoder = wire.new_decoder(self.form)  # type: ignore[arg-type]
+        elif self._decompressor is not None and encodings(self._content_encoding):
+            self._raw_parts = []
         return True
 
     def feed(self, chunk: bytes) -> None:
@@ -238,6 +256,10 @@ class Recording:
         if not chunk:
             self._end()
             return
+        if self._raw_parts is not None:
+            self._raw_parts.append(chunk)
+            if self._still_encoded is not None:
+                return  # it did not decode: kept as it came
         if self._decode_error is not None:
             return
         try:
@@ -286,6 +308,12 @@ class Recording:
             self._broken(exc)
 
     def _broken(self, exc: Exception) -> None:
+        if self._raw_parts is not None:  # a plain body: keep it as it came, still encoded
+            if self._still_encoded is None:
+                self._still_encoded = self._content_encoding
+                self._body_parts = []
+                log.warning("%s %s: keeping body encoded: %s", self.request.method, self.request.url, exc)
+            return
         if self._decode_error is None:
             self._decode_error = f"{type(exc).__name__}: {exc}"
             log.warning("%s %s: cannot decode the stream: %s", self.request.method, self.request.url, exc)
@@ -342,7 +370,8 @@ class Recording:
         elif self.form == "eventstream":
             response.frames = [i for i in self.items if isinstance(i, EventStreamFrame)]
         else:  # a chunked or unsized plain body
-            response.body = _body_payload(b"".join(self._body_parts), self._content_type)
+            parts = self._raw_parts if self._raw_parts is not None and self._still_encoded else self._body_parts
+            response.body = _body_payload(b"".join(parts), self._content_type)
             if self._still_encoded:
                 response.headers["content-encoding"] = self._still_encoded
         return response
@@ -371,11 +400,26 @@ class Recording:
         interaction.match = self._match()
         if response is not None:
             interaction.summary = self._summary(response)
+        self._loadable(interaction)
         return self.redactor.redact_interaction(interaction)
+
+    def _loadable(self, interaction: Interaction) -> None:
+        """Leave out what the cassette schema would refuse (a provider's
+        summary or match key made from garbage, a ``model`` that is an
+        object): one such field must not make the whole cassette unloadable."""
+        problems = _schema_problems(interaction)
+        if problems and interaction.summary is not None and any(".summary" in p for p in problems):
+            log.warning("%s %s: summary left out: %s", self.request.method, self.request.url, "; ".join(problems))
+            interaction.summary = None
+            problems = _schema_problems(interaction)
+        if problems and any(".match" in p for p in problems):
+            log.warning("%s %s: matching it as generic: %s", self.request.method, self.request.url, "; ".join(problems))
+            interaction.match = copy.deepcopy(derive_match(GENERIC.canonical(self.request)))
 
     def _match(self) -> dict[str, Any]:
         try:
-            canonical = self.provider.canonical(self.request)
+            # Copies: shared objects would come out as YAML anchors.
+            return copy.deepcopy(derive_match(self.provider.canonical(self.request)))
         except Exception as exc:
             # A body the family does not understand is still worth keeping:
             # fall back to the generic key (method, url, body).
@@ -386,9 +430,7 @@ class Recording:
                 self.provider.family,
                 exc,
             )
-            canonical = GENERIC.canonical(self.request)
-        # Copies: shared objects would come out as YAML anchors.
-        return copy.deepcopy(derive_match(canonical))
+        return copy.deepcopy(derive_match(GENERIC.canonical(self.request)))
 
     def _summary(self, response: Response) -> dict[str, Any] | None:
         try:
@@ -448,7 +490,12 @@ class Recording:
             log.warning("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
             summary = {}
         interaction.summary = copy.deepcopy(summary) or None
+        self._loadable(interaction)
         return redactor.redact_interaction(interaction)
+
+
+def _schema_problems(interaction: Interaction) -> list[str]:
+    return cassette_problems({"version": 1, "interactions": [interaction.to_dict()]}, "the recording")
 
 
 def describe(interaction: Interaction) -> str:

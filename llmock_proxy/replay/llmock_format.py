@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import Summary, ToolCall
 from llmock_proxy.cassette.schema import fixture_file_findings
 from llmock_proxy.cassette.store import FIXTURE_SUFFIXES, expand
@@ -153,7 +154,7 @@ def read_fixture_data(
 
 def _read_json(p: Path) -> Any:
     try:
-        return json.loads(p.read_bytes())
+        return nesting.loads(p.read_bytes(), nesting.MAX_DOCUMENT_DEPTH)  # TooDeep: a ValueError
     except OSError as exc:
         raise CassetteError(f"{p}: cannot read: {exc.strerror}", path=str(p)) from None
     except ValueError as exc:
@@ -386,8 +387,8 @@ def _tool_call(call: dict[str, Any], where: str, notes: list[str]) -> ToolCall:
     arguments = call.get("arguments", "{}")
     if isinstance(arguments, str):
         try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
-        except ValueError as exc:
+            parsed = nesting.loads(arguments) if arguments.strip() else {}
+        except ValueError as exc:  # not JSON, or too deep (TooDeep)
             notes.append(f"{where}.arguments: {arguments[:60]!r} is not JSON ({exc}); sent as {{}}")
             parsed = {}
     else:

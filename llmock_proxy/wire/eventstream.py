@@ -212,6 +212,8 @@ class EventStreamDecoder:
             while pos < len(data):
                 name_length = data[pos]
                 pos += 1
+                if not name_length:  # what no encoder writes (and ours refuses to)
+                    raise ValueError("empty header name")
                 name = _take(data, pos, name_length).decode("utf-8")
                 pos += name_length
                 if name in headers:

@@ -147,7 +147,10 @@ class SSEDecoder:
         elif name == "retry":
             if not (value.isascii() and value.isdigit()):
                 return
-            self._retry = int(value)
+            try:
+                self._retry = int(value)
+            except ValueError:  # more digits than Python converts: no reconnection time anyone honours
+                return
         else:  # unknown fields are ignored
             return
         self._has_fields = True

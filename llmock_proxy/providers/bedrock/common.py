@@ -4,11 +4,11 @@ and the provider base."""
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from typing import Any
 from urllib.parse import unquote
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import (
     Summary,
     canonical_json,
@@ -140,7 +140,7 @@ def frame_json(frame: EventStreamFrame) -> Any:
     if frame.payload.kind == "json":
         return frame.payload.value
     try:
-        return json.loads(frame.payload.to_bytes())
+        return nesting.loads(frame.payload.to_bytes())
     except (ValueError, binascii.Error):
         return None
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 from typing import Any
 
+from llmock_proxy import nesting
 from llmock_proxy.canonical import (
     CanonicalRequest,
     Message,
@@ -186,7 +186,7 @@ def chunk_json(frame: EventStreamFrame) -> Any:
     if not isinstance(data, dict) or not isinstance(data.get("bytes"), str):
         return None
     try:
-        return json.loads(base64.b64decode(data["bytes"], validate=True))
+        return nesting.loads(base64.b64decode(data["bytes"], validate=True))
     except (ValueError, binascii.Error):
         return None
 
