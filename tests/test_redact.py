@@ -40,7 +40,7 @@ from llmock_proxy.cassette.redact import (
 )
 from llmock_proxy.cassette.secret_names import DEFAULT_NOT_SECRET_NAMES, DEFAULT_SECRET_NAMES, NameRules, normalize
 from llmock_proxy.cassette.secret_streams import cut
-from llmock_proxy.cassette.secret_values import spellings
+from llmock_proxy.cassette.secret_values import MAX_VALUES, spellings, trie_pattern
 
 # Key-shaped test values, one per built-in pattern. None of them is a real credential.
 KEYS = {
@@ -1016,3 +1016,45 @@ def test_redaction_with_every_stage_is_idempotent() -> None:
         _split_forms(text, 3)["eventstream-bytes"],
     ))
     assert redactor.redact_interaction(once) == once
+
+
+# -- the combined search of sent values -------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text("abc-", min_size=1, max_size=7), min_size=1, max_size=8), st.text("abc- ", max_size=40))
+def test_the_values_trie_finds_what_a_longest_first_alternation_finds(words: list[str], text: str) -> None:
+    import re
+
+    flat = re.compile("|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))))
+    trie = re.compile(trie_pattern(words))
+    assert [m.span() for m in trie.finditer(text)] == [m.span() for m in flat.finditer(text)]
+
+
+def test_the_values_trie_handles_long_values_and_deep_nesting() -> None:
+    import re
+
+    long = "k" * 4096
+    assert re.compile(trie_pattern([long, long + "-x"])).fullmatch(long + "-x")
+    nested = ["prefix-" + "y" * i for i in range(300)]  # each a prefix of the next
+    assert re.compile(trie_pattern(nested)).fullmatch(nested[-1])
+
+
+def test_past_the_caps_values_are_only_redacted_where_found() -> None:
+    fields = {f"password_{i}": f"hostile-value-{i:04d}-xyz" for i in range(MAX_VALUES + 10)}
+    echo = " ".join(fields.values())
+    out = redactor.redact_interaction(Interaction(
+        Request("POST", "https://a.test/"),
+        Response(200, body=Payload.json({**fields, "echo": echo})),
+    ))
+    assert out.response is not None and out.response.json is not None
+    assert all(out.response.json[name] == PLACEHOLDER for name in fields)
+    kept = out.response.json["echo"].split(" ")
+    assert kept.count(PLACEHOLDER) == MAX_VALUES and len(kept) == len(fields)
+
+
+def test_a_deeply_nested_bedrock_chunk_is_left_encoded_not_a_crash() -> None:
+    raw = b"[" * 5000 + b'"end"' + b"]" * 5000
+    frame = EventStreamFrame({":event-type": "chunk"}, Payload.json({"bytes": base64.b64encode(raw).decode()}), 1)
+    out = redactor.redact_response(Response(200, frames=[frame]))
+    assert out.frames == [frame]

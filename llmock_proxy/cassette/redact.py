@@ -1105,12 +1105,29 @@ def _unwrap_chunks(response: Response | None) -> tuple[Response | None, dict[int
             inner = json.loads(base64.b64decode(value["bytes"], validate=True))
         except (binascii.Error, ValueError, RecursionError):
             continue
-        if isinstance(inner, (dict, list)):
+        if isinstance(inner, (dict, list)) and not _deeper_than(inner, _MAX_CHUNK_DEPTH):
             wrapped[index] = (value["bytes"], inner)
             frames[index] = replace(frame, payload=Payload("json", {**value, "bytes": inner}))
     if not wrapped:
         return response, {}
     return replace(response, frames=frames), wrapped
+
+
+# How deep a decoded Bedrock chunk may nest to be redacted as JSON (the
+# walkers recurse per level; deeper chunks stay base64, searched as text).
+_MAX_CHUNK_DEPTH = 200
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            if level >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _rewrap_chunks(response: Response | None, wrapped: dict[int, tuple[str, Any]]) -> Response | None:

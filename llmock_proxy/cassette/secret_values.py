@@ -30,13 +30,17 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 # Shortest value redacted everywhere (shorter ones: only where found).
 MIN_LENGTH = 8
-# Longest value searched for (longer ones: only where found); and how many.
+# Longest value searched for, how many, and their total length: past these
+# (a hostile answer with thousands of "password" fields) a value is only
+# redacted where it was found, and building the search stays cheap.
 MAX_LENGTH = 4096
-MAX_VALUES = 256
+MAX_VALUES = 64
+MAX_TOTAL_LENGTH = 16384
 # Shortest base64 spelling searched for: 72 bits, no accidental hit in a
 # base64 image of any size.
 _MIN_BASE64 = 12
@@ -82,10 +86,15 @@ class SentValues:
     """The credential values seen in one interaction, in the order found."""
 
     values: dict[str, None] = field(default_factory=dict)
+    _total: int = 0
 
     def add(self, value: str) -> None:
-        if len(self.values) < MAX_VALUES and worth_searching(value):
-            self.values[value.strip()] = None
+        if len(self.values) >= MAX_VALUES or not worth_searching(value):
+            return
+        value = value.strip()
+        if value not in self.values and self._total + len(value) <= MAX_TOTAL_LENGTH:
+            self.values[value] = None
+            self._total += len(value)
 
     def add_query_value(self, raw: str) -> None:
         """A query or form value, as sent and decoded."""
@@ -116,8 +125,11 @@ def spellings(value: str) -> set[str]:
 
 @dataclass(frozen=True)
 class ValueMatcher:
-    """One regular expression for every spelling of every value, longest first
-    (so a value's base64 is replaced whole, not its shorter cores)."""
+    """One regular expression for every spelling of every value: a trie of
+    them (``sk-(?:test-a|proj-b)``), so each position of a text costs a look
+    at one branch per level instead of a try of every spelling, and the
+    longest spelling starting at a position wins (a value's base64 is
+    replaced whole, not its shorter cores)."""
 
     regex: re.Pattern[str]
 
@@ -128,8 +140,7 @@ class ValueMatcher:
             every |= spellings(value)
         if not every:
             return None
-        ordered = sorted(every, key=lambda s: (-len(s), s))
-        return cls(re.compile("|".join(re.escape(s) for s in ordered)))
+        return cls(re.compile(trie_pattern(every)))
 
     def search(self, text: str) -> bool:
         return self.regex.search(text) is not None
@@ -144,4 +155,71 @@ class ValueMatcher:
         return self.regex.sub(placeholder, text)
 
 
-__all__ = ["MIN_LENGTH", "SentValues", "ValueMatcher", "credential_parts", "spellings", "worth_searching"]
+# Deeper than this many nested groups, a trie is spelled as a flat
+# alternation instead (slower to search, but the regex compiler recurses per
+# group).
+_MAX_NESTING = 100
+_END = ""  # marks the end of a word in a trie node (no character is "")
+
+
+def trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, longest first at each position."""
+    ordered = sorted(set(words))
+    root: dict[str, Any] = {}
+    for word in ordered:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[_END] = {}
+    pattern, nesting = _emit(root)
+    if nesting > _MAX_NESTING:
+        return "|".join(re.escape(w) for w in sorted(ordered, key=lambda w: (-len(w), w)))
+    return pattern
+
+
+def _emit(root: dict[str, Any]) -> tuple[str, int]:
+    """The pattern of a trie and how deeply its groups nest. Without
+    recursion (a 4 KB value is a 4,000-node chain), and with chains of
+    single children spelled as one literal, so the work is linear in the
+    size of the pattern."""
+    done: dict[int, tuple[str, int]] = {}
+    stack: list[tuple[dict[str, Any], bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        edges = [_chain(char, child) for char, child in sorted(node.items()) if char != _END]
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((target, False) for _, target in edges if id(target) not in done)
+            continue
+        branches = []
+        nesting = 0
+        for label, target in edges:
+            text, depth = done[id(target)]
+            branches.append(re.escape(label) + text)
+            nesting = max(nesting, depth)
+        if not branches:
+            done[id(node)] = ("", 0)
+            continue
+        if len(branches) == 1:
+            body = branches[0]
+        else:
+            body = "(?:" + "|".join(branches) + ")"
+            nesting += 1
+        if _END in node:
+            body = "(?:" + body + ")?"
+            nesting += 1
+        done[id(node)] = (body, nesting)
+    return done[id(root)]
+
+
+def _chain(char: str, node: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """From an edge, follow single children to the next branch or word end:
+    the characters on the way and the node reached."""
+    chars = [char]
+    while len(node) == 1 and _END not in node:
+        (char, node), = node.items()
+        chars.append(char)
+    return "".join(chars), node
+
+
+__all__ = ["MIN_LENGTH", "SentValues", "ValueMatcher", "credential_parts", "spellings", "trie_pattern", "worth_searching"]
