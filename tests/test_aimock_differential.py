@@ -88,7 +88,7 @@ def fresh(aimock: Aimock, ours: EngineThread) -> Iterator[dict[str, Clients]]:
     """SDK clients with fresh sequence counts: aimock keeps them per
     ``X-Test-Id``, llmock-proxy per session (reset here)."""
     with httpx.Client(trust_env=False) as client:
-        client.post(f"{ours.url}/__llmock/reset").raise_for_status()
+        client.post(f"{ours.url}/__llmock/reset", headers={"x-llmock-control": "1"}).raise_for_status()
     headers = {"x-test-id": uuid.uuid4().hex}
     clients = {THEIRS: Clients(aimock.url, headers), OURS: Clients(ours.url, headers)}
     yield clients

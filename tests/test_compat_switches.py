@@ -190,6 +190,14 @@ def test_cors_preflight_and_headers_on_loopback_by_default(llmock_like: Serve) -
         assert missed.status_code == 404 and missed.headers["access-control-allow-origin"] == ORIGIN
         health = raw.get(f"{llmock_like.url}/__llmock/health")
         assert health.headers["access-control-allow-origin"] == "*"
+        # The control endpoints that change state are not for web pages: no preflight, no simple POST.
+        control_preflight = raw.options(f"{llmock_like.url}/__llmock/reset", headers={
+            "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-llmock-control"})
+        assert control_preflight.status_code == 403
+        assert "access-control-allow-origin" not in control_preflight.headers
+        simple = raw.post(f"{llmock_like.url}/__llmock/reset", content=b"x",
+                          headers={"Origin": ORIGIN, "Content-Type": "text/plain"})
+        assert simple.status_code == 403 and "access-control-allow-origin" not in simple.headers
     # The SDK sees nothing of it.
     reply = sdk.openai_client(base_url=f"{llmock_like.url}/v1").chat.completions.create(model="m", messages=USER)
     assert reply.choices[0].message.content == "Hi there!"

@@ -30,6 +30,8 @@ from tests.harness.clients import anthropic_client, openai_client
 from tests.harness.http import httpx
 from tests.support.replay import EngineThread, json_request, recorded, rendered
 
+CONTROL = {"x-llmock-control": "1"}
+
 CHAT = "https://api.openai.com/v1/chat/completions"
 ANTHROPIC = "https://api.anthropic.com/v1/messages"
 OLLAMA = "https://ollama.com/api/chat"
@@ -254,7 +256,7 @@ def test_control_endpoints_reset_the_sequence() -> None:
         assert [roll(), roll(), roll()] == ["one", "two", "two"]
         health = http.get(f"{engine.url}/__llmock/health").json()
         assert health["status"] == "ok" and health["fixtures"] == 2 and health["hits"] == 3
-        assert http.post(f"{engine.url}/__llmock/reset").json()["reset"] is True
+        assert http.post(f"{engine.url}/__llmock/reset", headers=CONTROL).json()["reset"] is True
         assert roll() == "one"
         assert http.get(f"{engine.url}/__llmock/nope").status_code == 404
 
@@ -355,7 +357,7 @@ def test_two_engines_in_one_process_keep_separate_sequence_state() -> None:
             return answer["choices"][0]["message"]["content"]
 
         assert [roll(first), roll(first), roll(second), roll(first), roll(second)] == ["one", "two", "one", "two", "two"]
-        http.post(f"{first.url}/__llmock/reset")
+        http.post(f"{first.url}/__llmock/reset", headers=CONTROL)
         assert [roll(first), roll(second)] == ["one", "two"]
 
 

@@ -70,6 +70,9 @@ class UrlSeen:
         self.urls.append(flow.request.url)
 
 
+CONTROL = {"x-llmock-control": "1"}
+
+
 def start_replay(tmp_path: Path, options: dict[str, Any], *, mode: str = "regular",
                  fakes: tuple[FakeServer, ...] = (), extra: tuple[Any, ...] = (),
                  pki: TestPKI | None = None) -> tuple[InProcessProxy, Replay, UpstreamRouter]:
@@ -247,9 +250,14 @@ def test_options_reload_the_session_and_the_control_endpoints_work(
 
     assert [roll(), roll()] == ["one", "many"]
     with sdk.raw_client(proxy) as raw:
-        assert raw.post("https://api.openai.com/__llmock/reset").json()["reset"] is True
+        # On a provider's host, a control path is an ordinary request (a miss here).
+        assert raw.post("https://api.openai.com/__llmock/reset", headers=CONTROL).status_code == 421
+        # A state change needs the control header (a web page cannot send it cross-origin).
+        assert raw.post("http://llmock.invalid/__llmock/reset").status_code == 403
+        assert roll() == "many"  # nothing was reset
+        assert raw.post("http://llmock.invalid/__llmock/reset", headers=CONTROL).json()["reset"] is True
         assert roll() == "one"
-        health = raw.get("https://api.openai.com/__llmock/health").json()
+        health = raw.get("http://llmock.invalid/__llmock/health").json()
         assert health["hits"] == 1 and health["mode"] == "replay"
     proxy.set_options(llmock_fixtures=[str(second)])
     assert roll() == "other"

@@ -23,6 +23,7 @@ from tests.support.replay import EngineThread
 from tests.test_replay_addon import start_replay, stopping  # noqa: F401  (a fixture)
 
 QUESTION = [{"role": "user", "content": "Which answer comes next?"}]
+CONTROL = {"x-llmock-control": "1"}
 
 
 def ask(base_url: str, messages: list[dict[str, Any]] = QUESTION, **headers: str) -> str:
@@ -33,7 +34,7 @@ def ask(base_url: str, messages: list[dict[str, Any]] = QUESTION, **headers: str
 
 def control(engine: EngineThread, method: str, path: str, body: Any = None, **headers: str) -> httpx.Response:
     with httpx.Client(trust_env=False) as client:
-        return client.request(method, engine.url + path, json=body, headers=headers)
+        return client.request(method, engine.url + path, json=body, headers={**CONTROL, **headers})
 
 
 @pytest.fixture
@@ -162,9 +163,9 @@ def test_the_replay_addon_selects_sessions_by_proxy_credentials(
     stopping.append(proxy)
     with sdk.raw_client(proxy) as raw:
         for session_id in ("p1", "p2"):
-            opened = raw.post("http://llmock.invalid/__llmock/sessions", json={"id": session_id})
+            opened = raw.post("http://llmock.invalid/__llmock/sessions", json={"id": session_id}, headers=CONTROL)
             assert opened.status_code == 201, opened.text
-        refused = raw.post("http://llmock.invalid/__llmock/sessions", json={"mode": "passthrough"})
+        refused = raw.post("http://llmock.invalid/__llmock/sessions", json={"mode": "passthrough"}, headers=CONTROL)
         assert refused.status_code == 400
 
     def through(session_id: str) -> str:

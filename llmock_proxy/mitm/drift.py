@@ -39,6 +39,7 @@ from llmock_proxy.drift.findings import Policy
 from llmock_proxy.drift.report import DriftReport, format_for, render_text, write_report
 from llmock_proxy.drift.watch import Watcher
 from llmock_proxy.errors import CassetteError
+from llmock_proxy.mitm.listen import bind_loopback_by_default
 from llmock_proxy.mitm.transcripts import TranscriptHooks
 from llmock_proxy.record.recorder import (
     Recorder,
@@ -115,6 +116,7 @@ class Drift(TranscriptHooks):
         )
 
     def configure(self, updated: set[str]) -> None:
+        bind_loopback_by_default(updated)
         if not set(self.OPTIONS) & updated:
             return
         opts = ctx.options

@@ -38,6 +38,7 @@ from mitmproxy import ctx, exceptions, http
 from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter
+from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.transcripts import TranscriptHooks
 from llmock_proxy.record.recorder import (
     Recorder,
@@ -123,6 +124,7 @@ class Record(TranscriptHooks):
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        bind_loopback_by_default(updated)
         if "llmock_redact" in updated or self._recorder is None:
             redactor = self._load_redactor(opts.llmock_redact)
             if self._writer is not None:
@@ -222,7 +224,8 @@ class Record(TranscriptHooks):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def running(self) -> None:
+    async def running(self) -> None:
+        await rebind_to_loopback()
         # With eager connections mitmproxy dials upstream before it has read
         # a request, and a refused connection never becomes a flow: nothing
         # to record. Lazy: the request comes first, a failure is its error.

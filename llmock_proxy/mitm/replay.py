@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import ipaddress
 import logging
 import time
 from collections.abc import Sequence
@@ -40,7 +41,8 @@ from mitmproxy import ctx, exceptions, http
 
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Interaction, Payload, Request
-from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError, WireError
+from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.replay.answers import (
@@ -51,12 +53,13 @@ from llmock_proxy.replay.answers import (
     log_miss,
     miss_plan,
 )
-from llmock_proxy.replay.control import control_plan
+from llmock_proxy.replay.control import CONTROL_HOST, control_plan
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, ReplaySession, check_miss_status
 from llmock_proxy.replay.sessions import SESSION_HEADER, UnknownSession
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
+from llmock_proxy.wire.content_encoding import decompress
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class Replay:
         # here, before the proxy listens, not only once it is running.
         if opts.connection_strategy != "lazy":
             opts.update(connection_strategy="lazy")
+        bind_loopback_by_default(updated)
         if "llmock_timing" in updated:
             try:
                 self.engine.set_timing(Timing.parse(opts.llmock_timing))
@@ -204,6 +208,7 @@ class Replay:
     # -- lifecycle -------------------------------------------------------------
 
     async def running(self) -> None:
+        await rebind_to_loopback()
         if self.engine.port is None:
             await self.engine.start("127.0.0.1", 0)
             log.info("llmock: replay engine on http://127.0.0.1:%d", self.engine.port)
@@ -222,6 +227,19 @@ class Replay:
         session_id = session_from_credentials(flow.request.headers.get("proxy-authorization"))
         if session_id is not None:
             self._proxy_sessions[flow.client_conn.id] = session_id
+
+    def server_connect(self, data) -> None:  # type: ignore[no-untyped-def]
+        """Replay never connects anywhere but its engine: not for a request it
+        did not answer, nor for a tunnel of another protocol (raw TCP, UDP)
+        that mitmproxy would relay as it is."""
+        if self.mode != "replay":
+            return
+        address = data.server.address
+        if address is not None and tuple(address[:2]) == ("127.0.0.1", self.engine.port):
+            return
+        where = f"{address[0]}:{address[1]}" if address else "an unknown address"
+        data.server.error = f"llmock replay: not connecting to {where} (replay never connects out)"
+        log.warning("llmock: refused a connection to %s: replay mode never connects out", where)
 
     def client_disconnected(self, client) -> None:  # type: ignore[no-untyped-def]
         self._proxy_sessions.pop(client.id, None)
@@ -254,8 +272,12 @@ class Replay:
         )
         if by_credentials is not None and SESSION_HEADER not in headers:
             headers[SESSION_HEADER] = by_credentials
-        # Decoding is only needed for an encoded body (and costs a lookup).
-        content = (req.get_content(strict=False) if "content-encoding" in headers else req.raw_content) or b""
+        try:
+            content = _request_body(req.raw_content or b"", headers.get("content-encoding"))
+        except BodyTooLarge as exc:
+            log.warning("llmock: %s %s refused: %s", req.method, req.url, exc)
+            flow.response = _mitm_response(json_plan(413, {"error": {"message": f"llmock: {exc}", "type": "request_too_large"}}))
+            return
         try:
             selected = self.engine.sessions.select(headers, req.path)
         except UnknownSession as exc:
@@ -264,11 +286,12 @@ class Replay:
         session = selected.session
         # Named sessions replay only: the addon forwards through mitmproxy, for its own mode.
         mode = self.mode if selected.session_id is None else "replay"
-        control = control_plan(self.engine.sessions, session, req.method, selected.path.split("?", 1)[0], content,
-                               self.engine.timing, mode, forwarding=False)
-        if control is not None:
-            flow.response = _mitm_response(control)
-            return
+        if req.pretty_host == CONTROL_HOST or _is_loopback(req.pretty_host):
+            control = control_plan(self.engine.sessions, session, req.method, selected.path.split("?", 1)[0],
+                                   content, self.engine.timing, mode, headers, forwarding=False)
+            if control is not None:
+                flow.response = _mitm_response(control)
+                return
         url = req.url if selected.path == req.path else _with_path(req.url, req.path, selected.path)
         if is_websocket_upgrade(headers):
             asked = _cassette_request(req.method, url, headers, content)
@@ -377,9 +400,35 @@ def session_from_credentials(authorization: str | None) -> str | None:
     return user or None
 
 
+def _is_loopback(host: str) -> bool:
+    """A host naming this machine (the proxy itself, as in reverse mode)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _with_path(url: str, path: str, inner: str) -> str:
     """``url`` with its ``path`` (query included) replaced by ``inner``."""
     return url[: len(url) - len(path)] + inner if url.endswith(path) else url
+
+
+def _request_body(raw: bytes, content_encoding: str | None) -> bytes:
+    """The request body with its content-encoding undone (only an encoded
+    body costs a decode). Capped: a few KB of gzip can be gigabytes, so past
+    the decoded-size cap this raises BodyTooLarge, answered 413. A coding
+    that does not decode leaves the body as sent, as mitmproxy's lenient
+    decoding did."""
+    if not content_encoding:
+        return raw
+    try:
+        return decompress(raw, content_encoding)
+    except BodyTooLarge:
+        raise
+    except WireError:
+        return raw
 
 
 def _header_dict(headers: http.Headers) -> dict[str, str]:

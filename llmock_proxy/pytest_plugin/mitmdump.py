@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from llmock_proxy.replay.journal import JournalEntry, Origin
 
 ADDON_SCRIPT = Path(__file__).with_name("mitm_addon.py")
+# As llmock_proxy.replay.control names them (not imported: the engine's import is heavy).
 CONTROL_HOST = "llmock.invalid"
+CONTROL_HEADER = "x-llmock-control"
 CA_CERT_FILE = "mitmproxy-ca-cert.pem"
 PROXY_PASSWORD = "llmock"
 START_TIMEOUT = 60.0
@@ -180,7 +182,9 @@ class MitmdumpProxy:
         data = json.dumps(body).encode() if body is not None else None
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=CALL_TIMEOUT)
         try:
-            headers = {"Host": CONTROL_HOST, "Content-Type": "application/json"} if data else {"Host": CONTROL_HOST}
+            headers = {"Host": CONTROL_HOST, CONTROL_HEADER: "1"}
+            if data:
+                headers["Content-Type"] = "application/json"
             connection.request(method, f"http://{CONTROL_HOST}{path}", body=data, headers=headers)
             response = connection.getresponse()
             raw = response.read()

@@ -13,6 +13,14 @@
 ``DELETE /__llmock/sessions/<id>``         close it; answers its journal and unused list
 =========================================  ===================================================
 
+Control requests that change state (every method but GET and HEAD) must
+carry the header ``x-llmock-control`` (any value): a web page cannot send
+it cross-origin without a CORS preflight, and the preflight of a control
+path is refused, as is reading a control answer from a page (no CORS
+headers, but for the health check's). Through the replay addon, the control endpoints answer on the
+control host ``llmock.invalid`` (or a loopback host, as in reverse mode)
+only: ``POST https://api.openai.com/__llmock/reset`` is an ordinary request.
+
 "The selected session" is the one the request names (``x-llmock-session``
 header or ``/__llmock/session/<id>/`` prefix), else the default one. Files
 named in ``POST /__llmock/sessions`` are read relative to the server's
@@ -23,6 +31,7 @@ recordings, with state of its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,10 @@ from llmock_proxy.replay.session import ReplaySession
 from llmock_proxy.replay.sessions import SESSION_PREFIX, SessionRegistry, SessionSettings
 
 CONTROL_PREFIX = "/__llmock/"
+CONTROL_HEADER = "x-llmock-control"
+HEALTH_PATH = "/__llmock/health"
+# The host the replay addon answers control requests on (.invalid never resolves).
+CONTROL_HOST = "llmock.invalid"
 
 ENDPOINTS = (
     "GET /__llmock/health",
@@ -59,15 +72,22 @@ def control_plan(
     body: bytes,
     timing: Timing,
     mode: str,
+    headers: Mapping[str, str],
     *,
     forwarding: bool = True,
 ) -> Plan | None:
     """The answer of a control endpoint; None when ``path`` is none.
     ``session``: the session the request selected; ``path`` without query;
     ``forwarding``: whether the server can send a named session's requests
-    upstream (sessions in another mode than replay)."""
+    upstream (sessions in another mode than replay); ``headers``: lower-case names."""
     if not is_control(path):
         return None
+    if method not in ("GET", "HEAD") and CONTROL_HEADER not in headers:
+        return json_plan(403, {"error": {
+            "message": f"llmock-proxy: {method} {path} changes state: send the header {CONTROL_HEADER}: 1 "
+            "(a web page cannot send it cross-origin)",
+            "type": "control_header_required",
+        }})
     parts = path[len(CONTROL_PREFIX):].strip("/").split("/")
     name = parts[0]
     if name == "health" and len(parts) == 1 and method in ("GET", "HEAD"):

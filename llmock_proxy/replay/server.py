@@ -41,9 +41,9 @@ on loopback, so a test in a browser can call it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,7 +59,7 @@ from llmock_proxy.replay.answers import (
     miss_plan,
     websocket_not_forwarded_plan,
 )
-from llmock_proxy.replay.control import control_plan
+from llmock_proxy.replay.control import HEALTH_PATH, control_plan, is_control
 from llmock_proxy.replay.http_server import HTTPServer
 from llmock_proxy.replay.plan import Plan, Planner, Timing
 from llmock_proxy.replay.schedule import DROP, END, steps
@@ -155,7 +155,6 @@ class ReplayEngine:
         self._parked: dict[str, Plan] = {}
         # Connections handed to aiohttp with their first request decided.
         self._handoffs: dict[object, Handoff] = {}
-        self._tokens = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._http: HTTPServer | None = None
         self.host: str | None = None
@@ -238,7 +237,8 @@ class ReplayEngine:
     # -- parked plans (the addon's streams) -------------------------------------
 
     def park(self, plan: Plan) -> str:
-        token = f"p{next(self._tokens)}"
+        # Unguessable: the engine's port is open to every local process.
+        token = secrets.token_urlsafe(18)
         self._parked[token] = plan
         return token
 
@@ -285,8 +285,6 @@ class ReplayEngine:
             if parked.is_websocket:
                 return self._websocket_handoff(parked.websocket_request, parked.websocket_session)
             return self._with_cors(parked, headers)
-        if self.cors and method == "OPTIONS":
-            return Plan(204, list(cors_headers(headers, preflight=True).items()))
         try:
             selected = self.sessions.select(headers, path_qs)
         except UnknownSession as exc:
@@ -295,10 +293,15 @@ class ReplayEngine:
         session, path_qs = selected.session, selected.path
         mode = self.mode if selected.session_id is None else selected.settings.mode
         path = path_qs.split("?", 1)[0]
-        control = control_plan(self.sessions, session, method, path, body, self.timing, mode,
+        if self.cors and method == "OPTIONS":
+            if is_control(path):  # a web page may not drive the control endpoints
+                return json_plan(403, {"error": "llmock-proxy: no cross-origin access to the control endpoints"})
+            return Plan(204, list(cors_headers(headers, preflight=True).items()))
+        control = control_plan(self.sessions, session, method, path, body, self.timing, mode, headers,
                                forwarding=self.forward is not None)
         if control is not None:
-            return self._with_cors(control, headers)
+            # A web page may read the health check, nothing else of the control endpoints.
+            return self._with_cors(control, headers) if path == HEALTH_PATH else control
         url = f"http://{headers.get('host') or host or f'{self.host}:{self.port}'}{path_qs}"
         if is_websocket_upgrade(headers):
             upgrade = Request(method, url, headers, _payload(body, headers))
