@@ -796,7 +796,7 @@ def test_websocket_subprotocol_keys_are_redacted() -> None:
                                                  subprotocol="realtime")),
     ))
     assert out.request.headers["sec-websocket-protocol"] == (
-        "realtime, openai-insecure-api-key.REDACTED, openai-beta.realtime-v1"
+        "realtime, openai-insecure-api-key.<redacted>, openai-beta.realtime-v1"
     )
     assert out.response is not None and out.response.websocket is not None
     assert out.response.websocket.messages[0].payload.value == {"echo": PLACEHOLDER}

@@ -29,8 +29,7 @@ An interaction is redacted in two stages (docs/redaction.md has the tables):
    streamed a few characters per event is found too.
 
 The placeholder keeps the presence of a value visible: ``<redacted>``, or
-``REDACTED`` inside URLs, form bodies and subprotocol names where ``<>``
-would need escaping.
+``REDACTED`` inside URLs and form bodies where ``<>`` would need escaping.
 """
 
 from __future__ import annotations
@@ -713,7 +712,7 @@ class _Names:
             name, dot, secret = item.strip().partition(".")
             if dot and secret and self.rules.secret_header(name, listed):
                 self.sent.add(secret)
-                out.append(f"{name}.{URL_PLACEHOLDER}")
+                out.append(f"{name}.{PLACEHOLDER}")
             else:
                 out.append(item.strip())
         return ", ".join(out)
