@@ -24,8 +24,6 @@ Both bounds leave recursive walkers room: at two frames a level (deepcopy)
 from __future__ import annotations
 
 import json
-import re
-from itertools import accumulate
 from typing import Any
 
 from llmock_proxy.errors import TooDeep
@@ -33,50 +31,45 @@ from llmock_proxy.errors import TooDeep
 MAX_PAYLOAD_DEPTH = 200
 MAX_DOCUMENT_DEPTH = 256
 
-# A JSON string literal (escapes included): brackets inside one do not nest.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def exceeds(text: str | bytes, limit: int) -> bool:
-    """Whether the JSON ``text`` opens more than ``limit`` arrays/objects
-    inside each other. Cheap for the usual document (fewer brackets than
-    ``limit`` settles it); otherwise one pass in C over the brackets outside
-    strings. Malformed text is measured as far as it goes."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    skeleton = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if len(skeleton) <= limit:
-        return False
-    return max(accumulate(map(_STEP.__getitem__, skeleton)), default=0) > limit
+_CONTAINERS = (dict, list)
 
 
 def loads(text: str | bytes, limit: int = MAX_PAYLOAD_DEPTH) -> Any:
     """``json.loads`` that refuses nesting deeper than ``limit`` with
     :class:`~llmock_proxy.errors.TooDeep` (a ``ValueError``, like every other
-    reason JSON does not parse), never ``RecursionError``."""
-    if exceeds(text, limit):
-        raise TooDeep(limit)
+    reason JSON does not parse), never ``RecursionError``.
+
+    The C parser goes first (it fails fast on the very deep, and is the
+    cheapest way through the rest); the result is measured only when the text
+    has more brackets than ``limit``, which settles the usual document."""
     try:
-        return json.loads(text)
-    except RecursionError:  # a deep stack at the call site: the text was within the limit
+        value = json.loads(text)
+    except RecursionError:  # deeper than the parser goes (or a deep stack at the call site)
         raise TooDeep(limit) from None
+    if _brackets(text) > limit and deeper_than(value, limit):
+        raise TooDeep(limit)
+    return value
 
 
-def depth(value: Any) -> int:
-    """How deep a parsed value nests (0 for a scalar), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        elif not isinstance(item, list):
-            continue
-        level += 1
-        deepest = max(deepest, level)
-        stack.extend((child, level) for child in item if isinstance(child, (dict, list)))
-    return deepest
+def _brackets(text: str | bytes) -> int:
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether a parsed value nests more than ``limit`` lists/objects inside
+    each other; level by level, without recursion, stopping at ``limit``."""
+    level = [value] if value.__class__ in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for item in level:
+            for child in item.values() if item.__class__ is dict else item:
+                if child.__class__ in _CONTAINERS:
+                    below.append(child)
+        level = below
+    return False
