@@ -138,7 +138,7 @@ class Provider:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("canonical")
         if own is not None:
-            cls.canonical = _shape_checked(own)  # type: ignore[method-assign]
+            cls.canonical = _shape_checked(own)  # type: ignore[method-assign,assignment]
 
     family: str = "generic"
     # Wire form of this family's streaming responses: "sse", "ndjson",
