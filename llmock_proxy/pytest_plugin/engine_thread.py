@@ -8,9 +8,9 @@ is not thread-safe, so every call into it is made on the engine's loop
 (``run_coroutine_threadsafe``) and waited for.
 
 When a test records (auto/record/rewrite/once), the recording of a request
-is written after its answer has gone out; closing the session first waits
-until the session's requests in flight are done, so the cassette is whole
-when the test's teardown moves or reads it.
+is written after its answer has gone out; the session is closed with
+``ReplayEngine.close_session``, which waits until what it forwarded is
+recorded, so the cassette is whole when the test's teardown moves or reads it.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from llmock_proxy.pytest_plugin.environment import base_url_environment
 from llmock_proxy.pytest_plugin.transport import ClosedSession, SessionSpec
 
 if TYPE_CHECKING:
-    from llmock_proxy.pytest_plugin.counting_engine import CountingEngine
     from llmock_proxy.replay.fixture import Fixture
     from llmock_proxy.replay.journal import JournalEntry, Origin
+    from llmock_proxy.replay.server import ReplayEngine
     from llmock_proxy.replay.session import ReplaySession
 
 T = TypeVar("T")
@@ -68,12 +68,10 @@ class EngineThread:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.engine: CountingEngine | None = None
+        self.engine: ReplayEngine | None = None
         self.port: int | None = None
         self._shared: dict[tuple[tuple[Path, ...], tuple[Path, ...]], list[Fixture]] = {}
-        self._inflight: dict[str, int] = {}
         self._log_filter = MissLogFilter(THREAD_NAME)
-        self._idle: dict[str, asyncio.Event] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,15 +119,14 @@ class EngineThread:
             loop.close()
 
     async def _start_engine(self) -> None:
-        from llmock_proxy.pytest_plugin.counting_engine import CountingEngine
         from llmock_proxy.record.forward import ForwarderFactory
         from llmock_proxy.replay.plan import Timing
+        from llmock_proxy.replay.server import ReplayEngine
         from llmock_proxy.replay.session import ReplaySession
 
-        self.engine = CountingEngine(
+        self.engine = ReplayEngine(
             ReplaySession(name="pytest"), timing=Timing.parse(self.timing), forward=ForwarderFactory()
         )
-        self.engine.inflight = self
         _, self.port = await self.engine.start("127.0.0.1", 0)
 
     def stop(self) -> None:
@@ -163,27 +160,6 @@ class EngineThread:
             raise RuntimeError("the llmock replay engine is not running")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout)
-
-    # -- in-flight requests per session (see _counting_engine_class) ------------------------
-
-    def request_started(self, session_id: str) -> None:
-        self._inflight[session_id] = self._inflight.get(session_id, 0) + 1
-        self._idle.setdefault(session_id, asyncio.Event()).clear()
-
-    def request_done(self, session_id: str) -> None:
-        left = self._inflight.get(session_id, 1) - 1
-        if left <= 0:
-            self._inflight.pop(session_id, None)
-            idle = self._idle.pop(session_id, None)
-            if idle is not None:
-                idle.set()
-        else:
-            self._inflight[session_id] = left
-
-    async def _drained(self, session_id: str) -> None:
-        idle = self._idle.get(session_id)
-        if idle is not None and self._inflight.get(session_id):
-            await asyncio.wait_for(idle.wait(), DRAIN_TIMEOUT)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -257,10 +233,7 @@ class EngineSession:
         assert engine is not None
 
         async def close() -> ClosedSession:
-            try:
-                await transport._drained(session_id)
-            finally:
-                engine.sessions.close(session_id)
+            await engine.close_session(session_id, DRAIN_TIMEOUT)  # once what it forwarded is recorded
             return ClosedSession(list(session.journal), session.unused())
 
         self.closed = transport.run(close(), DRAIN_TIMEOUT + CALL_TIMEOUT)

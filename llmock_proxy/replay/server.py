@@ -149,6 +149,9 @@ class ReplayEngine:
     def __post_init__(self) -> None:
         self.sessions = SessionRegistry(self.session)
         self._closing: set[asyncio.Future[None]] = set()
+        # Forwarded requests in flight per session (None: the default one), and who waits for none.
+        self._forwarding: dict[str | None, int] = {}
+        self._drain_waiters: dict[str | None, list[asyncio.Future[None]]] = {}
         self._forwarders: dict[str, tuple[ReplaySession, Forwarding]] = {}
         self.planner = Planner(self.timing, rng=self.rng)
         self.timing = self.planner.timing
@@ -311,7 +314,7 @@ class ReplayEngine:
             return self._websocket_handoff(upgrade, session)
         forward = self._forwarder(selected) if mode != "replay" else None
         if mode == "record" and forward is not None:
-            return self._forward_handoff(forward, path_qs, None, arrival)
+            return self._forward_handoff(forward, path_qs, None, arrival, selected.session_id)
         try:
             outcome = session.resolve_raw(method, url, headers, body)
             plan = self.planner.plan(outcome, arrival, headers) if isinstance(outcome, Hit) else None
@@ -325,7 +328,7 @@ class ReplayEngine:
         assert isinstance(outcome, Miss)
         if forward is not None:
             log_miss(outcome, mode)
-            return self._forward_handoff(forward, path_qs, outcome, arrival)
+            return self._forward_handoff(forward, path_qs, outcome, arrival, selected.session_id)
         log_miss(outcome, "replay")
         return self._with_cors(miss_plan(outcome, arrival), headers)
 
@@ -348,12 +351,37 @@ class ReplayEngine:
         self._forwarders[selected.session_id] = (selected.session, forwarder)
         return forwarder.handle
 
-    @staticmethod
-    def _forward_handoff(forward: MissHandler, path_qs: str, miss: Miss | None, arrival: float) -> Handoff:
-        def run(request: web.Request) -> Awaitable[web.StreamResponse]:
-            return forward(request, path_qs, miss, arrival)
+    def _forward_handoff(
+        self, forward: MissHandler, path_qs: str, miss: Miss | None, arrival: float, session_id: str | None
+    ) -> Handoff:
+        async def run(request: web.Request) -> web.StreamResponse:
+            # Counted until the recording is written (after the client has its answer).
+            self._forwarding[session_id] = self._forwarding.get(session_id, 0) + 1
+            try:
+                return await forward(request, path_qs, miss, arrival)
+            finally:
+                left = self._forwarding.pop(session_id) - 1
+                if left:
+                    self._forwarding[session_id] = left
+                else:
+                    for waiter in self._drain_waiters.pop(session_id, []):
+                        if not waiter.done():
+                            waiter.set_result(None)
 
         return run
+
+    async def close_session(self, session_id: str, timeout: float = 30.0) -> ReplaySession | None:
+        """Close a named session once the requests it forwarded are recorded
+        (a recording is written after the client has its answer); waits at
+        most ``timeout`` seconds, then closes it anyway."""
+        if self._forwarding.get(session_id):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drain_waiters.setdefault(session_id, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                log.warning("llmock: closing session %r with requests still being forwarded", session_id)
+        return self.sessions.close(session_id)
 
     def _with_cors(self, plan: Plan, request_headers: Mapping[str, str]) -> Plan:
         if self.cors:
