@@ -140,6 +140,8 @@ def _pattern(
 # times faster over a long text (a base64 image in a request) than testing a
 # lookbehind at every position.
 _TOKEN = r"[A-Za-z0-9_\-]"
+# Characters most texts hold but base64 never does: see RedactionRules._present.
+_RARE_CHARACTERS = "_-."
 _WORD = r"[A-Za-z0-9_]"
 
 
@@ -330,23 +332,59 @@ class RedactionRules:
         return tuple(p for p in self.patterns if not p.builtin)
 
     @cached_property
-    def _literals(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        exact = tuple(lit for p in self.patterns if not p.fold_case for lit in p.literals)
-        folded = tuple(lit.lower() for p in self.patterns if p.fold_case for lit in p.literals)
-        return exact, folded
+    def _literal_groups(self) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+        """The built-in literals grouped by the rarer characters they hold
+        (``_``, ``-``, ``.``): (those characters, exact literals, lower-cased
+        literals of case-folding patterns). A group is only looked for when
+        the text holds its characters at all: a long base64 text (an image)
+        holds none of them, which spares a pass over it for most literals."""
+        groups: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+        for pattern in self.patterns:
+            for literal in pattern.literals:
+                key = literal.lower() if pattern.fold_case else literal
+                needs = "".join(c for c in _RARE_CHARACTERS if c in key)
+                exact, folded = groups.setdefault(needs, ({}, {}))
+                (folded if pattern.fold_case else exact)[key] = None
+        return tuple((needs, tuple(exact), tuple(folded)) for needs, (exact, folded) in groups.items())
+
+    @cached_property
+    def _pattern_literals(self) -> tuple[tuple[SecretPattern, tuple[str, ...]], ...]:
+        return tuple((p, tuple(lit.lower() if p.fold_case else lit for lit in p.literals)) for p in self.patterns)
 
     def may_match(self, text: str) -> bool:
         """False only when no pattern can match ``text`` (or any string whose
         characters appear verbatim in it, such as the JSON spelling of a value)."""
         if self.own_patterns:
             return True
-        exact, folded = self._literals
-        if any(lit in text for lit in exact):
-            return True
-        if folded:
-            lowered = text.lower()
-            return any(lit in lowered for lit in folded)
+        lowered: str | None = None
+        for needs, exact, folded in self._literal_groups:
+            if needs and any(c not in text for c in needs):
+                continue
+            if any(literal in text for literal in exact):
+                return True
+            if folded:
+                if lowered is None:
+                    lowered = text.lower()
+                if any(literal in lowered for literal in folded):
+                    return True
         return False
+
+    def candidates(self, text: str) -> list[SecretPattern]:
+        """The patterns that may match ``text``: a rules file's, and the
+        built-in ones whose literal it holds (each literal looked for once)."""
+        present: set[str] = set()
+        lowered: str | None = None
+        for needs, exact, folded in self._literal_groups:
+            if needs and any(c not in text for c in needs):
+                continue
+            present.update(literal for literal in exact if literal in text)
+            if folded:
+                if lowered is None:
+                    lowered = text.lower()
+                present.update(literal for literal in folded if literal in lowered)
+        if not present:
+            return list(self.own_patterns)
+        return [p for p, keys in self._pattern_literals if not keys or any(k in present for k in keys)]
 
     def extended(self, other: Mapping[str, Any], where: str) -> RedactionRules:
         """These rules plus the ones of a parsed rules file (see docs/redaction.md)."""
@@ -572,12 +610,8 @@ class Redactor:
         return list(self._scan_data(target, ()))
 
     def _scan_text(self, text: str) -> list[Finding]:
-        if not self.rules.may_match(text):
-            return []
         found: list[tuple[int, Finding]] = []
-        for pattern in self.rules.patterns:
-            if pattern.literals and not _holds_literal(pattern, text):
-                continue
+        for pattern in self.rules.candidates(text):
             for m in pattern.regex.finditer(text):
                 line = text.count("\n", 0, m.start()) + 1
                 found.append((m.start(), Finding(f"line {line}", pattern.name, mask(m.group(pattern.group)))))
@@ -718,11 +752,7 @@ class _Names:
         return ", ".join(out)
 
     def _shapes(self, text: str) -> None:
-        if not self.rules.may_match(text):
-            return
-        for pattern in self.rules.patterns:
-            if pattern.literals and not _holds_literal(pattern, text):
-                continue
+        for pattern in self.rules.candidates(text):
             for m in pattern.regex.finditer(text):
                 self.sent.add(m.group(pattern.group) or m.group(0))
 
@@ -901,9 +931,9 @@ class _Pass:
             text = self.values.sub(text, placeholder)
         if not self.rules.may_match(text):
             return text
-        for pattern in self.rules.patterns:
-            if pattern.literals and not _holds_literal(pattern, text):
-                continue  # cannot match: skip a search over the whole text
+        # Only the patterns whose literal the text holds: a search over a
+        # long text is skipped for the others.
+        for pattern in self.rules.candidates(text):
             if pattern.regex.search(text) is not None:
                 text = _substitute(pattern, text, placeholder)
         return text
@@ -952,13 +982,10 @@ class _Pass:
     def _find(self, text: str) -> list[tuple[int, int]]:
         """Where ``text`` holds a sent value or a key shape (the replaced span)."""
         spans = list(self.values.spans(text)) if self.values is not None else []
-        if self.rules.may_match(text):
-            for pattern in self.rules.patterns:
-                if pattern.literals and not _holds_literal(pattern, text):
-                    continue
-                for m in pattern.regex.finditer(text):
-                    group = pattern.group if m.group(pattern.group) is not None else 0
-                    spans.append(m.span(group))
+        for pattern in self.rules.candidates(text):
+            for m in pattern.regex.finditer(text):
+                group = pattern.group if m.group(pattern.group) is not None else 0
+                spans.append(m.span(group))
         return spans
 
     def _may_find(self, text: str) -> bool:
@@ -1141,11 +1168,6 @@ def _rewrap_chunks(response: Response | None, wrapped: dict[int, tuple[str, Any]
         text = original if now == inner else base64.b64encode(compact_json(now).encode("utf-8")).decode("ascii")
         frames[index] = replace(frames[index], payload=Payload("json", {**value, "bytes": text}))
     return replace(response, frames=frames)
-
-
-def _holds_literal(pattern: SecretPattern, text: str) -> bool:
-    haystack = text.lower() if pattern.fold_case else text
-    return any(lit in haystack for lit in pattern.literals)
 
 
 def _substitute(pattern: SecretPattern, text: str, placeholder: str) -> str:
