@@ -615,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="llmock-soak-"))
+    # Latencies move with whatever else the machine runs; CPU per stream does not.
+    print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}")
     upstream = Upstream(args.first_ms / 1000, args.gap_ms / 1000, args.words)
     ok = True
     try:
@@ -627,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         upstream.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}; {'goal met' if ok else 'GOAL MISSED'}")
     return 0 if ok else 1
 
 

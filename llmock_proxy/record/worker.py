@@ -21,7 +21,9 @@ What a crash can cost:
   off mid-answer, and a request without an answer yet, are not.
 * The worker runs in a session of its own and ignores SIGINT, SIGTERM and
   SIGHUP: Ctrl-C and a closing terminal stop the proxy, which closes the
-  pipe; the worker finishes and exits after it.
+  pipe; the worker finishes and exits after it. It runs at a lower priority
+  (nice +10): on a busy machine the proxy's clients come first, the pipe
+  holds the worker's share meanwhile.
 * Only when the worker dies too (a power cut, ``kill -9`` of both) are the
   interactions it had not yet written lost: its lag behind the proxy, which
   ``benchmarks/soak.py`` measures.
@@ -48,7 +50,6 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!BII")
 # A chunk's payload starts with its arrival time.
 _AT = struct.Struct("!d")
+# A chunk frame's header and arrival time, packed at once.
+_CHUNK_HEAD = struct.Struct("!BIId")
 _CHUNK, _MESSAGE, _ACK, _LOG = 1, 2, 3, 4
 # The pipe the worker reads: a megabyte absorbs a burst of finished streams.
 _PIPE_SIZE = 1 << 20
@@ -109,9 +112,8 @@ class RecordingWorker:
     """Starts the worker process and talks to it. Thread-safe; :meth:`send`
     and :meth:`send_chunk` never block and never raise."""
 
-    def __init__(self, *, redact_file: str | None = None, on_ack: Callable[[Ack], None] | None = None) -> None:
+    def __init__(self, *, redact_file: str | None = None) -> None:
         self.redact_file = redact_file or None
-        self._on_ack = on_ack
         self._process: subprocess.Popen[bytes] | None = None
         self._fd: int | None = None
         self._cond = threading.Condition()
@@ -183,7 +185,7 @@ class RecordingWorker:
 
     def send_chunk(self, capture: int, at: float, data: bytes) -> None:
         """A teed chunk: no pickling, one ``writev`` of header and bytes."""
-        self._send([_HEADER.pack(_CHUNK, capture, _AT.size + len(data)) + _AT.pack(at), data])
+        self._send([_CHUNK_HEAD.pack(_CHUNK, capture, _AT.size + len(data), at), data])
 
     def _send(self, parts: list[bytes]) -> None:
         with self._cond:
@@ -308,11 +310,6 @@ class RecordingWorker:
     def _acked(self, ack: Ack) -> None:
         if ack.line:
             (log.info if ack.ok else log.error)("%s", ack.line)
-        if self._on_ack is not None:
-            try:
-                self._on_ack(ack)
-            except Exception:
-                log.exception("llmock: handling a recording acknowledgement failed")
         with self._cond:
             self._unacked.pop(ack.capture, None)
             self._cond.notify_all()
@@ -468,9 +465,18 @@ def serve(source: IO[bytes], replies: _Replies, redactor: Redactor) -> int:
     return 0
 
 
+# The worker yields the CPU to the proxy: what it does can wait a little
+# (the pipe holds it meanwhile); the proxy's clients cannot.
+_NICENESS = 10
+
+
 def main(argv: list[str] | None = None) -> int:
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+    try:
+        os.nice(_NICENESS)
+    except OSError:
+        pass
     parser = argparse.ArgumentParser(prog="python -m llmock_proxy.record.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--redact", default=None, help="extra redaction rules file")
     args = parser.parse_args(argv)
