@@ -254,8 +254,15 @@ def split_url(url: str) -> tuple[str, str, dict[str, str]]:
 @functools.lru_cache(maxsize=512)
 def _split_url(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     # A replay sees the same few URLs over and over: each is read once.
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.path or "/", tuple(parse_qsl(parts.query))
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # a host urllib refuses ("[" unclosed): the path still tells the API
+        scheme = url.find("://")
+        rest = url[scheme + 3 :] if scheme >= 0 else url
+        slash = rest.find("/")
+        parts, host = urlsplit("http://x" + (rest[slash:] if slash >= 0 else "/")), ""
+    return host, parts.path or "/", tuple(parse_qsl(parts.query))
 
 
 def request_json(request: Request) -> dict[str, Any]:

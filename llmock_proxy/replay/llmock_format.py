@@ -281,6 +281,8 @@ def _read_entry(
             options = _options(merged, source)
         except CassetteError as exc:
             field_problems = [str(exc)]
+        except (TypeError, ValueError, AttributeError, LookupError) as exc:  # a shape the schema lets through
+            field_problems = [f"{source}.response: cannot be read ({type(exc).__name__}: {exc})"]
         else:
             report.warnings += notes
             return Fixture(
