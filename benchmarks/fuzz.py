@@ -145,6 +145,8 @@ def deep_value(depth: int) -> Any:
 
 
 DEEP_VALUES = [deep_value(d) for d in (50, 199, 200, 201, 257, 1001, 5000)]
+# A request body a thousand levels deep, as the record addon was sent one.
+DEEP_BODY = _deep_text(1000, "object").encode()
 # Past EventStream's 24 MiB payload limit; built once.
 HUGE_TEXT = "x" * (25 * 1024 * 1024)
 
@@ -886,7 +888,7 @@ class Targets:
     def recording_script(self, gen: Gen) -> dict[str, Any]:
         family = gen.choice(list(_FAMILY_URLS))
         method, url = _FAMILY_URLS[family]
-        body = gen.choice([gen.json_text(), gen.deep().encode(), json.dumps(deep_value(1000)).encode(), b"", gen.raw(50)])
+        body = gen.choice([gen.json_text(), gen.deep().encode(), DEEP_BODY, b"", gen.raw(50)])
         request_encoding = None
         if gen.chance(0.1):
             request_encoding, coder = CODERS[gen.choice(list(CODERS))]
