@@ -22,6 +22,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,7 @@ from llmock_proxy.cassette.model import Cassette, Interaction, Payload, Request,
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import CassetteWriter, layout_of, lock_path_for
 from llmock_proxy.errors import CassetteError
+from llmock_proxy.mitm.record import Record
 from llmock_proxy.record.capture import BodyChunk, CaptureBuilder, Ended, HeadArrived, Opened
 from tests.fakes import Script
 from tests.harness import clients as sdk
@@ -331,3 +333,25 @@ def test_mitmdump_logs_a_cassette_it_has_to_read_whole(mitmdump, fake_openai, tm
     assert process.terminate() == 0
     assert f"{path} {REWRITTEN}" in process.output
     assert len(cassette_store.load(path).interactions) == 2
+
+
+# -- a worker that dies -----------------------------------------------------------------------------
+
+
+def test_a_dead_worker_is_reported_and_replaced(proxy, fake_openai, tmp_path, sdk_clients, caplog) -> None:
+    record = Record()
+    mitm = proxy(addons=[record], fakes=[fake_openai],
+                 options={"llmock_cassette_dir": str(tmp_path), "llmock_cassette": "w.yaml"})
+    client = sdk_clients.openai(mitm)
+    with caplog.at_level("INFO", logger="llmock_proxy"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "before"}])
+        assert record.flush(30)
+        first = record.worker_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert wait_for_exit(first)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "after"}])
+        assert record.flush(30)
+    assert record.worker_pid not in (None, first)
+    assert any(f"recording worker (pid {first}) exited" in r.getMessage() for r in caplog.records)
+    assert user_messages(tmp_path / "w.yaml") == ["before", "after"]

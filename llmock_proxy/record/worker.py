@@ -65,11 +65,11 @@ from llmock_proxy.record.recorder import describe
 log = logging.getLogger(__name__)
 
 # A frame: kind, capture id, payload length, then the payload.
-_HEADER = struct.Struct("!BII")
+_HEADER = struct.Struct("!BIQ")
 # A chunk's payload starts with its arrival time.
 _AT = struct.Struct("!d")
 # A chunk frame's header and arrival time, packed at once.
-_CHUNK_HEAD = struct.Struct("!BIId")
+_CHUNK_HEAD = struct.Struct("!BIQd")
 _CHUNK, _MESSAGE, _ACK, _LOG = 1, 2, 3, 4
 # The pipe the worker reads: a megabyte absorbs a burst of finished streams.
 _PIPE_SIZE = 1 << 20
@@ -168,7 +168,17 @@ class RecordingWorker:
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and not self._dead and not self._broken
+        """Started and still reading: a pipe whose reader is gone reports an
+        error at once, before the reader thread has seen the worker exit."""
+        with self._cond:
+            if self._process is None or self._fd is None or self._dead or self._broken:
+                return False
+            poller = select.poll()
+            poller.register(self._fd, select.POLLOUT)
+            if any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, events in poller.poll(0)):
+                self._pipe_broke()
+                return False
+            return True
 
     def next_capture(self) -> int:
         with self._cond:
@@ -285,14 +295,15 @@ class RecordingWorker:
             kind, _, payload = frame
             try:
                 item = pickle.loads(payload)
+                if kind == _LOG:
+                    level, name, text = item
+                    logging.getLogger(name).log(level, "%s", text)
+                elif kind == _ACK:
+                    self._acked(Ack(*item))
             except Exception:
+                # Reading on matters more: a worker whose replies are not
+                # read stops when the pipe fills.
                 log.exception("llmock: unreadable message from the recording worker")
-                continue
-            if kind == _LOG:
-                level, name, text = item
-                logging.getLogger(name).log(level, "%s", text)
-            elif kind == _ACK:
-                self._acked(Ack(*item))
         code = self._process.wait()
         with self._cond:
             self._dead = True
@@ -308,11 +319,13 @@ class RecordingWorker:
             log.error("llmock: NOT recorded %s: the recording worker exited", what)
 
     def _acked(self, ack: Ack) -> None:
-        if ack.line:
-            (log.info if ack.ok else log.error)("%s", ack.line)
-        with self._cond:
-            self._unacked.pop(ack.capture, None)
-            self._cond.notify_all()
+        try:
+            if ack.line:
+                (log.info if ack.ok else log.error)("%s", ack.line)
+        finally:
+            with self._cond:
+                self._unacked.pop(ack.capture, None)
+                self._cond.notify_all()
 
     # -- waiting ---------------------------------------------------------------------------------
 
