@@ -21,7 +21,14 @@ answers each (:meth:`ReplayEngine.dispatch
   upstream). The engine gives the connection to aiohttp (``hand_over``).
 
 Requests on one connection are answered in order: a pipelined request
-waits in the parser until the answer before it is out. Streams go out
+waits in the parser until the answer before it is out.
+
+Slow and idle clients do not hold connections forever: a request that is
+not whole ``request_timeout`` seconds after the connection's last answer
+(or its start) is answered 408 and the connection closed (slowloris, a
+Content-Length that lies); a connection with nothing to read or write for
+``idle_timeout`` seconds is closed. One sweep on a loop timer checks them,
+so the hot path only notes the time an answer ended. Streams go out
 chunked (close-delimited to an HTTP/1.0 client), bodies with
 Content-Length; a HEAD answer has the head alone.
 """
@@ -61,26 +68,55 @@ HandOver = Callable[[asyncio.Transport, bytes, Any], None]
 # Statuses whose answers have no body (and say no length).
 _NO_BODY = frozenset({204, 304})
 
+# Seconds a request may take to arrive whole, and a connection may sit idle.
+REQUEST_TIMEOUT = 60.0
+IDLE_TIMEOUT = 75.0
+
 
 class HTTPServer:
     """Listens, and keeps the connections it serves (to close them on :meth:`close`)."""
 
-    def __init__(self, dispatch: Dispatch, hand_over: HandOver) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        hand_over: HandOver,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self.dispatch = dispatch
         self.hand_over = hand_over
         self.date = DateHeader()
         self.connections: set[HTTPConnection] = set()
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
         self._server: asyncio.Server | None = None
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: HTTPConnection(self, loop), host, port)
         address = self._server.sockets[0].getsockname()
+        self._arm_sweep(loop)
         return str(address[0]), int(address[1])
+
+    def _arm_sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        interval = max(0.01, min(self.request_timeout, self.idle_timeout) / 4)
+        self._sweep = loop.call_later(interval, self.sweep, loop)
+
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections that took too long to send a request, or sat idle too long."""
+        now = loop.time()
+        for connection in list(self.connections):
+            connection.check_timeouts(now)
+        self._arm_sweep(loop)
 
     def close(self) -> None:
         """Stop listening and close the connections still served here
         (not those handed over: their new server closes them)."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
@@ -104,6 +140,7 @@ class HTTPConnection(asyncio.Protocol):
         self.paused = False  # the client is not reading: the transport's buffer is full
         self.reading_paused = False
         self.serving = False  # inside serve_requests
+        self.since = loop.time()  # when the connection started or its last answer ended
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -139,6 +176,17 @@ class HTTPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None:
+            self.transport.close()
+
+    def check_timeouts(self, now: float) -> None:
+        """From the server's sweep: a request too slow to arrive gets 408, an idle connection is closed."""
+        if self.transport is None or self.answer is not None:
+            return  # an answer is going out: its own schedule governs the connection
+        waited = now - self.since
+        if self.parser.buffered and waited > self.server.request_timeout:
+            self.refuse(Refusal(408, f"the request did not arrive whole within {self.server.request_timeout:g} s"))
+        elif not self.parser.buffered and waited > self.server.idle_timeout:
+            log.debug("closing a connection idle for %.0f s", waited)
             self.transport.close()
 
     # -- requests --------------------------------------------------------------------------
@@ -210,6 +258,7 @@ class HTTPConnection(asyncio.Protocol):
         if head is None or transport is None:
             return
         transport.write(head if request.method == "HEAD" or not data else head + data)
+        self.since = self.loop.time()
         if not request.keep_alive:
             transport.close()
 
@@ -237,6 +286,7 @@ class HTTPConnection(asyncio.Protocol):
     def answered(self, request: HTTPRequest) -> None:
         """A timed answer is out: close, or go on with the next request."""
         self.answer = None
+        self.since = self.loop.time()
         if self.transport is None:
             return
         if not request.keep_alive:

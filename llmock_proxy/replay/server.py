@@ -60,7 +60,7 @@ from llmock_proxy.replay.answers import (
     websocket_not_forwarded_plan,
 )
 from llmock_proxy.replay.control import HEALTH_PATH, control_plan, is_control
-from llmock_proxy.replay.http_server import HTTPServer
+from llmock_proxy.replay.http_server import IDLE_TIMEOUT, REQUEST_TIMEOUT, HTTPServer
 from llmock_proxy.replay.plan import Plan, Planner, Timing
 from llmock_proxy.replay.schedule import DROP, END, steps
 from llmock_proxy.replay.session import Hit, Miss, ReplaySession
@@ -145,6 +145,9 @@ class ReplayEngine:
     # Forwarders of sessions opened with a mode other than replay (named
     # sessions; the default session forwards through miss_handler).
     forward: ForwardFactory | None = None
+    # Seconds a request may take to arrive whole (then 408), and a connection may sit idle.
+    request_timeout: float = REQUEST_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         self.sessions = SessionRegistry(self.session)
@@ -194,7 +197,8 @@ class ReplayEngine:
             address = runner.addresses[0]  # (host, port) of the bound socket
             self.host, self.port = str(address[0]), int(address[1])
             return self.host, self.port
-        self._http = HTTPServer(self.dispatch, self.hand_over)
+        self._http = HTTPServer(self.dispatch, self.hand_over,
+                                request_timeout=self.request_timeout, idle_timeout=self.idle_timeout)
         try:
             self.host, self.port = await self._http.start(host, port)
         except BaseException:
