@@ -129,7 +129,8 @@ class Forwarder:
             self._journal(request, path_qs, miss, 502, recorded=False)
             if recording is not None:
                 await self._save(recording.fail(f"{type(exc).__name__}: {exc}"))
-            return web.json_response({"error": f"llmock-proxy: upstream {url} failed: {exc}"}, status=502)
+            shown = self.redactor.redact_url(url)  # no credentials of the upstream's URL in answers or logs
+            return web.json_response({"error": f"llmock-proxy: upstream {shown} failed: {exc}"}, status=502)
         self._journal(request, path_qs, miss, upstream.status, recorded=recording is not None)
         async with upstream:
             head = list(upstream.raw_headers)
@@ -149,12 +150,17 @@ class Forwarder:
                         recording.feed(chunk) if teeing else whole.append(chunk)
                     client_gone = not await _sent(response.write(chunk))
             except Exception as exc:  # the upstream broke off mid-body
-                log.warning("upstream %s broke off: %s: %s", url, type(exc).__name__, exc)
+                log.warning("upstream %s broke off: %s: %s", self.redactor.redact_url(url), type(exc).__name__, exc)
                 if recording is not None:
                     await self._save(recording.fail(f"{type(exc).__name__}: {exc}"))
                 if request.transport is not None:
                     request.transport.close()  # the client sees the body end early, as it did
                 return response
+            if recording is not None and not client_gone:
+                # On disk before the client sees the body end: no crash can
+                # lose an answer the client has.
+                await self._save(recording.finish() if teeing else recording.finish(b"".join(whole)))
+                recording = None
             client_gone = client_gone or not await _sent(response.write_eof())
         if client_gone:
             # What arrived before the client hung up is recorded as incomplete.
