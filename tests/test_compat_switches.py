@@ -15,7 +15,7 @@ import pytest
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from llmock_proxy.commands.serve import is_loopback
+from llmock_proxy.hosts import is_loopback
 from tests.harness import clients as sdk
 from tests.harness.http import httpx
 from tests.test_serve import LLMOCK_PROXY, Serve

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.hosts import is_loopback
 from llmock_proxy.record.forward import Forwarder, ForwarderFactory
 from llmock_proxy.replay.answers import MODES
 from llmock_proxy.replay.plan import Timing, TimingError
@@ -128,16 +128,6 @@ def _miss_status(value: str) -> int:
         return check_miss_status(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (what --host says) is an address of this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name
-        return False
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import ipaddress
 import logging
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from mitmproxy import ctx, exceptions, http
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Interaction, Payload, Request
 from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError, WireError
+from llmock_proxy.hosts import is_loopback
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.record import Record
@@ -286,7 +286,7 @@ class Replay:
         session = selected.session
         # Named sessions replay only: the addon forwards through mitmproxy, for its own mode.
         mode = self.mode if selected.session_id is None else "replay"
-        if req.pretty_host == CONTROL_HOST or _is_loopback(req.pretty_host):
+        if req.pretty_host == CONTROL_HOST or is_loopback(req.pretty_host):
             control = control_plan(self.engine.sessions, session, req.method, selected.path.split("?", 1)[0],
                                    content, self.engine.timing, mode, headers, forwarding=False)
             if control is not None:
@@ -398,16 +398,6 @@ def session_from_credentials(authorization: str | None) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return user or None
-
-
-def _is_loopback(host: str) -> bool:
-    """A host naming this machine (the proxy itself, as in reverse mode)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _with_path(url: str, path: str, inner: str) -> str:
