@@ -124,6 +124,18 @@ class CanonicalRequest:
         """The same digest without the stream flag: the answer's content, any wire form."""
         return _digest(self._identity(with_stream=False))
 
+    def fingerprints(self) -> tuple[str, str]:
+        """(:attr:`fingerprint`, :attr:`content_fingerprint`) in one pass: each
+        top-level value is encoded once and the two documents are put
+        together from the pieces (what the encoder itself writes for a dict
+        with sorted keys), instead of encoding the conversation twice."""
+        identity = self._identity(with_stream=True)
+        encode = _CANONICAL_ENCODER.encode
+        keys = sorted(identity)
+        pieces = [f"{encode(key)}:{encode(identity[key])}" for key in keys]
+        without = [piece for key, piece in zip(keys, pieces) if key != "stream"]
+        return _digest_text("{" + ",".join(pieces) + "}"), _digest_text("{" + ",".join(without) + "}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -209,4 +221,8 @@ _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ens
 
 
 def _digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()[:32]
+    return _digest_text(canonical_json(value))
+
+
+def _digest_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -13,6 +13,7 @@ import hashlib
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -281,15 +282,28 @@ class DerivedIds:
     seed: str
 
     @classmethod
-    def for_render(cls, request: CanonicalRequest, summary: Summary) -> DerivedIds:
+    def for_render(
+        cls, request: CanonicalRequest, summary: Summary, content_fingerprint: str | None = None
+    ) -> DerivedIds:
+        """``content_fingerprint``: the request's, when the caller has it."""
         # The summary is part of the seed so two answers to one request
         # (a sequence of fixtures) do not share ids.
-        return cls(request.content_fingerprint + canonical_json(summary.to_dict()))
+        return cls((content_fingerprint or request.content_fingerprint) + canonical_json(summary.to_dict()))
+
+    @cached_property
+    def _seeded(self) -> Any:
+        """The hash state after ``seed|``: every label's digest continues from
+        it (a render takes four or more, and the seed is the long part)."""
+        return hashlib.sha256(f"{self.seed}|".encode())
 
     def _digest(self, label: str) -> bytes:
-        return hashlib.sha256(f"{self.seed}|{label}".encode()).digest()
+        state = self._seeded.copy()
+        state.update(label.encode())
+        return state.digest()
 
     def hex(self, label: str, length: int) -> str:
+        if length <= 64:  # one digest: the common case
+            return self._digest(f"{label}#0").hex()[:length]
         digest = b""
         counter = 0
         while len(digest) * 2 < length:

@@ -66,6 +66,9 @@ class RenderOptions:
     # Whether a streamed answer ends with a usage chunk: OpenAI chat sends
     # one (with empty choices) only when stream_options.include_usage is set.
     include_usage: bool = True
+    # The request's content fingerprint when the caller has it already (the
+    # matcher took it): ids are derived from it, and it is not taken twice.
+    content_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -390,7 +390,9 @@ class ReplaySession:
             summary,
             view.canonical,
             stream=view.stream,
-            options=provider.render_options(request, RenderOptions(chunk_size=fixture.options.chunk_size or 0)),
+            options=provider.render_options(request, RenderOptions(
+                chunk_size=fixture.options.chunk_size or 0, content_fingerprint=view.content_fingerprint,
+            )),
         )
         return Hit(provider, view, fixture, response, True, use)
 
