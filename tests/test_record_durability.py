@@ -355,3 +355,55 @@ def test_a_dead_worker_is_reported_and_replaced(proxy, fake_openai, tmp_path, sd
     assert record.worker_pid not in (None, first)
     assert any(f"recording worker (pid {first}) exited" in r.getMessage() for r in caplog.records)
     assert user_messages(tmp_path / "w.yaml") == ["before", "after"]
+
+
+# -- serve's auto mode ------------------------------------------------------------------------------
+
+SERVE_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+
+def test_serve_auto_mode_killed_after_its_answers_keeps_them(fake_openai, tmp_path) -> None:
+    """serve writes a forwarded exchange before the client sees its body end:
+    an answer read to its end is on disk, however long the write takes (an
+    existing cassette another tool wrote: its layout is read first). (A
+    client that stops reading at ``[DONE]`` has its answer a few
+    milliseconds before that.)"""
+    fake_openai.script = Script(text="from upstream", event_delay=0.005)
+    big_cassette(tmp_path / "auto.yaml", 1000)
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "llmock-proxy"), "serve", "--port", "0", "--mode", "auto",
+         "--upstream", fake_openai.url, "--cassette-dir", str(tmp_path), "--cassette", "auto.yaml"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        assert process.stdout is not None
+        url = None
+        for line in process.stdout:  # the banner, up to the listening line
+            found = SERVE_LISTENING.search(line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None, "serve did not start"
+        client = sdk.openai_client(base_url=f"{url}/v1")
+        raw = sdk.raw_client()
+        asked = []
+        for i in range(3):
+            asked.append(f"plain {i}")
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": asked[-1]}])
+            assert reply.choices[0].message.content == "from upstream"
+            if i == 2:
+                # Someone else rewrites the cassette (an edit, a checkout): the
+                # last append has to look at it before it writes.
+                cassette_store.save(cassette_store.load(tmp_path / "auto.yaml"), tmp_path / "auto.yaml")
+            asked.append(f"streamed {i}")
+            body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": asked[-1]}]}
+            headers = {"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"}
+            with raw.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
+                assert b"data: [DONE]" in response.read()
+        raw.close()
+        process.kill()  # the moment the last answer is in
+    finally:
+        process.kill()
+        process.wait(10)
+    assert sorted(user_messages(tmp_path / "auto.yaml")[1000:]) == sorted(asked)
