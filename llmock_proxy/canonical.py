@@ -125,16 +125,19 @@ class CanonicalRequest:
         return _digest(self._identity(with_stream=False))
 
     def fingerprints(self) -> tuple[str, str]:
-        """(:attr:`fingerprint`, :attr:`content_fingerprint`) in one pass: each
-        top-level value is encoded once and the two documents are put
-        together from the pieces (what the encoder itself writes for a dict
-        with sorted keys), instead of encoding the conversation twice."""
+        """(:attr:`fingerprint`, :attr:`content_fingerprint`) in one pass: the
+        keys sorted before ``stream`` and those after are encoded once each,
+        and both documents are put together from the two (what the encoder
+        itself writes for a dict with sorted keys), instead of encoding the
+        conversation twice."""
         identity = self._identity(with_stream=True)
         encode = _CANONICAL_ENCODER.encode
-        keys = sorted(identity)
-        pieces = [f"{encode(key)}:{encode(identity[key])}" for key in keys]
-        without = [piece for key, piece in zip(keys, pieces) if key != "stream"]
-        return _digest_text("{" + ",".join(pieces) + "}"), _digest_text("{" + ",".join(without) + "}")
+        stream = identity.pop("stream")
+        before = encode({k: v for k, v in identity.items() if k < "stream"})[1:-1]
+        after = encode({k: v for k, v in identity.items() if k > "stream"})[1:-1]
+        with_stream = ",".join(p for p in (before, f'"stream":{encode(stream)}', after) if p)
+        without = ",".join(p for p in (before, after) if p)
+        return _digest_text("{" + with_stream + "}"), _digest_text("{" + without + "}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

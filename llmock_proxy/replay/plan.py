@@ -4,6 +4,7 @@ and the fixture's options (latency, chunking, chaos)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Mapping
@@ -131,7 +132,15 @@ def _stream_headers(response: Response) -> list[tuple[str, str]]:
 
 
 def body_bytes(payload: Payload | None) -> bytes:
+    if payload is not None and payload.kind == "json":
+        # Payload.to_bytes()'s spelling (cassette.model.compact_json) with an
+        # encoder made once: json.dumps makes one anew for every answer.
+        return _COMPACT_ENCODER.encode(payload.value).encode()
     return payload.to_bytes() if payload is not None else b""
+
+
+# What json.dumps(value, separators=(",", ":"), ensure_ascii=False) makes on every call.
+_COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class Planner:
