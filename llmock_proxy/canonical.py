@@ -170,6 +170,15 @@ class Summary:
     # that report them as items of their own (OpenAI Responses).
     web_searches: list[str] | None = None
 
+    def with_usage(self, usage: dict[str, Any] | None) -> Summary:
+        """A copy with ``usage`` replaced: what ``dataclasses.replace`` makes
+        (the other fields shared, as there), without its per-field
+        bookkeeping, which every hand-written answer paid."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.usage = usage
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         """Compact mapping for a cassette: empty fields are left out."""
         out: dict[str, Any] = {}

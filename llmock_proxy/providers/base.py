@@ -389,19 +389,20 @@ def token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:
     """(input tokens, output tokens) of a usage mapping in any family's spelling."""
     if not isinstance(usage, dict):
         return 0, 0
+    return _first_count(usage, _PROMPT_KEYS), _first_count(usage, _COMPLETION_KEYS)
 
-    def first(*keys: str) -> int:
-        for key in keys:
-            value = usage.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return int(value)
-        return 0
 
-    prompt = first("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count", "inputTokens")
-    completion = first(
-        "completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count", "outputTokens"
-    )
-    return prompt, completion
+_PROMPT_KEYS = ("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count", "inputTokens")
+_COMPLETION_KEYS = ("completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count", "outputTokens")
+
+
+def _first_count(usage: dict[str, Any], keys: tuple[str, ...]) -> int:
+    """The first of ``keys`` that holds a number (not a bool), as an int; else 0."""
+    for key in keys:
+        value = usage.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    return 0
 
 
 # -- rendering answers ---------------------------------------------------------------

@@ -385,7 +385,7 @@ class ReplaySession:
             return Hit(provider, view, fixture, raw, True, use)
         summary = _fit_embeddings(fixture.summary or Summary(), view.canonical)
         if not fixture.recorded and summary.usage is None and not summary.embeddings:
-            summary = dataclasses.replace(summary, usage=estimated_usage(view.canonical, summary))
+            summary = summary.with_usage(estimated_usage(view.canonical, summary))
         response = provider.render(
             summary,
             view.canonical,
