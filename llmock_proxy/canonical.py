@@ -135,7 +135,8 @@ class CanonicalRequest:
         stream = identity.pop("stream")
         before = encode({k: v for k, v in identity.items() if k < "stream"})[1:-1]
         after = encode({k: v for k, v in identity.items() if k > "stream"})[1:-1]
-        with_stream = ",".join(p for p in (before, f'"stream":{encode(stream)}', after) if p)
+        flag = "true" if stream is True else "false" if stream is False else encode(stream)
+        with_stream = ",".join(p for p in (before, f'"stream":{flag}', after) if p)
         without = ",".join(p for p in (before, after) if p)
         return _digest_text("{" + with_stream + "}"), _digest_text("{" + without + "}")
 

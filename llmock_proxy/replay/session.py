@@ -348,7 +348,7 @@ class ReplaySession:
         fixture = hit.fixture
         self._used.add(id(fixture))
         self.journal.append(JournalEntry(
-            request.method, split_url(request.url)[1], hit.view.family, hit.view.model, HIT,
+            request.method, hit.view.path, hit.view.family, hit.view.model, HIT,  # the view has the URL's path
             hit.response.status, fixture.origin, fixture.source,
         ))
 
