@@ -427,24 +427,22 @@ def replay_phase(args: argparse.Namespace, cassette: Path, workdir: Path, upstre
 # -- 3: when an answer is on disk ---------------------------------------------------------------------
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def _holds(path: Path, prompt: str) -> bool:
     try:
-        st = path.stat()
+        return f"content: {prompt}".encode() in path.read_bytes()
     except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return False
 
 
 async def _lag(port: int, cassette: Path, prompt: str, kind: str) -> float | None:
-    """ms from the client having its answer to the cassette file changing
-    (negative: it changed before)."""
-    before = _identity(cassette)
-    changed_at: list[float] = []
+    """ms from the client having its answer to the cassette file holding it
+    (negative: it held it before)."""
+    written_at: list[float] = []
 
     async def watch() -> None:
-        while _identity(cassette) == before:
-            await asyncio.sleep(0.0002)
-        changed_at.append(time.perf_counter())
+        while not _holds(cassette, prompt):
+            await asyncio.sleep(0.0005)
+        written_at.append(time.perf_counter())
 
     watcher = asyncio.create_task(watch())
     answer = await ask(port, prompt, kind)
@@ -454,7 +452,7 @@ async def _lag(port: int, cassette: Path, prompt: str, kind: str) -> float | Non
         return None
     if answer.acked is None:
         return None
-    return (changed_at[0] - answer.acked) * 1000
+    return (written_at[0] - answer.acked) * 1000
 
 
 def lag_phase(args: argparse.Namespace, upstream: Upstream, workdir: Path) -> None:

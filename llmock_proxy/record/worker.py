@@ -48,8 +48,10 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -458,12 +460,39 @@ def _message(kind: int, capture: int, payload: bytes) -> Message:
     return message
 
 
-def serve(source: IO[bytes], replies: _Replies, redactor: Redactor) -> int:
-    """Read capture messages until the end of ``source``; write the
+# After a read that emptied the pipe the worker waits this long before the
+# next one, so it takes what arrived meanwhile in one read instead of being
+# woken for every chunk (each wake-up costs the proxy's write a little).
+# Nothing waits on it: what is in the pipe is already safe from the proxy.
+COALESCE_SECONDS = 0.005
+_READ_SIZE = 1 << 20
+
+
+def frames(fd: int, coalesce: float = COALESCE_SECONDS) -> Iterator[tuple[int, int, bytes]]:
+    """The frames read from ``fd`` until its end (a frame cut short there is
+    dropped: its writer died before it was whole)."""
+    buffer = bytearray()
+    while data := os.read(fd, _READ_SIZE):
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= _HEADER.size:
+            kind, capture, length = _HEADER.unpack_from(buffer, offset)
+            end = offset + _HEADER.size + length
+            if end > len(buffer):
+                break
+            yield kind, capture, bytes(buffer[offset + _HEADER.size : end])
+            offset = end
+        del buffer[:offset]
+        if len(data) < _READ_SIZE and coalesce:
+            time.sleep(coalesce)
+
+
+def serve(fd: int, replies: _Replies, redactor: Redactor) -> int:
+    """Read capture messages until the end of ``fd``; write the
     interactions; at the end keep what can be kept of the open captures."""
     builder = CaptureBuilder(redactor)
     writer = BackgroundWriter(CassetteWriter(redactor=redactor))
-    while (frame := _read_frame(source)) is not None:
+    for frame in frames(fd):
         try:
             message = _message(*frame)
             done = builder.handle(message)
@@ -504,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("llmock: the recording worker cannot read %s: %s", args.redact, exc)
         return 2
-    return serve(sys.stdin.buffer, replies, redactor)
+    return serve(sys.stdin.fileno(), replies, redactor)
 
 
 if __name__ == "__main__":
