@@ -144,7 +144,9 @@ def deep_value(depth: int) -> Any:
     return value
 
 
-DEEP_VALUES = [deep_value(d) for d in (50, 199, 200, 201, 257, 1001, 5000)]
+DEEP_DEPTHS = (50, 199, 200, 201, 257, 1001, 5000)
+# For the encoders, which never change their input; mutations get fresh ones (Gen.deep_value).
+DEEP_VALUES = [deep_value(d) for d in DEEP_DEPTHS]
 # A request body a thousand levels deep, as the record addon was sent one.
 DEEP_BODY = _deep_text(1000, "object").encode()
 # Past EventStream's 24 MiB payload limit; built once.
@@ -184,11 +186,16 @@ class Gen:
             True, False, None, self.text(), self.word(),
         ])
 
+    def deep_value(self) -> Any:
+        """A deep value of its own: one shared between inputs could be
+        mutated into containing itself, which no JSON can express."""
+        return deep_value(self.choice(DEEP_DEPTHS))
+
     def value(self, depth: int = 0) -> Any:
         """A JSON-like value (sometimes a deep one)."""
         roll = self.rng.random()
         if roll < 0.02:
-            return self.choice(DEEP_VALUES)
+            return self.deep_value()
         if depth > 4 or roll < 0.45:
             return self.scalar()
         if roll < 0.7:
@@ -363,7 +370,7 @@ def mutate_value(gen: Gen, value: Any) -> Any:
         elif roll < 0.2 and isinstance(parent, dict):
             parent[gen.word()] = gen.value()
         elif roll < 0.3:
-            parent[key] = gen.deep() if gen.chance(0.5) else gen.choice(DEEP_VALUES)
+            parent[key] = gen.deep() if gen.chance(0.5) else gen.deep_value()
         else:
             parent[key] = gen.value()
     return value
