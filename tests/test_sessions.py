@@ -185,3 +185,17 @@ def test_the_replay_addon_selects_sessions_by_proxy_credentials(
     assert [e["origin"]["index"] for e in journal] == [0, 1]
     assert health["hits"] == 0 and health["sessions"] == 2  # the default session answered nothing
     assert router.attempts == []
+
+
+def test_what_a_forked_session_adds_stays_its_own(two_answers: Path) -> None:
+    from llmock_proxy.replay.llmock_format import parse_fixture_entries
+
+    default = ReplaySession.load([two_answers])
+    forked = default.fork("t1")
+    (extra,) = parse_fixture_entries({"fixtures": [{"match": {"userMessage": "only here"}, "response": {"content": "x"}}]},
+                                     "extra.json")
+    forked.add(extra)
+    assert len(forked) == 3 and len(default) == 2
+    other = default.fork("t2")
+    default.add(extra)
+    assert len(default) == 3 and len(other) == 2 and len(forked) == 3

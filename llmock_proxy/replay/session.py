@@ -176,6 +176,7 @@ class ReplaySession:
         self.misses = 0
         self.journal: deque[JournalEntry] = deque(maxlen=JOURNAL_LIMIT)
         self._used: set[int] = set()  # id() of every fixture that answered (fixtures live as long as the session)
+        self._matcher_shared = False  # with forks: copied before this session adds to it
 
     @classmethod
     def load(
@@ -215,6 +216,7 @@ class ReplaySession:
         (counts, journal, use): one per test, on one server."""
         forked = ReplaySession(name=name, miss_status=self.miss_status, embedding_fallback=self.embedding_fallback)
         forked.matcher = self.matcher
+        forked._matcher_shared = self._matcher_shared = True
         return forked
 
     # -- journal and use -----------------------------------------------------------
@@ -248,6 +250,9 @@ class ReplaySession:
             miss.entry.status = status
 
     def add(self, fixture: Fixture) -> None:
+        if self._matcher_shared:  # what this session records is its own, not its forks'
+            self.matcher = Matcher(self.fixtures())
+            self._matcher_shared = False
         self.matcher.add(fixture)
         self._forget_known()  # a new candidate can change what matches first
 
