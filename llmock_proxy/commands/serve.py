@@ -15,6 +15,10 @@ Compatibility with suites written for llmock/aimock: ``--miss-status 404``,
 ``--embedding-fallback`` (made-up vectors for unmatched embedding requests),
 ``--lenient-fixtures``; CORS answers for browsers (``--cors``, on by default
 on loopback).
+
+Hostile input: a request body may be ``--max-body-size`` bytes as sent and
+once its Content-Encoding is undone (64 MiB by default, the replay addon's
+cap); past it the answer is 413 and the server goes on answering others.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from llmock_proxy.replay.answers import MODES
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, ReplaySession, check_miss_status
+from llmock_proxy.wire.content_encoding import DEFAULT_MAX_DECODED_SIZE
 
 DEFAULT_PORT = 4010
 
@@ -119,6 +124,13 @@ def register(subparsers: Any) -> None:
         help="auto mode: extra redaction rules (YAML or JSON) on top of the default ones, as the record "
         "addon's llmock_redact",
     )
+    parser.add_argument(
+        "--max-body-size", type=_size, default=DEFAULT_MAX_DECODED_SIZE, metavar="BYTES",
+        help="the largest request body accepted, as sent and once its Content-Encoding (gzip, deflate, br, "
+        "zstd) is undone; larger ones get 413 (a few KB of gzip can decode to gigabytes). A number of "
+        f"bytes, or with K, M or G (KiB, MiB, GiB) (default {DEFAULT_MAX_DECODED_SIZE // (1024 * 1024)}M, "
+        "as the replay addon)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.set_defaults(handler=run)
 
@@ -128,6 +140,18 @@ def _miss_status(value: str) -> int:
         return check_miss_status(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(value: str) -> int:
+    """A size in bytes: ``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MB`` spellings too)."""
+    text = value.strip().lower().removesuffix("ib").removesuffix("b")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in ("k", "m", "g") else (text, "")
+    if not (number.isascii() and number.isdigit()) or int(number) * _SIZE_UNITS[unit] < 1:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {value!r}")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,6 +216,7 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
         miss_handler=forwarder.handle if forwarder else None,
         forward=ForwarderFactory(redactor),
         cors=is_loopback(args.host) if args.cors is None else args.cors,
+        max_body_size=args.max_body_size,
     )
     host, port = await engine.start(args.host, args.port)
     print(banner(host, port, session, timing, args.mode), flush=True)

@@ -40,7 +40,7 @@ from mitmproxy import ctx, exceptions, http
 
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Interaction, Payload, Request
-from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError, WireError
+from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError
 from llmock_proxy.hosts import is_loopback
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
@@ -55,11 +55,10 @@ from llmock_proxy.replay.answers import (
 )
 from llmock_proxy.replay.control import CONTROL_HOST, control_plan
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
-from llmock_proxy.replay.server import ReplayEngine
+from llmock_proxy.replay.server import ReplayEngine, request_body, too_large_plan
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, ReplaySession, check_miss_status
 from llmock_proxy.replay.sessions import SESSION_HEADER, UnknownSession
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
-from llmock_proxy.wire.content_encoding import decompress
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +272,10 @@ class Replay:
         if by_credentials is not None and SESSION_HEADER not in headers:
             headers[SESSION_HEADER] = by_credentials
         try:
-            content = _request_body(req.raw_content or b"", headers.get("content-encoding"))
+            content = request_body(req.raw_content or b"", headers.get("content-encoding"))
         except BodyTooLarge as exc:
             log.warning("llmock: %s %s refused: %s", req.method, req.url, exc)
-            flow.response = _mitm_response(json_plan(413, {"error": {"message": f"llmock: {exc}", "type": "request_too_large"}}))
+            flow.response = _mitm_response(too_large_plan(req.method, req.url, headers, exc))
             return
         try:
             selected = self.engine.sessions.select(headers, req.path)
@@ -403,22 +402,6 @@ def session_from_credentials(authorization: str | None) -> str | None:
 def _with_path(url: str, path: str, inner: str) -> str:
     """``url`` with its ``path`` (query included) replaced by ``inner``."""
     return url[: len(url) - len(path)] + inner if url.endswith(path) else url
-
-
-def _request_body(raw: bytes, content_encoding: str | None) -> bytes:
-    """The request body with its content-encoding undone (only an encoded
-    body costs a decode). Capped: a few KB of gzip can be gigabytes, so past
-    the decoded-size cap this raises BodyTooLarge, answered 413. A coding
-    that does not decode leaves the body as sent, as mitmproxy's lenient
-    decoding did."""
-    if not content_encoding:
-        return raw
-    try:
-        return decompress(raw, content_encoding)
-    except BodyTooLarge:
-        raise
-    except WireError:
-        return raw
 
 
 def _header_dict(headers: http.Headers) -> dict[str, str]:

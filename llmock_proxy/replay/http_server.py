@@ -47,6 +47,7 @@ from llmock_proxy.replay.plan import Plan
 from llmock_proxy.replay.schedule import DROP, END, Step, steps
 from llmock_proxy.wire.http1 import (
     LAST_CHUNK,
+    MAX_BODY,
     DateHeader,
     Handover,
     HTTPRequest,
@@ -83,6 +84,7 @@ class HTTPServer:
         *,
         request_timeout: float = REQUEST_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_body_size: int = MAX_BODY,
     ) -> None:
         self.dispatch = dispatch
         self.hand_over = hand_over
@@ -90,6 +92,8 @@ class HTTPServer:
         self.connections: set[HTTPConnection] = set()
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
+        # A Content-Length past it is answered 413 before any of the body is read.
+        self.max_body_size = max_body_size
         self._server: asyncio.Server | None = None
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -134,7 +138,7 @@ class HTTPConnection(asyncio.Protocol):
     def __init__(self, server: HTTPServer, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
         self.loop = loop
-        self.parser = RequestParser()
+        self.parser = RequestParser(max_body=server.max_body_size)
         self.transport: asyncio.Transport | None = None
         self.answer: TimedAnswer | None = None  # an answer going out over time
         self.paused = False  # the client is not reading: the transport's buffer is full

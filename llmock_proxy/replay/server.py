@@ -32,6 +32,13 @@ not a pace, and is never scaled.
 WebSocket upgrades are answered by :mod:`llmock_proxy.replay.ws_server`: recorded
 sessions turn by turn, or fixture-driven conversations.
 
+Request bodies: :meth:`ReplayEngine.dispatch` undoes a request's
+Content-Encoding (:func:`request_body`, the one decode the replay addon
+uses too), whichever server read it; aiohttp is told not to decompress, so
+the cap is ours. A body may be ``max_body_size`` bytes as sent and as
+decoded: past it the answer is 413 in the provider's error envelope
+(:func:`too_large_plan`), since a few KB of gzip can decode to gigabytes.
+
 CORS (``cors``, set before :meth:`ReplayEngine.start`): every answer says
 any origin may read it, and an ``OPTIONS`` request is a preflight answered
 204 here, never matched or forwarded; ``serve`` turns it on when it listens
@@ -51,6 +58,9 @@ from typing import Protocol
 from aiohttp import web
 
 from llmock_proxy.cassette.model import Payload, Request
+from llmock_proxy.errors import BodyTooLarge, WireError
+from llmock_proxy.providers.base import split_url
+from llmock_proxy.providers.catalog import identify
 from llmock_proxy.replay.answers import (
     internal_error_plan,
     json_plan,
@@ -61,12 +71,13 @@ from llmock_proxy.replay.answers import (
 )
 from llmock_proxy.replay.control import HEALTH_PATH, control_plan, is_control
 from llmock_proxy.replay.http_server import IDLE_TIMEOUT, REQUEST_TIMEOUT, HTTPServer
-from llmock_proxy.replay.plan import Plan, Planner, Timing
+from llmock_proxy.replay.plan import Plan, Planner, Timing, body_bytes, response_headers
 from llmock_proxy.replay.schedule import DROP, END, steps
 from llmock_proxy.replay.session import Hit, Miss, ReplaySession
 from llmock_proxy.replay.sessions import Selected, SessionRegistry, SessionSettings, UnknownSession
 from llmock_proxy.replay.ws_server import serve_websocket
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
+from llmock_proxy.wire.content_encoding import DEFAULT_MAX_DECODED_SIZE, decompress
 
 log = logging.getLogger("llmock_proxy.replay")
 
@@ -148,6 +159,8 @@ class ReplayEngine:
     # Seconds a request may take to arrive whole (then 408), and a connection may sit idle.
     request_timeout: float = REQUEST_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
+    # Bytes a request body may have, as sent and once its Content-Encoding is undone (then 413).
+    max_body_size: int = DEFAULT_MAX_DECODED_SIZE
 
     def __post_init__(self) -> None:
         self.sessions = SessionRegistry(self.session)
@@ -177,7 +190,7 @@ class ReplayEngine:
     # -- the application ---------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=self.max_body_size)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         if self.cors:
             app.on_response_prepare.append(_add_cors_headers)
@@ -187,7 +200,10 @@ class ReplayEngine:
         """Listen on ``host:port`` (0 = any free port) in the running loop:
         the engine's own HTTP/1.1 server answers, and hands aiohttp the
         connections only it can answer (see :meth:`hand_over`)."""
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # auto_decompress off: dispatch decodes a body once, under our cap (aiohttp's own
+        # decoding stopped only at client_max_size, and a forwarded body must stay as sent).
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                               auto_decompress=False)
         await runner.setup()
         self._runner = runner
         if type(self).handle is not ReplayEngine.handle:
@@ -197,8 +213,8 @@ class ReplayEngine:
             address = runner.addresses[0]  # (host, port) of the bound socket
             self.host, self.port = str(address[0]), int(address[1])
             return self.host, self.port
-        self._http = HTTPServer(self.dispatch, self.hand_over,
-                                request_timeout=self.request_timeout, idle_timeout=self.idle_timeout)
+        self._http = HTTPServer(self.dispatch, self.hand_over, request_timeout=self.request_timeout,
+                                idle_timeout=self.idle_timeout, max_body_size=self.max_body_size)
         try:
             self.host, self.port = await self._http.start(host, port)
         except BaseException:
@@ -261,9 +277,16 @@ class ReplayEngine:
         answer: Plan | Handoff | None = self._handoffs.pop(request.transport, None) if self._handoffs else None
         if answer is None:
             arrival = asyncio.get_running_loop().time()
-            body = await request.read()
             headers = {k.lower(): v for k, v in request.headers.items()}
-            answer = self.dispatch(request.method, request.path_qs, headers, body, arrival, host=request.host)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a chunked body past the cap, as sent
+                url = f"http://{request.host}{request.path_qs}"
+                exc = BodyTooLarge(self.max_body_size, "the request body")
+                log.warning("llmock: %s %s refused: %s", request.method, url, exc)
+                answer = self._with_cors(too_large_plan(request.method, url, headers, exc), headers)
+            else:
+                answer = self.dispatch(request.method, request.path_qs, headers, body, arrival, host=request.host)
         if isinstance(answer, Plan):
             return await self.serve(request, answer)
         return await answer(request)
@@ -304,6 +327,14 @@ class ReplayEngine:
             if is_control(path):  # a web page may not drive the control endpoints
                 return json_plan(403, {"error": "llmock-proxy: no cross-origin access to the control endpoints"})
             return Plan(204, list(cors_headers(headers, preflight=True).items()))
+        coding = headers.get("content-encoding")
+        if coding is not None:  # the only cost to a request without one: that lookup
+            try:
+                body = request_body(body, coding, max_size=self.max_body_size)
+            except BodyTooLarge as exc:
+                url = f"http://{headers.get('host') or host or f'{self.host}:{self.port}'}{path_qs}"
+                log.warning("llmock: %s %s refused: %s", method, url, exc)
+                return self._with_cors(too_large_plan(method, url, headers, exc), headers)
         control = control_plan(self.sessions, session, method, path, body, self.timing, mode, headers,
                                forwarding=self.forward is not None)
         if control is not None:
@@ -436,6 +467,46 @@ class ReplayEngine:
     async def serve_websocket(self, request: web.Request, plan: Plan) -> web.StreamResponse:
         """A WebSocket session, turn by turn (see :mod:`llmock_proxy.replay.ws_server`)."""
         return await self._websocket_handoff(plan.websocket_request)(request)
+
+
+# -- request bodies -----------------------------------------------------------------
+
+
+def request_body(raw: bytes, content_encoding: str | None, *, max_size: int = DEFAULT_MAX_DECODED_SIZE) -> bytes:
+    """The request body with its Content-Encoding undone: what the engine and
+    the replay addon match (only an encoded body costs a decode). Capped: a
+    few KB of gzip can be gigabytes, so past ``max_size`` decoded bytes this
+    raises :class:`~llmock_proxy.errors.BodyTooLarge`, answered 413
+    (:func:`too_large_plan`). A body that does not decode as its coding says
+    (or names an unknown coding) is kept as sent, as mitmproxy's lenient
+    decoding did: it is then matched, and missed, as it is."""
+    if not content_encoding:
+        return raw
+    try:
+        return decompress(raw, content_encoding, max_size=max_size)
+    except BodyTooLarge:
+        raise
+    except WireError:
+        return raw
+
+
+# The status and error type of a request whose body is past the cap.
+TOO_LARGE_STATUS = 413
+TOO_LARGE_TYPE = "request_too_large"
+
+
+def too_large_plan(method: str, url: str, headers: dict[str, str], exc: BodyTooLarge) -> Plan:
+    """413 for a request body past the cap, in the provider's error envelope
+    when the provider can say it (a miss is answered the same way), marked
+    as not worth retrying: the same body would be refused again."""
+    message = f"llmock-proxy refused {method} {split_url(url)[1]}: {exc}"
+    try:
+        response = identify(method, url, headers).error(TOO_LARGE_STATUS, message, type=TOO_LARGE_TYPE)
+        plan = Plan(response.status, response_headers(response), body=body_bytes(response.body))
+    except Exception:  # the provider itself is what failed
+        plan = json_plan(TOO_LARGE_STATUS, {"error": {"message": message, "type": TOO_LARGE_TYPE}})
+    plan.headers.append(("x-should-retry", "false"))
+    return plan
 
 
 # -- aiohttp helpers --------------------------------------------------------------

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 # Limits (bytes): a request line, one header line, all of a head; how many
-# header lines; a body (as the engine always allowed: 256 MiB).
+# header lines; a body (a parser's default: the replay engine passes its own cap).
 MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADER_LINE = 16 * 1024
 MAX_HEAD = 64 * 1024
