@@ -33,7 +33,9 @@ answers the next request from it), captures are recorded in this process
 (:class:`~llmock_proxy.record.capture.LocalCapture`) and written by a
 background thread.
 
-Options (``--set name=value``) are declared in :meth:`Record.load`.
+Options (``--set name=value``) are declared in :meth:`Record.load`; those of
+slow and idle clients (``llmock_request_timeout``, ``llmock_idle_timeout``) in
+its sub-addon :class:`~llmock_proxy.mitm.deadlines.Deadlines`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from mitmproxy.proxy import server_hooks
 from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter
+from llmock_proxy.mitm.deadlines import Deadlines
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.record.capture import Capture, LocalCapture, StreamedCapture, WebSocketEnded
 from llmock_proxy.record.recorder import Recorder, describe
@@ -109,6 +112,8 @@ class Record:
         self._worker_refused = False
         self._hosts: tuple[str, ...] = ()
         self._target: Path | None = None
+        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut.
+        self.addons = [Deadlines()]
 
     # -- options ---------------------------------------------------------------
 

@@ -22,7 +22,9 @@ network. The protocol work lives elsewhere (matching in
 
 Options are declared in :meth:`Replay.load`; the record addon's options
 (``llmock_cassette_dir``, ``llmock_cassette``, ``llmock_redact``,
-``llmock_hosts``) are shared, since ``auto`` records through it.
+``llmock_hosts``) are shared, since ``auto`` records through it. Slow and idle
+clients are cut by the sub-addon :class:`~llmock_proxy.mitm.deadlines.Deadlines`
+(``llmock_request_timeout``, ``llmock_idle_timeout``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from llmock_proxy import wire
 from llmock_proxy.cassette.model import Interaction, Payload, Request
 from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError
 from llmock_proxy.hosts import is_loopback
+from llmock_proxy.mitm.deadlines import Deadlines
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.record import Record
@@ -79,6 +82,8 @@ class Replay:
         self._misses: set[str] = set()
         # Client connection id -> the replay session its proxy credentials named.
         self._proxy_sessions: dict[str, str] = {}
+        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut.
+        self.addons = [Deadlines()]
 
     # -- options ---------------------------------------------------------------
 
