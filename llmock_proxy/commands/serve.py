@@ -36,6 +36,7 @@ from typing import Any
 
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.errors import CassetteError, MatchSpecError
+from llmock_proxy.fdlimit import raise_open_file_limit
 from llmock_proxy.hosts import is_loopback
 from llmock_proxy.record.forward import Forwarder, ForwarderFactory
 from llmock_proxy.replay.answers import MODES
@@ -192,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything loaded so far lives as long as the server: keep it out of
     # the cyclic garbage collector's full passes (fewer latency spikes).
     gc.freeze()
+    raise_open_file_limit()  # a thousand slow clients must not lock the next one out
     try:
         asyncio.run(_serve(args, session, timing, redactor))
     except OSError as exc:
