@@ -207,3 +207,51 @@ def test_a_misspelled_match_key_fails_validate_unless_lenient(tmp_path: Path, ca
     code, out, _ = run(capsys, str(path), "--lenient-fixtures")
     assert code == 0
     assert any(line.startswith("warning: ") and "userMesage" in line for line in out)
+
+
+def test_a_recorded_answer_replay_could_not_send_is_a_problem_naming_the_item(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Schema-valid hand edits that replay would answer with a 500 when a request matched them.
+    data = valid_cassette()
+    interactions = data["interactions"]
+    long_name = "x" * 300
+    interactions[2]["response"]["frames"][0]["headers"][long_name] = "v"
+    interactions[0]["response"]["events"][1]["event"] = "ping\nevent: forged"
+    interactions[1]["response"]["lines"][1]["data"] = "two\nlines"
+    interactions[4]["response"]["headers"] = {"x-note": "a\r\nSet-Cookie: forged=1"}
+    websocket = interactions[3]["response"]["websocket"]
+    websocket["messages"][2] = {"from": "server", "base64": "/w==", "t": 2.5}  # 0xff in a text frame
+    websocket["close"]["code"] = 70000
+    path = tmp_path / "c.yaml"
+    path.write_text(yamlio.dumps(data))
+    code, out, _ = run(capsys, str(path))
+    assert code == 1
+    where = f"{path}: interactions"
+    assert out[0].startswith(f"{where}[0].response.events[1].event: ")
+    assert "line break" in out[0]
+    assert out[1].startswith(f"{where}[1].response.lines[1].data: ")
+    assert out[2].startswith(f"{where}[2].response.frames[0].headers['{long_name[:59]}...']: ")
+    assert "EventStream header name" in out[2] and "255" in out[2]
+    assert out[3].startswith(f"{where}[3].response.websocket.messages[2].base64: cannot be a text frame")
+    assert out[4].startswith(f"{where}[3].response.websocket.close.code: 70000 ")
+    assert out[5].startswith(f"{where}[4].response.headers['x-note']: cannot be sent")
+    assert out[6] == "checked 1 cassette and 0 fixture files: 6 problems in 1 file"
+
+
+def test_every_unsendable_eventstream_part_of_a_frame_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = valid_cassette()
+    frame = data["interactions"][2]["response"]["frames"][0]
+    frame["headers"][":event-type"] = "y" * 70_000  # a value past 65535 bytes
+    frame["headers"][":n"] = {"type": "byte", "value": 300}  # no byte holds 300
+    path = tmp_path / "c.yaml"
+    path.write_text(yamlio.dumps(data))
+    code, out, _ = run(capsys, str(path))
+    assert code == 1
+    frame_at = f"{path}: interactions[2].response.frames[0]"
+    assert out[0].startswith(f"{frame_at}.headers[':event-type']: ") and "65535" in out[0]
+    assert out[1].startswith(f"{frame_at}.headers[':n']: ")
+    assert out[2] == "checked 1 cassette and 0 fixture files: 2 problems in 1 file"
+    # What the recorder writes always sends: the same cassette untouched is valid.
+    path.write_text(yamlio.dumps(valid_cassette()))
+    assert run(capsys, str(path))[0] == 0

@@ -19,13 +19,16 @@ import brotli
 import openai
 import pytest
 
+from llmock_proxy.cassette import yamlio
+from llmock_proxy.errors import CassetteError
 from llmock_proxy.replay.llmock_format import parse_fixture_entries
 from llmock_proxy.replay.session import ReplaySession
 from llmock_proxy.wire import content_encoding
 from tests.harness.clients import TEST_ANTHROPIC_KEY, TEST_OPENAI_KEY, openai_client
 from tests.harness.http import httpx
 from tests.support.replay import EngineThread
-from tests.test_serve import Serve
+from tests.test_schemas import valid_cassette
+from tests.test_serve import Serve, run
 
 CAP = 1024 * 1024  # the engines below refuse bodies past 1 MiB
 FIXTURES = [
@@ -231,8 +234,28 @@ def test_serve_takes_max_body_size_and_answers_after_a_bomb(tmp_path: Path) -> N
 
 
 def test_serve_refuses_a_max_body_size_that_is_no_size() -> None:
-    from tests.test_serve import run
-
     for bad in ("0", "ten", "1.5M"):
         result = run("--max-body-size", bad)
         assert result.returncode == 2 and "--max-body-size" in result.stderr
+
+
+# -- recorded answers that cannot be sent ------------------------------------------------------------------
+
+
+def test_serve_refuses_a_cassette_whose_answer_it_could_not_send_naming_the_item(tmp_path: Path) -> None:
+    data = valid_cassette()
+    data["interactions"][2]["response"]["frames"][0]["headers"]["n" * 256] = "v"  # one byte past 255
+    data["interactions"][0]["response"]["events"][0]["id"] = "a\0b"
+    path = tmp_path / "edited.yaml"
+    path.write_text(yamlio.dumps(data))
+    result = run("--cassettes", str(path), "--port", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{path}: interactions[0].response.events[0].id: SSE event field 'id' cannot hold NUL" in result.stderr
+    assert f"{path}: interactions[2].response.frames[0].headers['nnn" in result.stderr
+    assert "must be 1 to 255 bytes, not 256" in result.stderr
+    with pytest.raises(CassetteError) as info:  # the replay addon and the pytest plugin load through the same path
+        ReplaySession.load([path])
+    assert len(info.value.problems) == 2
+    # The cassette as recorded loads and answers.
+    path.write_text(yamlio.dumps(valid_cassette()))
+    assert len(ReplaySession.load([path])) == 6

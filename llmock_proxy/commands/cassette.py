@@ -4,8 +4,9 @@ Files or directories (searched recursively, hidden entries skipped):
 ``*.yaml``/``*.yml`` are cassettes, ``*.json`` are llmock fixture files.
 A file passes when replay would load it: the JSON Schema, then what replay
 checks beyond it (match keys and regexes, fixture options, request bodies
-the provider must read), and it holds nothing key-shaped (the recorder's
-refuse-to-write scan, for files edited by hand). Every problem is printed
+the provider must read, recorded answers it must be able to send: stream
+items, headers, WebSocket frames), and it holds nothing key-shaped (the
+recorder's refuse-to-write scan, for files edited by hand). Every problem is printed
 with its file, interaction (or fixture) index and field, then one summary
 line. Exit codes: 0 all valid, 1 problems found, 2 usage errors (no paths,
 a path that does not exist or is neither kind). ``--lenient-fixtures`` checks
@@ -35,6 +36,7 @@ from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES, is_
 from llmock_proxy.cassette.usage import PruneResult, UsageReport, UsageReportError, prune
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.matcher import Matcher
+from llmock_proxy.replay.encodable import unencodable
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
 from llmock_proxy.replay.llmock_format import read_fixture_file
 
@@ -65,9 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Check cassettes (*.yaml, *.yml) and llmock fixture files (*.json): their JSON "
             "Schemas, what replay checks when it loads them (match keys, regexes, fixture "
-            "options), and that they hold nothing key-shaped (API keys, tokens). Directories "
-            "are searched recursively. Exit 0 when all are valid, 1 when any has problems, "
-            "2 on usage errors."
+            "options, recorded answers it could not send), and that they hold nothing "
+            "key-shaped (API keys, tokens). Directories are searched recursively. Exit 0 when "
+            "all are valid, 1 when any has problems, 2 on usage errors."
         ),
     )
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")
@@ -245,6 +247,9 @@ def _validate_cassette(path: Path) -> FileReport:
         for i, interaction in enumerate(loaded.interactions)
         if interaction.response is not None  # replay skips recorded transport errors
     )
+    for i, interaction in enumerate(loaded.interactions):  # answers replay could not send, as loading finds them
+        if interaction.response is not None:
+            problems += unencodable(interaction.response, f"{path}: interactions[{i}].response")
     problems += _secrets(loaded, path)
     return FileReport(path, "cassette", problems, len(loaded.interactions))
 

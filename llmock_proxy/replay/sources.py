@@ -16,6 +16,7 @@ from llmock_proxy.cassette.store import (
     is_other_document,
 )
 from llmock_proxy.errors import CassetteError
+from llmock_proxy.replay.encodable import unencodable
 from llmock_proxy.replay.fixture import Fixture, fixture_from_interaction
 from llmock_proxy.replay.llmock_format import load_fixture_file
 
@@ -26,16 +27,25 @@ def load_cassette(path: str | Path) -> list[Fixture]:
     """Every replayable interaction of one cassette file, in recorded order.
 
     Interactions that never got a response (a transport failure was recorded
-    instead) are skipped with a log line: there is nothing to replay.
+    instead) are skipped with a log line: there is nothing to replay. An
+    answer replay could not send (:func:`~llmock_proxy.replay.encodable.unencodable`)
+    refuses the file, naming every such item.
     """
     loaded = cassette_store.load(path)
     fixtures: list[Fixture] = []
+    unsendable: list[str] = []
     for index, interaction in enumerate(loaded.interactions):
         source = f"{path}: interactions[{index}]"
         if interaction.response is None:
             log.info("%s: skipped, it has no response (%s)", source, interaction.error or "none recorded")
             continue
+        unsendable += unencodable(interaction.response, f"{source}.response")
         fixtures.append(fixture_from_interaction(interaction, source))
+    # Refused whole, not answered with an error per interaction as a broken fixture
+    # is: a cassette is machine-written, so this is a hand edit, and every other
+    # problem of a cassette (schema, an unreadable request) refuses the file too.
+    if unsendable:
+        raise CassetteError("\n".join(unsendable), path=str(path), problems=unsendable)
     return fixtures
 
 
