@@ -20,6 +20,7 @@ then redaction of pathological long strings (64 MiB of NUL, ``a``, spaces,
 (the string as a request's text body) in MB/s.
 
 Figures only, no asserts: a flat per-MB cost from 2 to 210 MB means linear.
+The parse cache is off (every load parses the YAML).
 
     .venv/bin/python benchmarks/key_scan.py                     # 2, 21, 210 MB (a few minutes)
     .venv/bin/python benchmarks/key_scan.py --sizes 2 21 --pathological-mib 16
@@ -47,6 +48,7 @@ from benchmarks.cassette_load import interactions, sentence  # noqa: E402
 from llmock_proxy.cassette import store as cassette_store  # noqa: E402
 from llmock_proxy.cassette import yamlio  # noqa: E402
 from llmock_proxy.cassette.model import Cassette, Interaction, Payload, Request, Response  # noqa: E402
+from llmock_proxy.cassette.parse_cache import CACHE_SWITCH_ENV  # noqa: E402
 from llmock_proxy.cassette.redact import Redactor  # noqa: E402
 from llmock_proxy.cassette.schema import validate_cassette  # noqa: E402
 from llmock_proxy.commands.cassette import validate_file  # noqa: E402
@@ -227,6 +229,9 @@ def main() -> int:
     parser.add_argument("--no-subprocess", action="store_true", help="skip timing `cassette validate` as a process")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
+    # Every load parses: a parse-cache hit would skip the YAML parse (and a
+    # miss would add writing a cache entry the size of the cassette).
+    os.environ[CACHE_SWITCH_ENV] = "0"
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; MB = 10^6 bytes of YAML")
     with tempfile.TemporaryDirectory(prefix="llmock-keyscan-") as tmp:
         for megabytes in args.sizes:

@@ -122,6 +122,9 @@ class SecretPattern:
     group: int = 0
     literals: tuple[str, ...] = ()
     fold_case: bool = False
+    # Every match starts where one of the literals does: a case-insensitive
+    # one is then found through the lower-cased text (see _finditer).
+    anchored: bool = False
 
     @property
     def builtin(self) -> bool:
@@ -129,9 +132,10 @@ class SecretPattern:
 
 
 def _pattern(
-    name: str, regex: str, literals: tuple[str, ...], *, group: int = 0, fold_case: bool = False
+    name: str, regex: str, literals: tuple[str, ...], *, group: int = 0, fold_case: bool = False,
+    anchored: bool = False,
 ) -> SecretPattern:
-    return SecretPattern(name, re.compile(regex), group, literals, fold_case)
+    return SecretPattern(name, re.compile(regex), group, literals, fold_case, anchored)
 
 
 # A secret starts where no other token character precedes it. The check is a
@@ -229,6 +233,7 @@ BUILTIN_PATTERNS: tuple[SecretPattern, ...] = (
         ("bearer",),
         group=1,
         fold_case=True,
+        anchored=True,
     ),
 )
 
@@ -373,6 +378,8 @@ class RedactionRules:
         for needs, exact, folded in self._literal_groups:
             if needs and any(c not in text for c in needs):
                 continue
+            if len(text) >= _CHECK_CHARACTERS_FROM:
+                exact = _possible(text, exact)
             if any(literal in text for literal in exact):
                 return True
             if folded:
@@ -391,6 +398,8 @@ class RedactionRules:
         for needs, exact, folded in self._literal_groups:
             if needs and any(c not in text for c in needs):
                 continue
+            if len(text) >= _CHECK_CHARACTERS_FROM:
+                exact = _possible(text, exact)
             present.update(literal for literal in exact if literal in text)
             if folded:
                 if lowered is None:
@@ -440,6 +449,18 @@ class RedactionRules:
                 _strings(other, "secret_names", where), _strings(other, "not_secret_names", where)
             ),
         )
+
+
+def _possible(text: str, literals: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``literals`` whose every character a long ``text`` holds: one
+    ``memchr`` each, which returns at once in most texts and spares the
+    substring search over a long run of one character (64 MiB of ``-``, where
+    every position ends like ``sk-``)."""
+    return tuple(literal for literal in literals if all(char in text for char in literal))
+
+
+# Texts at least this long have their literals ruled out by character first.
+_CHECK_CHARACTERS_FROM = 64 * 1024
 
 
 def _strings(data: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -562,12 +583,11 @@ class Redactor:
     def _pass_for(
         self, interaction: Interaction, values: ValueMatcher | None, streams: Mapping[str, list[Leaves]]
     ) -> _Pass:
-        """The by-value-and-shape pass. It skips the per-string search when the
-        JSON spelling shows nothing can match anywhere in it (printable
-        ASCII, which every pattern literal is, survives JSON encoding
-        verbatim; a value is also searched for in its JSON-escaped spelling).
+        """The by-value-and-shape pass. It skips the per-string search when no
+        string of the interaction can match: its distinct strings, joined in
+        long runs, hold no pattern's literal and no sent value.
 
-        Stream items are left out of that spelling: their strings are joined
+        Stream items are left out of that test: their strings are joined
         per channel anyway (a value split over events is in no single
         string), and the joined texts tell whether the items deserve the
         per-string search (``item_strings``, with the items' own event names,
@@ -590,16 +610,16 @@ class Redactor:
             response.pop(stream, None)
         if isinstance(response.get("websocket"), dict):
             response["websocket"].pop("messages", None)
-        try:
-            spelled = json.dumps(data, ensure_ascii=False, check_circular=False)
-        except (TypeError, ValueError, RecursionError):
-            return _Pass(self.rules, strings=True, values=values, streams=streams, item_strings=True)
 
         def found(text: str) -> bool:
             return self.rules.may_match(text) or (values is not None and values.search(text))
 
+        # The strings themselves, not a JSON spelling of them: JSON spells a
+        # control character in six (a 64 MiB body of NUL bytes became 384 MB
+        # to search), and each distinct string is searched once.
+        strings = secret_scan.any_match(secret_scan.collect(data).texts, found)
         meta = "\n".join(_item_metadata(interaction.response))
-        return _Pass(self.rules, strings=found(spelled), values=values, streams=streams, item_strings=found(meta))
+        return _Pass(self.rules, strings=strings, values=values, streams=streams, item_strings=found(meta))
 
     # -- the final check -----------------------------------------------------------------
 
@@ -632,10 +652,22 @@ class Redactor:
 
     def _scan_text(self, text: str) -> list[Finding]:
         found: list[tuple[int, Finding]] = []
-        for pattern in self.rules.candidates(text):
+        # Which literals the text holds, looked for in its distinct lines (no
+        # literal spans a line; a cassette repeats most of its lines, and a
+        # line of base64 rules most literals out at once); the patterns then
+        # search the whole text, as a match may span lines.
+        if len(text) < secret_scan.LONG:
+            candidates = self.rules.candidates(text)
+        else:
+            present: set[int] = set()
+            for joined, _ in secret_scan.runs(dict.fromkeys(text.split("\n"))):
+                present.update(id(p) for p in self.rules.candidates(joined))
+            candidates = [p for p in self.rules.patterns if id(p) in present]
+        lowered: list[str] = []
+        for pattern in candidates:
             # Matches come in order: count the lines between them, not from the top each time.
             line, counted = 1, 0
-            for m in pattern.regex.finditer(text):
+            for m in _finditer(pattern, text, lowered):
                 line += text.count("\n", counted, m.start())
                 counted = m.start()
                 found.append((m.start(), Finding(f"line {line}", pattern.name, mask(m.group(pattern.group)))))
@@ -703,6 +735,37 @@ class Redactor:
         )
         secret = name in sensitive or (section in ("request", "response") and self.rules.names.is_secret(name))
         return secret and _header_placeholder(name, value) != value
+
+
+def _finditer(pattern: SecretPattern, text: str, lowered: list[str]) -> Iterator[re.Match[str]]:
+    """``pattern.regex.finditer(text)``. A case-insensitive pattern that
+    starts with its literal is only tried where ``text.lower()`` (computed
+    once into ``lowered``) holds the literal: the regex engine has no fast way
+    to skip to a case-insensitive literal, ``str.find`` has one to a plain
+    one. Positions agree when lower-casing kept the length (it does but for
+    a dotted capital I)."""
+    if not (pattern.anchored and pattern.fold_case):
+        yield from pattern.regex.finditer(text)
+        return
+    if not lowered:
+        lowered.append(text.lower())
+    if len(lowered[0]) != len(text):
+        yield from pattern.regex.finditer(text)
+        return
+    starts: set[int] = set()
+    for literal in pattern.literals:
+        for spelling in fold_spellings(literal):
+            at = lowered[0].find(spelling)
+            while at >= 0:
+                starts.add(at)
+                at = lowered[0].find(spelling, at + 1)
+    end = 0
+    for start in sorted(starts):
+        if start >= end:
+            m = pattern.regex.match(text, start)
+            if m is not None:
+                yield m
+                end = max(m.end(), start + 1)
 
 
 def _latin1(text: str) -> str | None:
