@@ -6,6 +6,7 @@ other clients are answered meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.genai import types as genai_types
 from mitmproxy import exceptions
 
 from llmock_proxy.cassette import store as cassette_store
@@ -26,9 +28,12 @@ from llmock_proxy.mitm.replay import Replay
 from llmock_proxy.replay.llmock_format import parse_fixture_entries
 from llmock_proxy.replay.session import ReplaySession
 from tests.fakes import FakeServer, OpenAIFake, Script
-from tests.harness import InProcessProxy
+from tests.harness import InProcessProxy, UpstreamRouter
 from tests.harness.clients import openai_client
 from tests.support.replay import EngineThread
+from tests.support.websocket import Target
+from tests.test_ws_fixture_live import FIXTURES as LIVE_FIXTURES
+from tests.test_ws_fixture_live import MODEL as LIVE_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -277,3 +282,30 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
     out = subprocess.run([sys.executable, "-c", RAISE_LIMIT, str(ROOT)], capture_output=True, text=True, check=True)
     soft, hard = (int(n) for n in out.stdout.split())
     assert soft == hard or (hard == resource.RLIM_INFINITY and soft > 256)
+
+
+def test_addon_a_websocket_session_idle_past_the_deadlines_is_not_cut(tmp_path: Path, proxy: Any) -> None:
+    """A Gemini Live session replayed through the addon sits idle longer than both deadlines between turns."""
+    fixtures = tmp_path / "live.json"
+    fixtures.write_text(json.dumps(LIVE_FIXTURES))
+    options = {"llmock_cassette_dir": "", "llmock_fixtures": [str(fixtures)], "llmock_timing": "instant",
+               **ADDON_TIMEOUTS}
+    target = Target.through(proxy(addons=[Replay()], options=options, router=UpstreamRouter()))
+
+    async def two_turns() -> list[str]:
+        answers = []
+        config = genai_types.LiveConnectConfig(response_modalities=[genai_types.Modality.TEXT])
+        async with target.genai().aio.live.connect(model=LIVE_MODEL, config=config) as session:
+            for pause in (0.0, 2.5 * max(ADDON_TIMEOUTS.values())):
+                await asyncio.sleep(pause)  # the premise: nothing moves on the connection past both deadlines
+                await session.send_client_content(
+                    turns=genai_types.Content(role="user", parts=[genai_types.Part(text="hello")]), turn_complete=True
+                )
+                text = ""
+                async for message in session.receive():  # ends after turnComplete
+                    turn = message.server_content.model_turn if message.server_content else None
+                    text += "".join(part.text or "" for part in (turn.parts or [])) if turn else ""
+                answers.append(text)
+        return answers
+
+    assert asyncio.run(asyncio.wait_for(two_turns(), 30)) == ["Hi from a Live fixture!"] * 2
