@@ -9,9 +9,10 @@ Nothing here knows a provider, a socket or YAML.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from llmock_proxy.json_spelling import canonical_json
 
 
 @dataclass
@@ -74,6 +75,18 @@ class CanonicalRequest:
         return None
 
     @property
+    def outline(self) -> tuple[Any, ...]:
+        """A few fields of what the fingerprints digest, cheap to take: two
+        requests with one content fingerprint have one outline, so a request
+        whose outline no recording has cannot match one by fingerprint, and
+        its fingerprint need not be taken."""
+        last = self.messages[-1] if self.messages else None
+        return (
+            self.family, self.model, len(self.messages), last.role if last else None, last.text if last else None,
+            len(self.embedding_input) if self.embedding_input is not None else None,
+        )
+
+    @property
     def tool_names(self) -> list[str]:
         return [tool.name for tool in self.tools]
 
@@ -131,7 +144,7 @@ class CanonicalRequest:
         itself writes for a dict with sorted keys), instead of encoding the
         conversation twice."""
         identity = self._identity(with_stream=True)
-        encode = _CANONICAL_ENCODER.encode
+        encode = canonical_json
         stream = identity.pop("stream")
         before = encode({k: v for k, v in identity.items() if k < "stream"})[1:-1]
         after = encode({k: v for k, v in identity.items() if k > "stream"})[1:-1]
@@ -221,16 +234,6 @@ class Summary:
             system_fingerprint=data.get("system_fingerprint"),
             web_searches=data.get("web_searches"),
         )
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no whitespace: the one spelling digests are taken of."""
-    return _CANONICAL_ENCODER.encode(value)
-
-
-# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-# default=str) makes anew on every call: made once (a fingerprint is on every request's path).
-_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _digest(value: Any) -> str:

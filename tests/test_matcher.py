@@ -162,6 +162,22 @@ def test_the_recorded_form_is_served_verbatim() -> None:
     assert hit.response is fixture.interaction.response  # type: ignore[union-attr]
 
 
+def test_a_fingerprint_written_by_hand_still_decides() -> None:
+    # A request is only fingerprinted when a recording shares its outline
+    # (model, last message, ...); a fingerprint that is not its own
+    # request's has no outline to go by, and is still looked for.
+    hello = chat("hello")
+    canonical = identify(hello.method, hello.url, hello.headers).canonical(hello)
+    match = derive_match(canonical)
+    del match["userMessage"]
+    match["fingerprint"] = view(chat("goodbye")).fingerprint
+    summary = Summary(text="Bye!", finish_reason="stop")
+    response = identify(hello.method, hello.url, hello.headers).render(summary, canonical, stream=False)
+    fixture = fixture_from_interaction(Interaction(hello, response, match=match), "mem.yaml: interactions[0]")
+    found = Matcher([fixture]).find(view(chat("goodbye")), {})
+    assert found is not None and not found.other_form
+
+
 def test_fingerprint_index_keeps_fixture_order() -> None:
     # A loose fixture listed before a recording wins over it, as the file order says.
     loose = fixtures({"match": {"userMessage": "hel"}, "response": {"content": "loose"}})[0]

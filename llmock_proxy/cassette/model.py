@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from llmock_proxy import nesting
 from llmock_proxy.errors import CassetteError
+from llmock_proxy.json_spelling import compact_json
 
 FORMAT_VERSION = 1
 
@@ -53,11 +53,6 @@ def _is_text_type(content_type: str | None) -> bool:
         "application/xml",
         "application/javascript",
     }
-
-
-def compact_json(value: Any) -> str:
-    """The JSON spelling used on the wire when a stored value is re-encoded."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass

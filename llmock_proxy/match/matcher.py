@@ -106,6 +106,10 @@ class RequestView:
         return self.canonical.content_fingerprint
 
     @cached_property
+    def outline(self) -> tuple[Any, ...]:
+        return self.canonical.outline
+
+    @cached_property
     def user_message(self) -> str | None:
         return self.canonical.last_user_message
 
@@ -595,6 +599,12 @@ class Matcher:
         self._by_fingerprint: dict[str, list[int]] = {}
         self._by_content: dict[str, list[int]] = {}
         self._unindexed: list[int] = []
+        # The outlines of the recordings indexed by fingerprint; a request
+        # with none of them is not fingerprinted (taking it is most of the
+        # cost of matching a request never seen), unless some indexed
+        # fingerprint has no outline (written by hand), which forces it.
+        self._outlines: set[tuple[Any, ...]] = set()
+        self._fingerprint_always = False
         # Whether any candidate's answer depends on how often it matched.
         self.has_sequence_indices = False
         # Whether matching needs more than the request body: a turnIndex
@@ -651,6 +661,10 @@ class Matcher:
         self.has_context |= "context" in fixture.match
         index = candidate.order
         if candidate.fingerprint is not None:
+            if fixture.outline is None:
+                self._fingerprint_always = True
+            else:
+                self._outlines.add(fixture.outline)
             self._by_fingerprint.setdefault(candidate.fingerprint, []).append(index)
             if candidate.content_fingerprint is not None:
                 self._by_content.setdefault(candidate.content_fingerprint, []).append(index)
@@ -675,7 +689,8 @@ class Matcher:
         render an answer in), hand-written text, tool-call and embedding
         fixtures are passed over: they could only fail."""
         admitted: list[Candidate] = []
-        for index in self._in_order(self._by_fingerprint.get(view.fingerprint, [])):
+        fingerprinted = bool(self._by_fingerprint) and (self._fingerprint_always or view.outline in self._outlines)
+        for index in self._in_order(self._by_fingerprint.get(view.fingerprint, []) if fingerprinted else []):
             candidate = self.candidates[index]
             if not can_synthesize and candidate.needs_synthesis:
                 continue
@@ -686,7 +701,7 @@ class Matcher:
         if admitted:
             chosen = _by_turn_index(admitted, view.assistant_turns)
             return Found(chosen, chosen.pick(counts.get(chosen.key, 0)))
-        for index in self._by_content.get(view.content_fingerprint, ()):
+        for index in self._by_content.get(view.content_fingerprint, ()) if fingerprinted else ():
             candidate = self.candidates[index]
             if candidate.admits_other_form(view, counts):
                 return Found(candidate, candidate.pick(counts.get(candidate.key, 0)), other_form=True)

@@ -69,6 +69,9 @@ class RenderOptions:
     # The request's content fingerprint when the caller has it already (the
     # matcher took it): ids are derived from it, and it is not taken twice.
     content_fingerprint: str | None = None
+    # The answer's part of the id seed when the caller has it spelled already
+    # (a fixture's summary, spelled once for all its renders).
+    answer_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class OpenAIChat(common.OpenAIProvider):
     ) -> Response:
         if summary.error:
             return common.render_summary_error(summary.error)
-        ids = common.DerivedIds.for_render(request, summary, options.content_fingerprint)
+        ids = common.DerivedIds.for_render(request, summary, options)
         header = _ChunkHeader(
             id=summary.response_id or "chatcmpl-" + ids.alnum("completion", 29),
             created=summary.created if summary.created is not None else ids.timestamp(),

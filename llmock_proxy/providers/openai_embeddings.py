@@ -116,7 +116,7 @@ class OpenAIEmbeddings(common.OpenAIProvider):
             "model": summary.model or request.model or "text-embedding-3-small",
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
         }
-        ids = common.DerivedIds.for_render(request, summary, options.content_fingerprint)
+        ids = common.DerivedIds.for_render(request, summary, options)
         return common.json_response(body, request_id=ids.request_id())
 
 

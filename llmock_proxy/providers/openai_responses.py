@@ -126,7 +126,7 @@ class OpenAIResponses(common.OpenAIProvider):
     ) -> Response:
         if summary.error:
             return common.render_summary_error(summary.error)
-        ids = common.DerivedIds.for_render(request, summary, options.content_fingerprint)
+        ids = common.DerivedIds.for_render(request, summary, options)
         plan = _ResponsePlan.build(summary, request, ids)
         if not stream:
             return common.json_response(plan.response_object(final=True), request_id=ids.request_id())

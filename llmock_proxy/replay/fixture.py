@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from llmock_proxy.canonical import Summary
+from llmock_proxy.canonical import Summary, canonical_json
 from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.match.key import derive_match
@@ -141,6 +141,10 @@ class Fixture:
     # stream can be answered from a non-stream recording and the reverse.
     family: str | None = None
     content_fingerprint: str | None = None
+    # The recorded request's outline (CanonicalRequest.outline) when the
+    # match's fingerprint is that request's own: the matcher takes a
+    # request's fingerprint only when some recording shares its outline.
+    outline: tuple[Any, ...] | None = None
     # Filled by the front ends the first time they serve this fixture
     # verbatim (encoded body, stream chunks, a mitmproxy response to copy);
     # a cache of what goes on the wire, not sequence state.
@@ -150,6 +154,12 @@ class Fixture:
     def origin(self) -> Origin | None:
         """The cassette interaction or fixture-file entry this fixture is (None: made up on the spot)."""
         return Origin.from_source(self.source)
+
+    @cached_property
+    def answer_key(self) -> str:
+        """The answer spelled once: its part of the seed of the ids a render
+        derives (with the request's content fingerprint)."""
+        return canonical_json(self.summary.to_dict()) if self.summary is not None else "{}"
 
     @property
     def recorded_stream(self) -> bool:
@@ -184,6 +194,7 @@ def fixture_from_interaction(interaction: Interaction, source: str) -> Fixture:
             summary = provider.summarize(request, interaction.response)
         except Exception:  # generic bodies have no summary; they replay verbatim only
             summary = None
+    fingerprint, content_fingerprint = canonical.fingerprints()
     return Fixture(
         match=match,
         source=source,
@@ -191,5 +202,6 @@ def fixture_from_interaction(interaction: Interaction, source: str) -> Fixture:
         interaction=interaction,
         summary=summary,
         family=canonical.family,
-        content_fingerprint=canonical.content_fingerprint,
+        content_fingerprint=content_fingerprint,
+        outline=canonical.outline if match.get("fingerprint") == fingerprint else None,
     )

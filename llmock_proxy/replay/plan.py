@@ -4,7 +4,6 @@ and the fixture's options (latency, chunking, chaos)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 
 from llmock_proxy import wire
 from llmock_proxy.cassette.model import Payload, Request, Response
+from llmock_proxy.json_spelling import compact_json
 from llmock_proxy.replay.fixture import Chaos, FixtureOptions, RecordedTimings
 from llmock_proxy.replay.session import Hit, ReplaySession
 
@@ -133,14 +133,9 @@ def _stream_headers(response: Response) -> list[tuple[str, str]]:
 
 def body_bytes(payload: Payload | None) -> bytes:
     if payload is not None and payload.kind == "json":
-        # Payload.to_bytes()'s spelling (cassette.model.compact_json) with an
-        # encoder made once: json.dumps makes one anew for every answer.
-        return _COMPACT_ENCODER.encode(payload.value).encode()
+        return compact_json(payload.value).encode()
     return payload.to_bytes() if payload is not None else b""
 
-
-# What json.dumps(value, separators=(",", ":"), ensure_ascii=False) makes on every call.
-_COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class Planner:

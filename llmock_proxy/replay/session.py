@@ -172,6 +172,10 @@ class ReplaySession:
         # is deterministic (ids and times derive from request and answer), so
         # a request seen before is not rendered again. Kept with _known.
         self._rendered: dict[tuple[tuple[Any, ...], int], tuple[Response, dict[Any, Any]]] = {}
+        # Hashes of the requests seen once: a request joins _known when it
+        # comes again, so a run of requests that never repeat (a test suite's
+        # usual traffic) keeps nothing alive for the collector to walk.
+        self._seen_once: set[int] = set()
         self.hits = 0
         self.misses = 0
         self.journal: deque[JournalEntry] = deque(maxlen=JOURNAL_LIMIT)
@@ -266,6 +270,7 @@ class ReplaySession:
         self._known.clear()
         self._known_bytes = 0
         self._rendered.clear()
+        self._seen_once.clear()
 
     # -- lookup ------------------------------------------------------------------
 
@@ -286,6 +291,12 @@ class ReplaySession:
             known = self._known.get(key)
             if known is not None:
                 return self._use(*known, key=key)
+            seen = hash(key)
+            if seen not in self._seen_once:
+                if len(self._seen_once) >= KNOWN_REQUESTS:
+                    self._seen_once.clear()
+                self._seen_once.add(seen)
+                key = None
         payload = Payload.from_bytes(body, content_type) if body else None
         return self._resolve(Request(method, url, headers, payload), key)
 
@@ -397,6 +408,7 @@ class ReplaySession:
             stream=view.stream,
             options=provider.render_options(request, RenderOptions(
                 chunk_size=fixture.options.chunk_size or 0, content_fingerprint=view.content_fingerprint,
+                answer_key=fixture.answer_key,
             )),
         )
         return Hit(provider, view, fixture, response, True, use)
