@@ -99,10 +99,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(LLMOCK_PROXY), "serve", *args], capture_output=True, text=True, timeout=30)
 
 
-def test_serve_answers_the_sdks_from_fixtures_and_says_how_to_point_them(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_answers_the_sdks_from_fixtures_and_says_how_to_point_them(serve, tmp_path: Path, loop: str) -> None:  # type: ignore[no-untyped-def]
     fixtures = tmp_path / "suite.json"
     fixtures.write_text(json.dumps(SUITE_FIXTURES))
-    server = serve("--fixtures", str(fixtures), "--timing", "instant")
+    server = serve("--fixtures", str(fixtures), "--timing", "instant", "--event-loop", loop)
     assert f"export OPENAI_BASE_URL={server.url}/v1" in server.banner
     assert f"export ANTHROPIC_BASE_URL={server.url}" in server.banner
     clients = SuiteClients(

@@ -39,7 +39,9 @@ from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.fdlimit import raise_open_file_limit
 from llmock_proxy.hosts import is_loopback
 from llmock_proxy.record.forward import Forwarder, ForwarderFactory
+from llmock_proxy.replay import event_loop
 from llmock_proxy.replay.answers import MODES
+from llmock_proxy.replay.event_loop import EVENT_LOOPS, EventLoopUnavailable
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, ReplaySession, check_miss_status
@@ -132,6 +134,11 @@ def register(subparsers: Any) -> None:
         f"bytes, or with K, M or G (KiB, MiB, GiB) (default {DEFAULT_MAX_DECODED_SIZE // (1024 * 1024)}M, "
         "as the replay addon)",
     )
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default="auto",
+        help="the event loop to serve on: uvloop (C, about twice as fast at the socket layer; installed with "
+        "the package except on Windows) or asyncio's own; auto takes uvloop when it is installed (default auto)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.set_defaults(handler=run)
 
@@ -195,7 +202,12 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     raise_open_file_limit()  # a thousand slow clients must not lock the next one out
     try:
-        asyncio.run(_serve(args, session, timing, redactor))
+        factory = event_loop.loop_factory(args.event_loop)
+    except EventLoopUnavailable as exc:
+        print(f"llmock-proxy serve: --event-loop: {exc}", file=sys.stderr)
+        return 2
+    try:
+        event_loop.run(_serve(args, session, timing, redactor), factory)
     except OSError as exc:
         print(f"llmock-proxy serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
