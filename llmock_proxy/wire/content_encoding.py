@@ -33,8 +33,8 @@ if sys.version_info >= (3, 14):
 else:  # the same module, backported (a declared dependency before 3.14)
     from backports import zstd
 
-# The decoded size a body may reach (the raw body a server accepts is
-# capped separately, at 256 MiB in the replay engine).
+# The decoded size a body may reach; serve (--max-body-size) caps the body
+# as sent at the same size.
 DEFAULT_MAX_DECODED_SIZE = 64 * 1024 * 1024
 # The most output asked of a decompressor in one call.
 _PIECE = 1024 * 1024
