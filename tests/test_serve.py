@@ -225,3 +225,62 @@ def test_auto_mode_records_hang_ups_and_broken_upstreams_as_incomplete(serve, tm
     assert by_message["hang up"].incomplete == "Client disconnected."
     assert 1 <= len(by_message["hang up"].response.events) < 40
     assert by_message["upstream dies"].incomplete
+
+
+# -- nothing to serve ---------------------------------------------------------------------------
+
+
+def test_nothing_given_is_refused_with_exit_2_and_one_loud_line(tmp_path: Path) -> None:
+    result = run("--port", "0")
+    assert result.returncode == 2, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "nothing to serve" in x]
+    assert "WARNING" in line and "no --cassettes or --fixtures given" in line and "--allow-empty" in line
+
+
+def test_paths_holding_nothing_are_refused_with_exit_1_naming_them(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no cassette here")
+    no_interactions = tmp_path / "none.yaml"
+    no_interactions.write_text("version: 1\ninteractions: []\n")
+    result = run("--port", "0", "--cassettes", str(empty), str(no_interactions), "--fixtures", str(empty))
+    assert result.returncode == 1, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "nothing to serve" in x]
+    assert f"--cassettes {empty} {no_interactions}" in line and f"--fixtures {empty}" in line
+    assert "--allow-empty" in line
+
+
+def test_allow_empty_starts_warning_and_sessions_bring_fixtures_later(serve, sdk_clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import openai
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    server = serve("--cassettes", str(empty), "--allow-empty", "--timing", "instant")
+    assert len([x for x in server.banner.splitlines() if "nothing to serve" in x]) == 1
+    client = sdk_clients.openai(base_url=f"{server.url}/v1", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as missed:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
+    assert missed.value.status_code == 421
+
+    fixtures = tmp_path / "later.json"
+    fixtures.write_text(json.dumps(SUITE_FIXTURES))
+    opened = httpx.post(f"{server.url}/__llmock/sessions", headers={"x-llmock-control": "1"},
+                        json={"id": "t1", "fixtures": [str(fixtures)]})
+    assert opened.status_code == 201, opened.text
+    session = sdk_clients.openai(base_url=f"{server.url}/__llmock/session/t1/v1", max_retries=0)
+    answer = session.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
+    assert answer.choices[0].message.content == EXPECTED["openai.chat"]
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["auto", "passthrough"])
+def test_auto_and_passthrough_start_empty_without_allow_empty(serve, sdk_clients, tmp_path: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeServer(OpenAIFake(Script(text="From upstream."))).start()
+    try:
+        server = serve("--mode", mode, "--upstream", fake.url, "--cassette-dir", str(tmp_path / "new"))
+        assert "nothing to serve" not in server.banner
+        client = sdk_clients.openai(base_url=f"{server.url}/v1", max_retries=0)
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "From upstream."
+    finally:
+        fake.stop()

@@ -11,6 +11,13 @@ forwards them to ``--upstream``; ``auto`` forwards them and records the
 exchange through the recorder into ``--cassette-dir``, and replays it from
 then on.
 
+Nothing to serve: in replay mode a server with no recording and no fixture
+would answer every request with a miss, so it refuses to start (exit 2 when
+no --cassettes/--fixtures were given, 1 when the paths given hold none)
+unless ``--allow-empty`` says that is meant (sessions opened through the
+control endpoints bring their own files). ``auto`` and ``passthrough`` start
+empty without it: their misses go upstream.
+
 Compatibility with suites written for llmock/aimock: ``--miss-status 404``,
 ``--embedding-fallback`` (made-up vectors for unmatched embedding requests),
 ``--lenient-fixtures``; CORS answers for browsers (``--cors``, on by default
@@ -103,6 +110,12 @@ def register(subparsers: Any) -> None:
         "--embedding-fallback", action="store_true",
         help="answer an embedding request no fixture matches with deterministic vectors made from its "
         "input text (its dimensions, else the family's usual length) instead of a miss, as aimock does",
+    )
+    parser.add_argument(
+        "--allow-empty", action="store_true",
+        help="in replay mode, start even when --cassettes/--fixtures hold nothing to answer with (fixtures "
+        "come later, through sessions opened on the control endpoints); --mode auto and passthrough start "
+        "empty without it",
     )
     parser.add_argument("--lenient-fixtures", action="store_true", help=LENIENT_FIXTURES_HELP)
     parser.add_argument(
@@ -197,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
     except (CassetteError, MatchSpecError) as exc:
         print(f"llmock-proxy serve: {exc}", file=sys.stderr)
         return 1
+    if args.mode == "replay" and len(session) == 0:
+        refused = nothing_to_serve(args)
+        if refused:
+            return refused
     # Everything loaded so far lives as long as the server: keep it out of
     # the cyclic garbage collector's full passes (fewer latency spikes).
     gc.freeze()
@@ -247,6 +264,25 @@ async def _serve(args: argparse.Namespace, session: ReplaySession, timing: Timin
         await engine.stop()
         if forwarder is not None:
             await forwarder.close()
+
+
+def nothing_to_serve(args: argparse.Namespace) -> int:
+    """A replay-mode server that loaded nothing would answer 421 to every
+    request, which looks like a matching problem rather than a missing path:
+    one loud line naming what was given, and the exit code (2: nothing
+    given, 1: the paths given hold nothing), or 0 to start with --allow-empty."""
+    given = [f"--{name} {' '.join(paths)}" for name, paths in (("cassettes", args.cassettes),
+                                                               ("fixtures", args.fixtures)) if paths]
+    what = (" and ".join(given) + " hold no recording or fixture") if given else "no --cassettes or --fixtures given"
+    if args.allow_empty:
+        print(f"llmock-proxy serve: WARNING: nothing to serve ({what}); starting anyway (--allow-empty): "
+              "every request is a miss until a session brings fixtures", file=sys.stderr)
+        return 0
+    print(f"llmock-proxy serve: WARNING: nothing to serve: {what}, so every request would be a miss "
+          f"({args.miss_status}). "
+          "Name cassette or fixture files/directories, or pass --allow-empty to start anyway "
+          "(--mode auto/passthrough start empty without it)", file=sys.stderr)
+    return 1 if given else 2
 
 
 def _record_target(args: argparse.Namespace) -> Path:
