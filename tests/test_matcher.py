@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -473,3 +474,136 @@ def test_a_synthesized_chat_stream_ends_with_usage_only_when_the_client_asked() 
     assert all(isinstance(d, str) or d["choices"] for d in quiet)
     asked = events(chat("hello", stream=True, stream_options={"include_usage": True}))
     assert asked[-2]["choices"] == [] and asked[-2]["usage"]["prompt_tokens"] == 3
+
+
+# -- misses that point the right way (issue 14) ------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "cassettes" / "examples"
+
+
+def examples_session() -> ReplaySession:
+    """The shipped examples: OpenAI, Anthropic and Gemini recordings, and
+    llmock fixture files ("Say hello", a rate limit, jokes, Tokyo weather)."""
+    return ReplaySession.load([EXAMPLES], [EXAMPLES])
+
+
+def openai_example_sources() -> set[str]:
+    return {f.source for f in examples_session().fixtures() if f.recorded and f.family == "openai.chat"}
+
+
+def test_an_openai_miss_lists_the_openai_recordings_of_its_model_first() -> None:
+    # The issue's case: the same model, another question. The closest were
+    # "Say hello" and "simulate a rate limit"; they must be the recordings.
+    session = examples_session()
+    recorded = openai_example_sources()
+    assert len(recorded) == 3
+    miss = session.resolve(chat("What is the capital of France?"))
+    assert isinstance(miss, Miss)
+    assert {n.source for n in miss.near_misses} == recorded
+    hello = next(n for n in miss.near_misses if n.match.get("userMessage") == "Hello")
+    assert miss.near_misses[0] is hello  # same stream flag, nothing else differs
+    assert hello.aspects == ("last user message",)
+    assert hello.summary == "differs in: last user message"
+    # The summary comes before any detail, right after the source.
+    assert f"closest: {hello.source} differs in: last user message — userMessage: expected 'Hello'" in miss.message
+    assert "fingerprint" not in miss.message and "sequenceIndex" not in miss.message
+    assert miss.response().json["llmock"]["nearMisses"][0]["differsIn"] == ["last user message"]
+
+
+def test_a_typo_still_beats_the_recordings_of_the_same_model() -> None:
+    session = examples_session()
+    miss = session.resolve(chat("Say helo"))
+    assert isinstance(miss, Miss)
+    assert miss.near_misses[0].source.endswith("replay-demo.json: fixtures[0]")
+    assert miss.near_misses[0].summary == "differs in: last user message"
+
+
+def test_another_family_comes_after_the_requests_own() -> None:
+    session = examples_session()
+    body = {"model": "claude-3-5-haiku-latest", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    miss = session.resolve(request(body, ANTHROPIC_URL))
+    assert isinstance(miss, Miss)
+    families = [n.match.get("family") for n in miss.near_misses]
+    assert families[0] == "anthropic.messages", miss.message
+    assert "openai.chat" not in families
+
+
+def test_the_summary_names_the_model_when_only_the_model_changed() -> None:
+    session = ReplaySession([recording(chat("hello"), "Hi!")])
+    miss = session.resolve(chat("hello", model="gpt-4o"))
+    assert isinstance(miss, Miss)
+    assert miss.near_misses[0].aspects == ("model",)
+    assert "differs in: model — model: expected 'gpt-4o-mini', got 'gpt-4o'" in miss.message
+
+
+def test_the_summary_says_which_part_of_the_conversation_differed() -> None:
+    # The readable keys all hold; the fingerprint alone differs. The report
+    # says why: the system prompt, the tools, the tool result, an earlier turn.
+    def with_system(system: str) -> Request:
+        return request({"model": "gpt-4o-mini", "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": "hello"}]})
+
+    session = ReplaySession([recording(with_system("Be brief."), "Hi!")])
+    miss = session.resolve(with_system("Be verbose."))
+    assert isinstance(miss, Miss)
+    assert miss.near_misses[0].aspects == ("system prompt",)
+    assert "differs in: system prompt" in miss.message
+
+    def tool_loop(result: str) -> Request:
+        return request({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": result}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]})
+
+    session = ReplaySession([recording(tool_loop("sunny"), "It is sunny.")])
+    miss = session.resolve(tool_loop("raining"))
+    assert isinstance(miss, Miss)
+    assert miss.near_misses[0].aspects == ("tool result",)
+
+    def two_turns(first: str) -> Request:
+        return request({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": first}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "and then?"}]})
+
+    session = ReplaySession([recording(two_turns("start here"), "then this")])
+    miss = session.resolve(two_turns("start there"))
+    assert isinstance(miss, Miss)
+    assert miss.near_misses[0].aspects == ("earlier messages",)
+
+
+def test_the_sequence_note_shows_only_when_it_is_the_only_difference() -> None:
+    session = ReplaySession(fixtures(
+        {"match": {"userMessage": "joke", "sequenceIndex": 0}, "response": {"content": "first"}},
+        {"match": {"userMessage": "joke", "sequenceIndex": 1}, "response": {"content": "second"}},
+        {"match": {"userMessage": "weather"}, "response": {"content": "sunny"}},
+    ))
+    other = session.resolve(chat("tell me a story"))
+    assert isinstance(other, Miss)
+    assert "sequence" not in other.message and "this is use" not in other.message
+    assert text_of(session.resolve(chat("tell me a joke"))) == "first"
+    assert text_of(session.resolve(chat("tell me a joke"))) == "second"
+    miss = session.resolve(chat("tell me a joke"))
+    assert isinstance(miss, Miss)
+    closest = miss.near_misses[0]
+    assert closest.note == "sequence exhausted: 2 fixtures, this is use 3"
+    assert f"closest: {closest.source}: sequence exhausted: 2 fixtures, this is use 3" in miss.message
+    # One line for the sequence, not one per entry.
+    assert sum("sequence exhausted" in n.describe() for n in miss.near_misses) == 1
+
+
+def test_near_misses_among_many_recordings_and_a_huge_prompt_rank_the_family_and_model_first() -> None:
+    # The ranking reads every candidate once, roughly; the exact score and
+    # the conversation comparison only touch the shortlist.
+    texts = [f"question number {i} about topic {i * 7}" for i in range(2000)]
+    loaded = [recording(chat(t, model="gpt-4o" if i % 2 else "gpt-4o-mini"), "answer", index=i)
+              for i, t in enumerate(texts)]
+    loaded += fixtures({"match": {"userMessage": "Say hello"}, "response": {"content": "Hello"}})
+    session = ReplaySession(loaded)
+    miss = session.resolve(chat("y" * 1_000_000, model="gpt-4o-mini"))
+    assert isinstance(miss, Miss) and len(miss.near_misses) == 3
+    assert all(n.match.get("model") == "gpt-4o-mini" for n in miss.near_misses)
+    assert all(n.aspects == ("last user message",) for n in miss.near_misses)
+    assert len(miss.response().body.to_bytes()) < 20_000

@@ -555,25 +555,93 @@ def _show(value: Any) -> str:
     return text
 
 
+# What a miss report calls the part of the request a ``match`` key looks at:
+# the one-line summary a person reads before any detail.
+ASPECT_OF_KEY: dict[str, str] = {
+    "family": "API family",
+    "endpoint": "kind of API",
+    "model": "model",
+    "userMessage": "last user message",
+    "inputText": "input text",
+    "systemMessage": "system prompt",
+    "toolName": "tools",
+    "toolNames": "tools",
+    "toolCallId": "tool result",
+    "toolResultContains": "tool result",
+    "hasToolResult": "tool result",
+    "responseFormat": "response format",
+    "stream": "stream",
+    "context": "context header",
+    "method": "method",
+    "path": "path",
+    "fingerprint": "conversation",
+}
+# The order aspects are named in: what a person changes most often first.
+ASPECT_ORDER = (
+    "API family", "kind of API", "model", "last user message", "system prompt", "tools", "tool result",
+    "assistant turns", "earlier messages", "input text", "response format", "parameters", "stream",
+    "context header", "method", "path", "conversation",
+)
+
+
+def _ordered(aspects: Iterable[str]) -> tuple[str, ...]:
+    unique = set(aspects)
+    return tuple(a for a in ASPECT_ORDER if a in unique)
+
+
 @dataclass(frozen=True)
 class NearMiss:
-    """A candidate that almost matched, and what differed."""
+    """A candidate that almost matched, and what differed.
+
+    ``aspects`` name the parts of the request that differed (``model``,
+    ``last user message``, ``tools`` ...), said first; ``differences`` are
+    the details, key by key. ``note`` replaces both when the only thing in
+    the way is sequence state (a ``sequenceIndex`` used up)."""
 
     source: str
     match: dict[str, Any]
     differences: tuple[Difference, ...]
+    aspects: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: what differed, without the details."""
+        if self.note is not None:
+            return self.note
+        return "differs in: " + ", ".join(self.aspects or ("conversation",))
+
+    def details(self) -> list[str]:
+        """The differing keys with what was expected and what came (a
+        fingerprint only when nothing more telling differs)."""
+        if self.note is not None:
+            return []
+        shown = [d for d in self.differences if d.key not in ("fingerprint", "sequenceIndex")]
+        if not shown:
+            shown = [d for d in self.differences if d.key == "fingerprint"]
+        return [d.describe() for d in shown]
 
     def describe(self) -> str:
-        return f"{self.source}: " + "; ".join(d.describe() for d in self.differences)
+        if self.note is not None:
+            return f"{self.source}: {self.note}"
+        details = self.details()
+        text = f"{self.source} {self.summary}"
+        return f"{text} — " + "; ".join(details) if details else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "source": self.source,
+            "summary": self.summary,
+            "differsIn": list(self.aspects),
+            "details": self.details(),
             "differences": [
                 {"key": d.key, "expected": _bounded(d.expected), "actual": _bounded(d.actual), "text": d.describe()}
                 for d in self.differences
             ],
         }
+        if self.note is not None:
+            data["note"] = self.note
+        return data
 
 
 # How much of a differing text a near-miss report repeats: a miss answer must
@@ -611,6 +679,9 @@ class Matcher:
         # weighs matching fixtures against each other, a context reads a header.
         self.has_turn_indices = False
         self.has_context = False
+        # The sequenceIndex values of each sequence (by candidate key): what
+        # a miss report says of a sequence used up.
+        self._sequences: dict[str, list[int]] = {}
         for fixture in fixtures:
             self.add(fixture)
 
@@ -657,6 +728,8 @@ class Matcher:
         )
         self.candidates.append(candidate)
         self.has_sequence_indices |= sequence_index is not None
+        if sequence_index is not None:
+            self._sequences.setdefault(key, []).append(sequence_index)
         self.has_turn_indices |= turn_index is not None
         self.has_context |= "context" in fixture.match
         index = candidate.order
@@ -708,17 +781,32 @@ class Matcher:
         return None
 
     def near_misses(
-        self, view: RequestView, counts: Mapping[str, int], limit: int = 3, *, can_synthesize: bool = True
+        self,
+        view: RequestView,
+        counts: Mapping[str, int],
+        limit: int = 3,
+        *,
+        can_synthesize: bool = True,
+        recorded_request: Callable[[Fixture], CanonicalRequest | None] | None = None,
     ) -> list[NearMiss]:
-        """The ``limit`` candidates with the fewest differing keys (same family
-        first), each with what differed. Only called on a miss.
+        """The ``limit`` candidates closest to the request, each with what
+        differed. Only called on a miss.
+
+        Closest means (see :func:`_closeness`): the request's API family;
+        then a conversation like the request's (a typo in the question);
+        then candidates that name the request's family and model (the
+        recordings of the same API and model before hand-written fixtures
+        that would answer anything with some other question); then how much
+        differs. ``recorded_request`` gives a recording's request, so the
+        summary can say what part of the conversation differed when the
+        match's readable keys all hold (a system prompt, an earlier turn).
 
         Every candidate is scored roughly (texts compared by their common
         beginning and end, which is cheap at any length); only a short list
         of the best is scored with difflib. So a miss against 10k recordings
         or with a megabyte prompt stays a matter of milliseconds on the
         proxy's event loop."""
-        rough: list[tuple[tuple[int, float, int], int, Candidate, list[Difference]]] = []
+        rough: list[tuple[tuple[Any, ...], int, Candidate, list[Difference]]] = []
         for candidate in self.candidates:
             differences = [
                 Difference(c.key, c.expected, c.actual(view)) for c in candidate.criteria if not c.test(view)
@@ -731,14 +819,114 @@ class Matcher:
                 differences.append(Difference("family", SYNTHESIZED_FAMILIES, view.family))
             if not differences:
                 continue
-            rough.append((_closeness(differences, _rough_similarity), candidate.order, candidate, differences))
+            key = _closeness(differences, _rough_similarity, candidate.match)
+            rough.append((key, candidate.order, candidate, differences))
         shortlist = heapq.nsmallest(limit * _SHORTLIST_FACTOR, rough, key=lambda item: (item[0], item[1]))
-        scored = [
-            (*_closeness(differences, _similarity), order, NearMiss(candidate.source, candidate.match, tuple(differences)))
-            for _, order, candidate, differences in shortlist
-        ]
-        scored.sort(key=lambda item: item[:4])
-        return [item[4] for item in scored[:limit]]
+        scored = sorted(
+            ((_closeness(differences, _similarity, candidate.match), order, candidate, differences)
+             for _, order, candidate, differences in shortlist),
+            key=lambda item: (item[0], item[1]),
+        )
+        out: list[NearMiss] = []
+        reported: set[str] = set()
+        for _, _, candidate, differences in scored:
+            if candidate.sequence_index is not None:
+                if candidate.key in reported:
+                    continue  # one line per sequence
+                reported.add(candidate.key)
+            out.append(self._near_miss(candidate, differences, view, counts, recorded_request))
+            if len(out) == limit:
+                break
+        return out
+
+    def _near_miss(
+        self,
+        candidate: Candidate,
+        differences: list[Difference],
+        view: RequestView,
+        counts: Mapping[str, int],
+        recorded_request: Callable[[Fixture], CanonicalRequest | None] | None,
+    ) -> NearMiss:
+        fixture = candidate.fixtures[0]
+        source = fixture.source
+        if all(d.key == "sequenceIndex" for d in differences):
+            note = self._sequence_note(candidate, counts.get(candidate.key, 0))
+            return NearMiss(source, candidate.match, tuple(differences), ("sequence",), note)
+        # The sequence is not what is in the way while anything else differs.
+        shown = [d for d in differences if d.key != "sequenceIndex"]
+        aspects = [ASPECT_OF_KEY.get(d.key, d.key) for d in shown]
+        if recorded_request is not None and fixture.recorded and any(d.key == "fingerprint" for d in shown):
+            recorded = recorded_request(fixture)
+            found = conversation_aspects(recorded, view.canonical) if recorded is not None else []
+            if found:
+                aspects = [a for a in aspects if a != "conversation"] + found
+        return NearMiss(source, candidate.match, tuple(shown), _ordered(aspects))
+
+    def _sequence_note(self, candidate: Candidate, used: int) -> str:
+        """What a sequence says when a request comes once too often (or
+        between its entries): ``sequence exhausted: 2 fixtures, this is use 3``."""
+        indices = sorted(set(self._sequences.get(candidate.key, [candidate.sequence_index or 0])))
+        kind = "recording" if candidate.fixtures[0].recorded else "fixture"
+        if used > indices[-1]:
+            count = len(indices)
+            return f"sequence exhausted: {count} {kind}{'s' if count != 1 else ''}, this is use {used + 1}"
+        given = ", ".join(str(i) for i in indices)
+        return f"no {kind} of this sequence for use {used + 1} (sequenceIndex {given} given)"
+
+
+def conversation_aspects(recorded: CanonicalRequest, actual: CanonicalRequest) -> list[str]:
+    """The parts of two requests that differ, as a miss report names them
+    (``model``, ``system prompt``, ``tools``, ``tool result``, ``last user
+    message``, ``earlier messages`` ...): what made a recording's
+    fingerprint differ. Compares the fields the fingerprint digests."""
+    out: list[str] = []
+    if recorded.family != actual.family:
+        out.append("API family")
+    if recorded.model != actual.model:
+        out.append("model")
+    if (recorded.system or None) != (actual.system or None):
+        out.append("system prompt")
+    if [(t.name, t.description, t.parameters) for t in recorded.tools] != [
+        (t.name, t.description, t.parameters) for t in actual.tools
+    ]:
+        out.append("tools")
+    if recorded.response_format != actual.response_format:
+        out.append("response format")
+    if recorded.embedding_input != actual.embedding_input:
+        out.append("input text")
+    if recorded.extra != actual.extra:
+        out.append("parameters")
+    if recorded.stream != actual.stream:
+        out.append("stream")
+    if recorded.last_user_message != actual.last_user_message:
+        out.append("last user message")
+    was, now = _split_turn(recorded), _split_turn(actual)
+    if was[0] != now[0]:
+        out.append("earlier messages")
+    if was[1] != now[1]:
+        out.append("tool result")
+    if was[2] != now[2]:
+        out.append("assistant turns")
+    return out
+
+
+def _split_turn(request: CanonicalRequest) -> tuple[list[Any], list[Any], list[Any]]:
+    """(messages before the last user message, the tool results after it,
+    the other messages after it), each as the fingerprint sees them."""
+    messages = request.messages
+    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), -1)
+    earlier = [_identity(m) for m in messages[: max(last_user, 0)]]
+    results = [[r.content, r.is_error] for m in messages[last_user + 1 :] for r in m.tool_results]
+    others = [(m.role, m.text, [[c.name, c.arguments] for c in m.tool_calls])
+              for m in messages[last_user + 1 :] if not m.tool_results]
+    return earlier, results, others
+
+
+def _identity(message: Any) -> tuple[Any, ...]:
+    return (
+        message.role, message.text, [[c.name, c.arguments] for c in message.tool_calls],
+        [[r.content, r.is_error] for r in message.tool_results],
+    )
 
 
 def _by_turn_index(admitted: list[Candidate], turns: int) -> Candidate:
@@ -816,25 +1004,56 @@ def _common_length(a: str, b: str, most: int, *, from_end: bool) -> int:
 
 
 def _closeness(
-    differences: list[Difference], similarity: Callable[[str, str], float] = _similarity
-) -> tuple[int, float, int]:
-    """Sort key, smaller is closer: another family last; then how much
-    differs, each differing text counting by how unlike it is (a typo is
-    close) and any other value as 1; then the number of differing keys. The
-    fingerprint only counts (as 0.5) when nothing else differs, since any
-    other difference changes it too. A sequenceIndex that is used up counts
-    as almost nothing: the request is what the fixture was written for."""
-    other_family = int(any(d.key == "family" for d in differences))
+    differences: list[Difference],
+    similarity: Callable[[str, str], float] = _similarity,
+    match: Mapping[str, Any] | None = None,
+) -> tuple[int, int, int, float, int]:
+    """Sort key, smaller is closer:
+
+    1. another API family (or kind of API) last;
+    2. then whether the conversation is like the request's: every differing
+       text is at least :data:`_CLOSE_TEXT` alike (a typo, a word changed),
+       or none differs (only the model, the tools, the stream flag ...);
+    3. then how many of family and model the candidate names and the
+       request has (a recording of the same API and model before a
+       hand-written fixture for some other question);
+    4. then how much differs, each differing text counting by how unlike it
+       is and any other value as 1 (the fingerprint only counts, as 0.5,
+       when nothing else differs, since any other difference changes it
+       too; a used-up sequenceIndex as almost nothing: the request is what
+       the fixture was written for);
+    5. then the number of differing keys."""
+    keys = {d.key for d in differences}
+    other_family = int(bool(keys & _FAMILY_KEYS))
+    affinity = 0
+    if match is not None:
+        affinity = sum(1 for k in ("family", "model") if k in match and k not in keys)
     named = [d for d in differences if d.key != "fingerprint"]
     if not named:
-        return other_family, 0.5, 1
+        return other_family, 0, -affinity, 0.5, 1
     unlike = 0.0
+    far = 0
     for d in named:
         if d.key == "sequenceIndex":
             # Every content criterion matched; only the use count is past it.
             unlike += 0.1
         elif isinstance(d.expected, str) and isinstance(d.actual, str):
-            unlike += 1.0 - similarity(d.expected, d.actual)
+            distance = 1.0 - similarity(d.expected, d.actual)
+            unlike += distance
+            if d.key in _CONVERSATION_KEYS and distance > 1.0 - _CLOSE_TEXT:
+                far = 1
         else:
             unlike += 1.0
-    return other_family, unlike, len(named)
+            if d.key in _CONVERSATION_KEYS:
+                far = 1  # the request has no such text at all
+    return other_family, far, -affinity, unlike, len(named)
+
+
+# Keys that say the candidate is for another API, not another question.
+_FAMILY_KEYS = frozenset({"family", "endpoint"})
+# Keys whose text is the conversation, and how alike two such texts must be
+# (difflib's ratio) to count as the same question, typo'd or reworded.
+_CONVERSATION_KEYS = frozenset(
+    {"userMessage", "inputText", "systemMessage", "toolResultContains", "toolCallId", "hasToolResult"}
+)
+_CLOSE_TEXT = 0.6

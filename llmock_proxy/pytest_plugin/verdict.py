@@ -13,6 +13,7 @@ the output next to the SDK's own exception.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def findings(llmock: Llmock) -> str | None:
         for entry in misses:
             model = f", {entry.model}" if entry.model else ""
             parts.append(f"--- {entry.method} {entry.path} ({entry.family}{model})")
-            parts += readable(entry.message or "(no report)", llmock.rootdir)
+            parts += readable(entry.message or "(no report)", llmock.rootdir, entry.near_misses)
     if blocked:
         parts.append(
             f"llmock --block-network: the test tried to reach {_count(len(blocked), 'address', 'addresses')} "
@@ -58,14 +59,29 @@ def findings(llmock: Llmock) -> str | None:
     return "\n".join(parts) if parts else None
 
 
-def readable(message: str, rootdir: Path) -> list[str]:
-    """A miss report (``Miss.message``, one line) as lines: the request, then
-    each closest candidate on its own line, paths relative to the rootdir."""
-    text = message.rstrip().replace(f"{rootdir}{os.sep}", "")
+def readable(message: str, rootdir: Path, near_misses: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """A miss report as lines: the request, then each closest candidate on
+    a line of its own with what differed in one line (``differs in: last
+    user message``), its details indented below; paths relative to the
+    rootdir. ``near_misses``: the report as data (the journal's
+    ``nearMisses``); without it, ``Miss.message`` (one line) is split."""
+    text = _relative(message.rstrip(), rootdir)
     head, found, closest = text.partition(CLOSEST)
+    if near_misses and all("summary" in n for n in near_misses):
+        lines = [head]
+        for near in near_misses:
+            source = _relative(str(near.get("source", "")), rootdir)
+            note = near.get("note")
+            lines.append(f"  closest: {source}: {note}" if note else f"  closest: {source} {near['summary']}")
+            lines += [f"      {detail}" for detail in near.get("details") or ()]
+        return lines
     if not found:
         return [text]
     return [head, *(f"  closest: {candidate}" for candidate in closest.split(NEAR_MISS_SEPARATOR))]
+
+
+def _relative(text: str, rootdir: Path) -> str:
+    return text.replace(f"{rootdir}{os.sep}", "")
 
 
 def fail_report(item: pytest.Item, report: pytest.TestReport, text: str) -> None:

@@ -322,7 +322,9 @@ class ReplaySession:
                 made_up = self._made_up_embedding(provider, view, request)
                 if made_up is not None:
                     return made_up
-            near = self.matcher.near_misses(view, self.counts, can_synthesize=can_synthesize)
+            near = self.matcher.near_misses(
+                view, self.counts, can_synthesize=can_synthesize, recorded_request=recorded_request
+            )
             return self._miss(provider, request, view, near)
         known = (provider, view, request, found.candidate, found.other_form)
         size = len(key[3]) if key is not None else 0
@@ -434,6 +436,20 @@ class ReplaySession:
             hit = Hit(provider, view, fixture, response, True, 0)
         self._note_hit(hit, request)
         return hit
+
+
+def recorded_request(fixture: Fixture) -> CanonicalRequest | None:
+    """A recording's request as the matcher sees it (None: not a recording,
+    or unreadable): a miss report says which part of the conversation
+    differed from it. Read again on a miss only, for the few closest."""
+    interaction = fixture.interaction
+    if interaction is None:
+        return None
+    request = interaction.request
+    try:
+        return identify(request.method, request.url, request.headers).canonical(request)
+    except Exception:  # loading read it; a report does without
+        return None
 
 
 # Where an embedding fallback answer came from, as a fixture's source says it.
