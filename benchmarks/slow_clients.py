@@ -129,12 +129,12 @@ async def open_slow(port: int, count: int, dribble: float, stop: asyncio.Event) 
     return conns, tasks
 
 
-async def others(port: int, count: int, parallel: int, expected: str) -> tuple[int, list[float]]:
+async def others(port: int, count: int, parallel: int, expected: str, timeout: float) -> tuple[int, list[float]]:
     semaphore = asyncio.Semaphore(parallel)
 
     async def one() -> tuple[bool, float]:
         async with semaphore:
-            answer = await ask(port, PROMPT, "body", timeout=30.0)
+            answer = await ask(port, PROMPT, "body", timeout=timeout)
             return answer.error is None and answer.status == 200 and answer.text == expected, answer.ms or 0.0
 
     results = await asyncio.gather(*(one() for _ in range(count)))
@@ -148,7 +148,7 @@ async def run_against(port: int, pid: int, args: argparse.Namespace, deadline: f
     conns, tasks = await open_slow(port, args.slow, args.dribble, stop)
     await asyncio.sleep(1.0)
     figures.fds["held"] = open_fds(pid)
-    figures.answered, figures.latencies = await others(port, args.others, args.parallel, expected)
+    figures.answered, figures.latencies = await others(port, args.others, args.parallel, expected, args.ask_timeout)
     figures.asked = args.others
     # Watch until the deadline, a sweep and a margin have passed for the last one opened.
     wait_until = max((c.opened for c in conns if c.opened), default=time.monotonic()) + deadline * 1.25 + 5
@@ -251,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dribble", type=float, default=5.0, help="seconds between a slow client's bytes (default 5)")
     parser.add_argument("--others", type=int, default=100, help="ordinary requests meanwhile (default 100)")
     parser.add_argument("--parallel", type=int, default=5, help="ordinary requests at a time (default 5)")
+    parser.add_argument("--ask-timeout", type=float, default=10.0,
+                        help="seconds an ordinary request may take before it counts as unanswered (default 10)")
     parser.add_argument("--soft-limit", type=int, default=1024, help="soft open-file limit the servers start with")
     parser.add_argument("--only", choices=("serve", "replay", "record"), action="append",
                         help="run only these servers (repeatable; default all three)")
