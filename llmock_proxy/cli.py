@@ -17,7 +17,7 @@ from typing import NoReturn
 from llmock_proxy import __version__
 
 # Modules under llmock_proxy.commands, in the order `--help` lists them.
-COMMAND_MODULES = ["cassette", "serve", "drift"]
+COMMAND_MODULES = ["record", "replay", "serve", "cassette", "drift"]
 
 
 class _Parser(argparse.ArgumentParser):
