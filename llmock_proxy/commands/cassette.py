@@ -34,6 +34,7 @@ from llmock_proxy.cassette.model import Cassette
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.store import CASSETTE_SUFFIXES, FIXTURE_SUFFIXES, is_other_document
 from llmock_proxy.cassette.usage import PruneResult, UsageReport, UsageReportError, prune
+from llmock_proxy.commands.helptext import help_text
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.match.matcher import Matcher
 from llmock_proxy.replay.encodable import unencodable
@@ -58,18 +59,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser(
         "cassette",
         help="work with cassette and fixture files",
-        description="Work with cassette (YAML) and llmock fixture (JSON) files.",
+        **help_text(
+            "Work with cassette (YAML) and llmock fixture (JSON) files: validate checks them, prune drops "
+            "the interactions a test run did not use. `llmock-proxy cassette SUBCOMMAND --help` for each.",
+            "llmock-proxy cassette validate cassettes/",
+        ),
     )
     sub = parser.add_subparsers(dest="cassette_command", metavar="SUBCOMMAND")
     validate = sub.add_parser(
         "validate",
         help="check cassettes and fixture files against their schemas",
-        description=(
+        **help_text(
             "Check cassettes (*.yaml, *.yml) and llmock fixture files (*.json): their JSON "
             "Schemas, what replay checks when it loads them (match keys, regexes, fixture "
             "options, recorded answers it could not send), and that they hold nothing "
             "key-shaped (API keys, tokens). Directories are searched recursively. Exit 0 when "
-            "all are valid, 1 when any has problems, 2 on usage errors."
+            "all are valid, 1 when any has problems, 2 on usage errors.",
+            "llmock-proxy cassette validate cassettes/ fixtures/suite.json",
         ),
     )
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")

@@ -24,6 +24,7 @@ import argparse
 import sys
 from typing import Any
 
+from llmock_proxy.commands.helptext import help_text
 from llmock_proxy.drift.canary import (
     CanaryOptions,
     Progress,
@@ -55,13 +56,19 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "drift",
         help="re-send recorded requests live and report API shape drift; `drift schema` exports the shapes",
-        description=(
+        usage=USAGE,
+        add_help=False,
+        **help_text(
             "Re-send recorded requests to the live APIs (credentials from the environment) and report how "
             "the shape of their answers drifted from the recordings; `drift schema` writes the recorded shapes "
-            "as JSON Schema files. Exit 0: no finding at or above --fail-on; 1: drift found or a request "
-            "failed; 2: usage or configuration error."
+            "as JSON Schema files (`llmock-proxy drift schema --help`). Exit 0: no finding at or above "
+            "--fail-on; 1: drift found or a request failed; 2: usage or configuration error.",
+            "OPENAI_API_KEY=... llmock-proxy drift cassettes/ --sample --markdown drift.md",
         ),
-        usage=USAGE,
+    )
+    parser.add_argument(
+        "-h", "--help", action=_Help, nargs=0,
+        help="show this help message and exit (after `schema`: the help of `drift schema`)",
     )
     parser.add_argument("paths", nargs="+", metavar="CASSETTES", help="cassette files or directories (recursive)")
     live = parser.add_argument_group("live canary")
@@ -92,6 +99,36 @@ def register(subparsers: Any) -> None:
     export = parser.add_argument_group("drift schema")
     export.add_argument("--out", metavar="DIR", help="directory for the <family>.<form>.schema.json files")
     parser.set_defaults(handler=run)
+
+
+def schema_parser() -> argparse.ArgumentParser:
+    """The help of ``drift schema``. One parser reads both forms (``schema``
+    is the first of the paths), so this one only describes the second."""
+    parser = argparse.ArgumentParser(
+        prog="llmock-proxy drift schema",
+        usage="llmock-proxy drift schema CASSETTES... --out DIR",
+        **help_text(
+            "Write the shapes of the recorded answers as JSON Schema files, one per API family and wire "
+            "form (<family>.<form>.schema.json), for review in version control; `llmock-proxy drift "
+            "--schemas DIR` compares live answers with them instead of inferring shapes from the "
+            "recordings. Exit 0 when written, 1 when a schema rejects its own recordings, 2 on usage errors "
+            "and cassettes that cannot be read.",
+            "llmock-proxy drift schema cassettes/ --out contracts/",
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="CASSETTES", help="cassette files or directories (recursive)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="directory for the schema files")
+    return parser
+
+
+class _Help(argparse.Action):
+    """``-h``: the help of the form the command line names (``drift schema --help``: the schema form's)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        paths = getattr(namespace, "paths", None) or []
+        (schema_parser() if paths[:1] == ["schema"] else parser).print_help()
+        parser.exit()
 
 
 def _positive_int(text: str) -> int:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from llmock_proxy.cassette.redact import Redactor
+from llmock_proxy.commands.helptext import help_text
 from llmock_proxy.errors import CassetteError, MatchSpecError
 from llmock_proxy.fdlimit import raise_open_file_limit
 from llmock_proxy.hosts import is_loopback
@@ -77,7 +78,16 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="answer LLM API requests from cassettes and fixtures on a base URL",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        **help_text(
+            "The replay engine as a plain base-URL server, no mitmproxy in the path: point clients at it "
+            "with their base-URL settings (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, ...; printed at start). "
+            "Same cassettes, fixtures, matcher and timing as the replay addon.\n\n"
+            "A miss gets the provider's error envelope (status 421, or --miss-status) naming the closest "
+            "recordings; --mode passthrough forwards misses to --upstream, --mode auto forwards and "
+            "records them into --cassette-dir. In replay mode, paths that hold nothing stop it (exit 1; "
+            "none given: exit 2) unless --allow-empty.",
+            "llmock-proxy serve --cassettes cassettes --fixtures fixtures --port 4010",
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
