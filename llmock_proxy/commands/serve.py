@@ -9,7 +9,7 @@ Misses: ``--mode replay`` (default) answers them with the provider's error
 envelope (status 421, or ``--miss-status``, near-miss report); ``passthrough``
 forwards them to ``--upstream``; ``auto`` forwards them and records the
 exchange through the recorder into ``--cassette-dir``, and replays it from
-then on.
+then on (after a restart too: auto mode loads ``--cassette-dir``).
 
 Nothing to serve: in replay mode a server with no recording and no fixture
 would answer every request with a miss, so it refuses to start (exit 2 when
@@ -139,7 +139,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--cassette-dir", default="cassettes", metavar="DIR",
-        help="where auto mode writes new recordings (default: cassettes)",
+        help="where auto mode writes new recordings, and what it recorded there before is replayed "
+        "(default: cassettes)",
     )
     parser.add_argument(
         "--cassette", default="", metavar="NAME",
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         session = ReplaySession.load(
-            args.cassettes,
+            _replayed_cassettes(args),
             args.fixtures,
             name="serve",
             lenient_fixtures=args.lenient_fixtures,
@@ -293,6 +294,18 @@ def nothing_to_serve(args: argparse.Namespace) -> int:
           "Name cassette or fixture files/directories, or pass --allow-empty to start anyway "
           "(--mode auto/passthrough start empty without it)", file=sys.stderr)
     return 1 if given else 2
+
+
+def _replayed_cassettes(args: argparse.Namespace) -> list[str]:
+    """The cassettes to replay: ``--cassettes``, and in auto mode what it
+    recorded before into ``--cassette-dir`` (a restart replays it instead of
+    recording it again)."""
+    cassettes = list(args.cassettes)
+    if args.mode == "auto" and Path(args.cassette_dir).is_dir():
+        given = {Path(c).resolve() for c in cassettes}
+        if Path(args.cassette_dir).resolve() not in given:
+            cassettes.append(args.cassette_dir)
+    return cassettes
 
 
 def _record_target(args: argparse.Namespace) -> Path:

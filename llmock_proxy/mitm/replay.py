@@ -59,7 +59,7 @@ from llmock_proxy.replay.answers import (
 from llmock_proxy.replay.control import CONTROL_HOST, control_plan
 from llmock_proxy.replay.plan import Plan, Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine, request_body, too_large_plan
-from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, ReplaySession, check_miss_status
+from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, Hit, Miss, ReplaySession, check_miss_status
 from llmock_proxy.replay.sessions import SESSION_HEADER, UnknownSession
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 
@@ -80,6 +80,14 @@ class Replay:
         self._loopback = Loopback(self.engine)
         self._engine_started = asyncio.Event()
         self._misses: set[str] = set()
+        # auto mode: misses being forwarded and recorded, by what they ask
+        # (see _shared_key), and the flow of each; an identical miss waits
+        # for the recording instead of going upstream a second time.
+        self._recording: dict[tuple[str, ...], asyncio.Event] = {}
+        self._recording_flows: dict[str, tuple[str, ...]] = {}
+        # Misses sent upstream, by flow id: their journal lines are settled
+        # (recorded or forwarded, with the upstream's status) when they end.
+        self._forwarded: dict[str, Miss] = {}
         # Client connection id -> the replay session its proxy credentials named.
         self._proxy_sessions: dict[str, str] = {}
         # Sub-addons mitmproxy runs with this one: slow and idle clients are cut.
@@ -306,6 +314,8 @@ class Replay:
                 )
                 return
         outcome = session.resolve_raw(req.method, url, headers, content)
+        if mode == "auto" and not isinstance(outcome, Hit):
+            outcome = await self._after_identical(outcome, session, url, headers, content)
         if isinstance(outcome, Hit):
             plan = self.engine.planner.plan(outcome, arrival, headers)
             if plan.is_websocket:
@@ -322,7 +332,12 @@ class Replay:
             flow.response = _mitm_response(miss_plan(outcome, arrival))
             return
         self._misses.add(flow.id)
+        self._forwarded[flow.id] = outcome
         if self.mode == "auto":
+            key = _shared_key(outcome, headers)
+            if key is not None:
+                self._recording[key] = asyncio.Event()
+                self._recording_flows[flow.id] = key
             self._record.request(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -347,6 +362,7 @@ class Replay:
             self._misses.discard(flow.id)
             if self.mode == "auto":
                 self._record.response(flow)
+        self._recorded_flow(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._loopback.restore(flow)
@@ -354,6 +370,7 @@ class Replay:
             self._misses.discard(flow.id)
             if self.mode == "auto":
                 self._record.error(flow)
+        self._recorded_flow(flow)
 
     # -- WebSocket hooks (auto mode records forwarded sessions) --------------------
 
@@ -371,6 +388,35 @@ class Replay:
 
     # -- auto mode ---------------------------------------------------------------
 
+    async def _after_identical(
+        self, miss: Miss, session: ReplaySession, url: str, headers: dict[str, str], content: bytes
+    ) -> Hit | Miss:
+        """A miss identical to one being forwarded and recorded waits for that
+        exchange to end (a stream: its last event) and is answered from its
+        recording; when nothing replayable was recorded, it is forwarded itself."""
+        key = _shared_key(miss, headers)
+        while key is not None and key in self._recording:
+            log.info("llmock: %s %s waits for the identical request being forwarded, to answer from its recording",
+                     miss.request.method, url)
+            await self._recording[key].wait()
+            session.withdraw(miss)  # asked again below: one journal line per request
+            outcome = session.resolve_raw(miss.request.method, url, headers, content)
+            if isinstance(outcome, Hit):
+                return outcome
+            miss = outcome
+        return miss
+
+    def _recorded_flow(self, flow: http.HTTPFlow) -> None:
+        """A forwarded miss's exchange ended (and is recorded in auto mode):
+        its journal line says so, and identical misses go on."""
+        miss = self._forwarded.pop(flow.id, None)
+        if miss is not None:
+            status = flow.response.status_code if flow.response is not None and flow.error is None else 502
+            self.session.settle(miss, status, recorded=self.mode == "auto")
+        key = self._recording_flows.pop(flow.id, None)
+        if key is not None:
+            self._recording.pop(key).set()
+
     def _recorded(self, interaction: Interaction, path: Path) -> None:
         if interaction.response is None:
             return
@@ -379,6 +425,14 @@ class Replay:
             self.session.add_interaction(interaction, f"{path}: recorded on miss #{index}")
         except (CassetteError, MatchSpecError) as exc:
             log.warning("llmock: recorded %s but cannot replay it: %s", interaction.request.url, exc)
+
+
+def _shared_key(miss: Miss, headers: dict[str, str]) -> tuple[str, ...] | None:
+    """What makes two misses the same request in auto mode (None: never
+    shared: unreadable, or a WebSocket upgrade, recorded only when it ends)."""
+    if miss.view is None or "upgrade" in headers:
+        return None
+    return miss.request.method, miss.view.path, miss.view.fingerprint
 
 
 def _cassette_request(method: str, url: str, headers: dict[str, str], content: bytes) -> Request:

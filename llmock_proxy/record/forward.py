@@ -95,6 +95,10 @@ class Forwarder:
     _client: ClientSession | None = field(default=None, init=False)
     _recorder: Any = field(default=None, init=False)
     _writer: Any = field(default=None, init=False)
+    # Misses being forwarded and recorded, by what they ask (see _shared_key):
+    # an identical miss arriving meanwhile waits for the exchange instead of
+    # going upstream (and into the cassette) a second time.
+    _in_flight: dict[tuple[str, ...], _Exchange] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.record_to is not None:
@@ -106,7 +110,45 @@ class Forwarder:
     ) -> web.StreamResponse:
         """Forward ``request`` (``path_qs``: its path inside its session) and
         answer with what the upstream says; ``miss``: what replay made of it
-        (None: a record-mode request, forwarded without asking)."""
+        (None: a record-mode request, forwarded without asking).
+
+        While recording (auto mode), a miss identical to one still being
+        forwarded waits for that exchange to end and is answered with the
+        same answer, now recorded (once); when that exchange fails, it is
+        forwarded in turn."""
+        key = self._shared_key(request.method, path_qs, miss)
+        if key is None:
+            return await self._forward(request, path_qs, miss)
+        earlier = self._in_flight.get(key)
+        while earlier is not None:  # a failed exchange's first waiter forwards in its turn
+            assert miss is not None
+            log.info("llmock: %s %s waits for the identical request being forwarded, to answer from its recording",
+                     request.method, path_qs)
+            await earlier.done.wait()
+            if earlier.complete:
+                self.session.settle_replayed(miss, earlier.status, earlier.source)
+                answer = web.Response(status=earlier.status, body=b"".join(earlier.chunks))
+                for name, value in earlier.headers:
+                    answer.headers.add(name, value)
+                return answer
+            earlier = self._in_flight.get(key)
+        exchange = self._in_flight[key] = _Exchange()
+        try:
+            return await self._forward(request, path_qs, miss, exchange)
+        finally:
+            del self._in_flight[key]
+            exchange.done.set()
+
+    def _shared_key(self, method: str, path_qs: str, miss: Miss | None) -> tuple[str, ...] | None:
+        """What makes two misses the same request (None: never shared): only
+        while recording, and for a request replay could read."""
+        if self.record_to is None or miss is None or miss.view is None:
+            return None
+        return method, path_qs, miss.view.fingerprint
+
+    async def _forward(
+        self, request: web.Request, path_qs: str, miss: Miss | None, exchange: _Exchange | None = None
+    ) -> web.StreamResponse:
         if self._client is None:
             # Bodies pass through still content-encoded; the recorder decodes its copy.
             self._client = ClientSession(auto_decompress=False, timeout=ClientTimeout(total=None))
@@ -141,6 +183,9 @@ class Forwarder:
                     response.headers.add(k, v)
             teeing = recording.response_started(upstream.status, pairs) if recording else False
             whole: list[bytes] = []
+            if exchange is not None:
+                exchange.status = upstream.status
+                exchange.headers = [(k, v) for k, v in pairs if k.lower() not in _NOT_RETURNED]
             client_gone = not await _sent(response.prepare(request))
             try:
                 async for chunk in upstream.content.iter_any():
@@ -148,6 +193,8 @@ class Forwarder:
                         break
                     if recording is not None:
                         recording.feed(chunk) if teeing else whole.append(chunk)
+                    if exchange is not None:
+                        exchange.chunks.append(chunk)
                     client_gone = not await _sent(response.write(chunk))
             except Exception as exc:  # the upstream broke off mid-body
                 log.warning("upstream %s broke off: %s: %s", self.redactor.redact_url(url), type(exc).__name__, exc)
@@ -159,8 +206,11 @@ class Forwarder:
             if recording is not None and not client_gone:
                 # On disk before the client sees the body end: no crash can
                 # lose an answer the client has.
-                await self._save(recording.finish() if teeing else recording.finish(b"".join(whole)))
+                saved = await self._save(recording.finish() if teeing else recording.finish(b"".join(whole)))
                 recording = None
+                if exchange is not None and saved is not None:
+                    exchange.source = saved  # the whole answer, recorded: identical misses get it
+                    exchange.complete = True
             client_gone = client_gone or not await _sent(response.write_eof())
         if client_gone:
             # What arrived before the client hung up is recorded as incomplete.
@@ -179,7 +229,9 @@ class Forwarder:
             self.session.note_forwarded(request.method, "http://127.0.0.1" + path_qs, dict(request.headers),
                                         status, recorded=recorded)
 
-    async def _save(self, interaction: Interaction) -> None:
+    async def _save(self, interaction: Interaction) -> str | None:
+        """Write ``interaction`` and make it answerable; its source as the
+        session names it (None: not written, or not replayable)."""
         assert self._writer is not None and self.record_to is not None
         target = self.record_to
         try:
@@ -187,17 +239,34 @@ class Forwarder:
             await asyncio.to_thread(self._writer.append, target, [interaction])
         except Exception as exc:
             log.error("llmock: NOT recorded %s: cannot write %s: %s", interaction.request.url, target, exc)
-            return
+            return None
         log.info("llmock: recorded %s -> %s", describe(interaction), target)
-        if interaction.response is not None:
-            try:
-                self.session.add_interaction(interaction, f"{target}: recorded")
-            except (CassetteError, MatchSpecError) as exc:
-                log.warning("llmock: recorded %s but cannot replay it: %s", interaction.request.url, exc)
+        if interaction.response is None:
+            return None
+        source = f"{target}: recorded"
+        try:
+            self.session.add_interaction(interaction, source)
+        except (CassetteError, MatchSpecError) as exc:
+            log.warning("llmock: recorded %s but cannot replay it: %s", interaction.request.url, exc)
+            return None
+        return source
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+@dataclass(eq=False)
+class _Exchange:
+    """A miss being forwarded and recorded, as identical misses waiting for
+    it see it: its answer (head and every chunk) once ``complete``."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    status: int = 0
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    complete: bool = False
+    source: str = ""
 
 
 class ForwarderFactory:

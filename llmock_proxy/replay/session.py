@@ -253,6 +253,30 @@ class ReplaySession:
             miss.entry.outcome = RECORDED if recorded else FORWARDED
             miss.entry.status = status
 
+    def settle_replayed(self, miss: Miss, status: int, source: str) -> None:
+        """A miss was answered from a recording made meanwhile (auto mode: an
+        identical request was being recorded when it came): a hit after all,
+        and its journal line says where the answer came from."""
+        self.misses -= 1
+        self.hits += 1
+        if miss.entry is not None:
+            miss.entry.outcome = HIT
+            miss.entry.status = status
+            miss.entry.source = source
+            miss.entry.message = None
+            miss.entry.near_misses = ()
+
+    def withdraw(self, miss: Miss) -> None:
+        """Take back a miss that is about to be asked again (auto mode: it
+        waited for an identical request's recording): it is not counted, and
+        its journal line goes."""
+        self.misses -= 1
+        if miss.entry is not None:
+            try:
+                self.journal.remove(miss.entry)
+            except ValueError:  # pushed out of the journal meanwhile
+                pass
+
     def add(self, fixture: Fixture) -> None:
         if self._matcher_shared:  # what this session records is its own, not its forks'
             self.matcher = Matcher(self.fixtures())
