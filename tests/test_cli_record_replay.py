@@ -201,3 +201,12 @@ def test_replay_stops_with_mitmdumps_own_error_when_an_option_is_bad(tmp_path: P
     )
     assert result.returncode == 1
     assert "llmock_timing" in result.stdout and "mitmdump" in result.stderr
+
+
+def test_replay_of_an_empty_cassette_dir_warns_once_naming_it(cli_proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "empty").mkdir()
+    replay = cli_proxy("replay", "--cassette-dir", "empty")
+    assert replay.interrupt() == 0
+    (warning,) = [line for line in replay.lines if "nothing to replay" in line]
+    assert "WARNING" in warning and "llmock_cassette_dir=empty" in warning
+    assert "0 requests answered from recordings/fixtures, 0 misses" in replay.output

@@ -209,6 +209,12 @@ class Replay:
             raise exceptions.OptionsError(f"llmock replay: {exc}") from None
         self.session = session
         self.engine.session = session
+        if not len(session) and self.mode == "replay" and (cassette_dir or cassettes or fixtures):
+            # Every request would be a miss: say so once, loudly, naming what was given.
+            given = [f"llmock_cassette_dir={cassette_dir}"] if cassette_dir else []
+            given += [f"llmock_cassettes={c}" for c in cassettes] + [f"llmock_fixtures={f}" for f in fixtures]
+            log.warning("llmock: WARNING: nothing to replay: %s hold no recording or fixture, so every request "
+                        "will be a miss", ", ".join(given))
         log.info(
             "llmock: replaying %d interactions/fixtures (%d candidates), mode %s, timing %s",
             len(session),
