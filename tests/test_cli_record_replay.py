@@ -200,7 +200,8 @@ def test_replay_stops_with_mitmdumps_own_error_when_an_option_is_bad(tmp_path: P
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "llmock_timing" in result.stdout and "mitmdump" in result.stderr
+    assert "llmock_timing" in result.stdout and "mitmdump exited" in result.stderr
+    assert "requests answered" not in result.stdout
 
 
 def test_replay_of_an_empty_cassette_dir_warns_once_naming_it(cli_proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

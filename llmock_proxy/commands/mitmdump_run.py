@@ -146,9 +146,10 @@ class MitmdumpChild:
             on_listening(self.port)
             self._wake.wait()
             assert self.process is not None
-            if self.process.poll() is not None and not self._stop_requested:
+            if not self._stop_requested:  # woken by the end of mitmdump's output: it is exiting by itself
+                code = self.process.wait()
                 self._join()
-                print(f"{self.prog}: mitmdump exited with status {self.process.returncode}", file=sys.stderr)
+                print(f"{self.prog}: mitmdump exited with status {code}; its output is above", file=sys.stderr)
                 return 1
             try:
                 before_stop(self.port)

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         counts.update(control_get(host.strip("[]"), port, HEALTH_PATH) or {})
 
     code = child.run(listening, before_stop)
-    if child.port is not None:
+    if code == 0 and child.port is not None:  # stopped on request, not mitmdump failing
         print(summary(counts), flush=True)
     return code
 
