@@ -99,7 +99,10 @@ def test_findings_are_logged_live_and_reported_at_shutdown_next_to_the_recorder(
     assert by_key["anthropic.messages.sse"]["source"] == "POST https://api.anthropic.com/v1/messages"
     assert by_key["anthropic.messages.sse"]["compared_with"] == [f"{fresh.cassettes['anthropic.messages.sse']}#0"]
     assert by_key["openai.chat.body"]["findings"] == [] and by_key["ollama.chat.ndjson"]["findings"] == []
-    assert reports[1].read_text().startswith("## API drift canary")
+    # Every format starts with how many families the live traffic covered, as the canary's do.
+    assert (data["families_checked"], data["summary"]) == (3, "3 families checked, 0 skipped")
+    assert reports[1].read_text().startswith("## API drift canary\n\n**3 families checked, 0 skipped**\n")
+    assert any(ln.endswith("llmock drift: 3 families checked, 0 skipped") for ln in drift_lines(running))
     failed = [c.get("name") for c in ET.parse(reports[2]).getroot().iter("testcase") if c.find("failure") is not None]
     assert failed == ["anthropic.messages.sse"]
 

@@ -282,6 +282,12 @@ def test_families_without_keys_are_skipped_not_failed(fresh: DriftWorld, tmp_pat
     assert skipped["cohere.chat"] == "no COHERE_API_KEY in the environment"
     assert "SigV4" in skipped["bedrock.converse"]
     assert all(not fresh.fakes[name].requests for name in ("openai", "anthropic", "gemini", "cohere", "bedrock"))
+    # The headline names, once each, what to set: "/" between alternatives, "+" for variables needed together.
+    assert report["missing_keys"] == [
+        "ANTHROPIC_API_KEY", "AWS_BEARER_TOKEN_BEDROCK/AWS_ACCESS_KEY_ID+AWS_SECRET_ACCESS_KEY", "COHERE_API_KEY",
+        "GEMINI_API_KEY/GOOGLE_API_KEY", "OPENAI_API_KEY",
+    ]
+    assert report["summary"] == f"1 family checked, 6 skipped (no key: {', '.join(report['missing_keys'])})"
 
 
 def test_credentials_come_from_the_environment_and_never_leave_in_output(

@@ -103,7 +103,10 @@ def test_reports_from_a_run_with_drift(fresh: DriftWorld, tmp_path: Path, capsys
     line = next(ln for ln in out.splitlines() if "events.ping" in ln)
     assert line.startswith("CRITICAL anthropic.messages sse events.ping: event type 'ping' disappeared")
     assert line.endswith(f"(recorded: ping; live: -) [{anthropic_sse}#0]")
-    assert out.splitlines()[-1].startswith(f"drift: {len(fresh.cassettes)} checked, 0 skipped, 0 errors; 1 critical")
+    families = len({key.rsplit(".", 1)[0] for key in fresh.cassettes})
+    assert out.splitlines()[0] == f"drift: {families} families checked, 0 skipped"
+    assert out.splitlines()[-1].startswith(
+        f"drift: {len(fresh.cassettes)} requests checked, 0 skipped, 0 errors; 1 critical")
     progress = [ln for ln in err.splitlines() if ln.startswith("drift: ")]
     assert len(progress) == len(fresh.cassettes)
     assert progress[-1].startswith(f"drift: {len(fresh.cassettes)}/{len(fresh.cassettes)} done")
@@ -117,12 +120,109 @@ def test_reports_from_a_run_with_drift(fresh: DriftWorld, tmp_path: Path, capsys
     assert suite.get("failures") == "1" and suite.get("tests") == str(len(fresh.cassettes))
 
     md = markdown.read_text()
-    assert md.startswith("## API drift canary\n\n**drift at or above critical**")
+    assert md.startswith(
+        f"## API drift canary\n\n**{families} families checked, 0 skipped**\n\n**drift at or above critical**")
     assert "| anthropic.messages | sse | 1 | 0 | 0 | 1 | 0 | 0 |" in md
     assert "| critical | anthropic.messages sse | `events.ping` | event-removed | `ping` | - |" in md
 
     data = json.loads(report.read_text())
     assert data["failed"] is True and data["totals"]["critical"] == 1
+
+
+# -- families without their key: the headline and --require-keys ----------------------------
+
+KEYED = ("openai.chat.sse", "anthropic.messages.sse", "gemini.generate.sse")
+NO_KEYS = "(no key: ANTHROPIC_API_KEY, GEMINI_API_KEY/GOOGLE_API_KEY, OPENAI_API_KEY)"
+
+
+def report_args(tmp_path: Path) -> tuple[list[str], dict[str, Path]]:
+    paths = {"json": tmp_path / "r.json", "junit": tmp_path / "r.xml", "markdown": tmp_path / "r.md"}
+    return [arg for fmt, path in paths.items() for arg in (f"--{fmt}", str(path))], paths
+
+
+def assert_headline_tops_every_report(paths: dict[str, Path], headline: str) -> None:
+    data = json.loads(paths["json"].read_text())
+    assert next(iter(data)) == "families_checked"
+    assert data["summary"] == headline
+    assert paths["markdown"].read_text().startswith(f"## API drift canary\n\n**{headline}**\n")
+    properties = ET.parse(paths["junit"]).getroot().find("testsuite/properties")
+    assert properties.find("property[@name='summary']").get("value") == headline
+
+
+def test_without_keys_nothing_is_sent_and_every_report_says_so_first(fresh: DriftWorld, tmp_path: Path, capsys,
+                                                                   monkeypatch):
+    set_canary_env(monkeypatch, OPENAI_API_KEY=None, ANTHROPIC_API_KEY=None, GEMINI_API_KEY=None)
+    cassettes = [str(fresh.cassettes[key]) for key in KEYED]
+    args, paths = report_args(tmp_path)
+    assert main(["drift", *cassettes, *fresh.upstream_args(), *args]) == 0
+    out, err = capsys.readouterr()
+    headline = f"0 families checked, 3 skipped {NO_KEYS}"
+    assert out.splitlines()[0] == f"drift: {headline}"
+    assert out.splitlines()[-1].endswith(": nothing checked")
+    assert "--require-keys" not in err
+    assert_headline_tops_every_report(paths, headline)
+    data = json.loads(paths["json"].read_text())
+    assert data["families_checked"] == 0 and data["require_keys"] is False
+    assert [(f["family"], f["missing_keys"]) for f in data["families_skipped"]] == [
+        ("anthropic.messages", ["ANTHROPIC_API_KEY"]),
+        ("gemini.generate", ["GEMINI_API_KEY/GOOGLE_API_KEY"]),
+        ("openai.chat", ["OPENAI_API_KEY"]),
+    ]
+    assert all(not server.requests for server in fresh.fakes.values())
+
+
+def test_require_keys_fails_with_exit_3_naming_the_missing_variables(fresh: DriftWorld, tmp_path: Path, capsys,
+                                                                   monkeypatch):
+    set_canary_env(monkeypatch, OPENAI_API_KEY=None, ANTHROPIC_API_KEY=None, GEMINI_API_KEY=None)
+    cassettes = [str(fresh.cassettes[key]) for key in KEYED]
+    args, paths = report_args(tmp_path)
+    assert main(["drift", *cassettes, *fresh.upstream_args(), "--require-keys", *args]) == 3
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"drift: 0 families checked, 3 skipped {NO_KEYS}"
+    assert out.splitlines()[-1].endswith(": keys missing (--require-keys)")
+    assert err.splitlines()[-1] == (
+        "llmock-proxy drift: --require-keys: requests of anthropic.messages, gemini.generate, openai.chat skipped "
+        "for lack of a key: set ANTHROPIC_API_KEY, GEMINI_API_KEY/GOOGLE_API_KEY, OPENAI_API_KEY"
+    )
+    # The reports are written all the same, for the job summary and the artifact.
+    assert_headline_tops_every_report(paths, f"0 families checked, 3 skipped {NO_KEYS}")
+    assert json.loads(paths["json"].read_text())["require_keys"] is True
+    failures = [c.get("name") for c in ET.parse(paths["junit"]).getroot().iter("testcase")
+                if c.find("failure") is not None]
+    assert failures == sorted(KEYED)
+
+
+def test_one_family_with_its_key_is_checked_and_the_other_named(fresh: DriftWorld, tmp_path: Path, capsys,
+                                                               monkeypatch):
+    set_canary_env(monkeypatch, ANTHROPIC_API_KEY=None)
+    openai_only = [str(fresh.cassettes["openai.chat.sse"])]
+    args, paths = report_args(tmp_path)
+    assert main(["drift", *openai_only, *fresh.upstream_args(), "--require-keys", *args]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "drift: 1 family checked, 0 skipped"
+    assert "--require-keys" not in err
+    assert_headline_tops_every_report(paths, "1 family checked, 0 skipped")
+    assert len(fresh.fakes["openai"].requests) == 1
+
+    both = [*openai_only, str(fresh.cassettes["anthropic.messages.sse"])]
+    assert main(["drift", *both, *fresh.upstream_args(), "--require-keys", *args]) == 3
+    out, err = capsys.readouterr()
+    headline = "1 family checked, 1 skipped (no key: ANTHROPIC_API_KEY)"
+    assert out.splitlines()[0] == f"drift: {headline}"
+    assert err.splitlines()[-1].endswith("requests of anthropic.messages skipped for lack of a key: "
+                                         "set ANTHROPIC_API_KEY")
+    assert_headline_tops_every_report(paths, headline)
+    assert not fresh.fakes["anthropic"].requests
+
+
+def test_drift_outranks_a_missing_key(fresh: DriftWorld, tmp_path: Path, capsys, monkeypatch):
+    set_canary_env(monkeypatch, ANTHROPIC_API_KEY=None)
+    fresh.fakes["openai"].script = Script(mutate=lambda d: {k: v for k, v in d.items() if k != "choices"})
+    cassettes = [str(fresh.cassettes["openai.chat.sse"]), str(fresh.cassettes["anthropic.messages.sse"])]
+    assert main(["drift", *cassettes, *fresh.upstream_args(), "--require-keys"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "drift: 1 family checked, 1 skipped (no key: ANTHROPIC_API_KEY)"
+    assert out.splitlines()[-1].endswith(": drift at or above critical")
 
 
 # -- usage errors ------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def sample_report(fail_on: str = "critical") -> DriftReport:
             CheckResult("openai.chat", "body", "cassettes/b.yaml#0", "checked", [ADDED, ENUM], live_status=200),
             CheckResult("openai.chat", "body", "cassettes/b.yaml#1", "checked", [], live_status=200),
             CheckResult("cohere.chat", "sse", "cassettes/c.yaml#0", "skipped",
-                        reason="no COHERE_API_KEY in the environment"),
+                        reason="no COHERE_API_KEY in the environment", needs="COHERE_API_KEY"),
             CheckResult("ollama.chat", "ndjson", "cassettes/d.yaml#0", "error", reason="timed out after 5 s"),
         ],
     )
@@ -55,8 +55,9 @@ def test_text_names_path_values_severity_and_recording():
     assert 'recorded: ["stop"]; live: refusal' in enum
     assert "SKIPPED  cohere.chat.sse [cassettes/c.yaml#0]: no COHERE_API_KEY" in text
     assert "ERROR    ollama.chat.ndjson" in text
+    assert text.splitlines()[0] == "drift: 2 families checked, 1 skipped (no key: COHERE_API_KEY), 1 failed"
     assert text.splitlines()[-1] == (
-        "drift: 3 checked, 1 skipped, 1 errors; 1 critical, 2 warning, 0 info: drift at or above critical"
+        "drift: 3 requests checked, 1 skipped, 1 errors; 1 critical, 2 warning, 0 info: drift at or above critical"
     )
 
 
@@ -128,6 +129,63 @@ def test_verdicts():
     assert ok.verdict() == "no drift" and not ok.drifted
     failed = DriftReport(results=[CheckResult("openai.chat", "body", "x#0", "error", reason="boom")])
     assert failed.verdict() == "could not check everything"
+    keyless = [CheckResult("cohere.chat", "sse", "c#0", "skipped", reason="no COHERE_API_KEY in the environment",
+                           needs="COHERE_API_KEY")]
+    assert DriftReport(results=keyless).verdict() == "nothing checked"
+    assert DriftReport(results=keyless, require_keys=True).verdict() == "keys missing (--require-keys)"
+
+
+def test_the_headline_counts_families_and_names_each_missing_key_once():
+    def skipped(family: str, source: str, needs: str) -> CheckResult:
+        return CheckResult(family, "sse", source, "skipped", reason=f"no {needs} in the environment", needs=needs)
+
+    report = DriftReport(results=[
+        CheckResult("openai.chat", "body", "o#0", "checked"),
+        CheckResult("openai.chat", "sse", "o#1", "skipped", reason="not sent: --max-requests 1 reached"),
+        skipped("gemini.generate", "g#0", "GEMINI_API_KEY/GOOGLE_API_KEY"),
+        skipped("gemini.generate", "g#1", "GEMINI_API_KEY/GOOGLE_API_KEY"),
+        skipped("anthropic.messages", "a#0", "ANTHROPIC_API_KEY"),
+    ])
+    assert report.headline() == (
+        "1 family checked, 2 skipped (no key: ANTHROPIC_API_KEY, GEMINI_API_KEY/GOOGLE_API_KEY)"
+    )
+    assert DriftReport().headline() == "0 families checked, 0 skipped"
+    two = DriftReport(results=[CheckResult("openai.chat", "body", "o#0", "checked"),
+                               CheckResult("cohere.chat", "sse", "c#0", "checked")])
+    assert two.headline() == "2 families checked, 0 skipped"
+
+
+def test_every_format_starts_with_the_headline():
+    report = sample_report()
+    headline = "2 families checked, 1 skipped (no key: COHERE_API_KEY), 1 failed"
+    assert render_text(report).startswith(f"drift: {headline}\n")
+    assert render_markdown(report).startswith(f"## API drift canary\n\n**{headline}**\n")
+    data = render_json(report)
+    assert list(data)[:5] == ["families_checked", "families_skipped", "families_failed", "missing_keys", "summary"]
+    assert data["families_checked"] == 2 and data["families_failed"] == ["ollama.chat"]
+    assert data["families_skipped"] == [
+        {"family": "cohere.chat", "reason": "no COHERE_API_KEY in the environment", "missing_keys": ["COHERE_API_KEY"]}
+    ]
+    assert data["missing_keys"] == ["COHERE_API_KEY"] and data["require_keys"] is False
+    assert data["summary"] == headline
+    suite = ET.fromstring(render_junit(report)).find("testsuite")
+    assert suite[0].tag == "properties"
+    assert {p.get("name"): p.get("value") for p in suite[0]} == {"summary": headline, "missing_keys": "COHERE_API_KEY"}
+
+
+def test_require_keys_turns_a_keyless_family_into_a_junit_failure():
+    keyless = CheckResult("cohere.chat", "sse", "c#0", "skipped", reason="no COHERE_API_KEY in the environment",
+                          needs="COHERE_API_KEY")
+    capped = CheckResult("openai.chat", "body", "o#0", "skipped", reason="not sent: --max-requests 1 reached")
+    for require_keys, failures in ((False, []), (True, ["cohere.chat.sse"])):
+        suite = ET.fromstring(render_junit(DriftReport(results=[keyless, capped], require_keys=require_keys)))
+        cases = suite.find("testsuite").findall("testcase")
+        assert [c.get("name") for c in cases if c.find("failure") is not None] == failures
+        assert [c.get("name") for c in cases if c.find("skipped") is not None] == (
+            ["openai.chat.body"] if require_keys else ["cohere.chat.sse", "openai.chat.body"]
+        )
+    failure = ET.fromstring(render_junit(DriftReport(results=[keyless], require_keys=True))).find(".//failure")
+    assert failure.get("message") == "no key: COHERE_API_KEY (--require-keys)"
 
 
 def test_a_live_error_answer_shows_in_every_format_even_when_it_was_not_graded():

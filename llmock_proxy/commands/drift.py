@@ -5,7 +5,7 @@ Two forms::
     llmock-proxy drift CASSETTES... [--sample] [--upstream FAMILY=URL ...]
         [--concurrency N] [--max-requests N] [--timeout SECONDS] [--update]
         [--schemas DIR] [--policy FILE] [--fail-on info|warning|critical]
-        [--json F] [--junit F] [--markdown F]
+        [--require-keys] [--json F] [--junit F] [--markdown F]
     llmock-proxy drift schema CASSETTES... --out DIR
 
 The first re-sends recorded requests to the live APIs (credentials from the
@@ -15,7 +15,8 @@ reviewable JSON Schema files, one per API family and wire form.
 
 Exit codes: 0 no finding at or above ``--fail-on`` and every request could be
 checked or was skipped; 1 drift found, or a live request failed; 2 usage or
-configuration error.
+configuration error; 3 (``--require-keys``) a request was skipped because
+its credential variable is not set (and nothing above happened).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ from llmock_proxy.drift.report import render_text, write_report
 from llmock_proxy.drift.schema import validate_recording
 from llmock_proxy.errors import CassetteError
 
+# --require-keys: a family went unchecked for want of its credential.
+EXIT_KEYS_MISSING = 3
+
 USAGE = (
     "llmock-proxy drift CASSETTES... [options]\n"
     "       llmock-proxy drift schema CASSETTES... --out DIR"
@@ -62,8 +66,9 @@ def register(subparsers: Any) -> None:
             "Re-send recorded requests to the live APIs (credentials from the environment) and report how "
             "the shape of their answers drifted from the recordings; `drift schema` writes the recorded shapes "
             "as JSON Schema files (`llmock-proxy drift schema --help`). Exit 0: no finding at or above "
-            "--fail-on; 1: drift found or a request failed; 2: usage or configuration error.",
-            "OPENAI_API_KEY=... llmock-proxy drift cassettes/ --sample --markdown drift.md",
+            "--fail-on; 1: drift found or a request failed; 2: usage or configuration error; 3: with "
+            "--require-keys, a family's key was not in the environment.",
+            "OPENAI_API_KEY=... llmock-proxy drift cassettes/ --sample --require-keys --markdown drift.md",
         ),
     )
     parser.add_argument(
@@ -92,6 +97,11 @@ def register(subparsers: Any) -> None:
     live.add_argument(
         "--fail-on", choices=SEVERITIES, default="critical",
         help="exit 1 when a finding reaches this severity (default critical)",
+    )
+    live.add_argument(
+        "--require-keys", action="store_true",
+        help=f"exit {EXIT_KEYS_MISSING} when a request was skipped because its credential variable is not set "
+        "(default: skipped, exit 0); for scheduled jobs that must check every family",
     )
     live.add_argument("--json", metavar="FILE", help="write the report as JSON")
     live.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per API family and form)")
@@ -211,6 +221,7 @@ def run_live(args: argparse.Namespace) -> int:
     progress = Progress(total=len(selected))
     report, canary = run_canary(Contracts(documents, policy), selected, options, progress=progress)
     report.fail_on = args.fail_on
+    report.require_keys = args.require_keys
 
     if args.update:
         try:
@@ -231,5 +242,15 @@ def run_live(args: argparse.Namespace) -> int:
                 write_report(report, path, fmt, scrub=scrub)
     except OSError as exc:
         return _usage(f"cannot write report: {exc}")
-    return 1 if report.drifted or report.errors else 0
+    if report.drifted or report.errors:
+        return 1
+    if report.keys_missing:
+        families = sorted({r.family for r in report.results if r.outcome == "skipped" and r.needs})
+        print(
+            f"llmock-proxy drift: --require-keys: requests of {', '.join(families)} skipped for lack of a key: "
+            f"set {', '.join(report.missing_keys())}",
+            file=sys.stderr,
+        )
+        return EXIT_KEYS_MISSING
+    return 0
 

@@ -64,7 +64,19 @@ def is_redacted(value: str) -> bool:
 
 
 class Skip(Exception):
-    """A recording the canary cannot send; the message says why."""
+    """A recording the canary cannot send; the message says why. ``needs``
+    names the environment variable(s) that would let it be sent, when that
+    is the reason (``GEMINI_API_KEY/GOOGLE_API_KEY``: either; ``A+B``: both)."""
+
+    def __init__(self, message: str, *, needs: str = "") -> None:
+        super().__init__(message)
+        self.needs = needs
+
+
+def _needs(schemes: Iterable[CredentialScheme]) -> str:
+    """The variables a family's credential can come from, as the reports name
+    them: alternatives joined by ``/``, variables needed together by ``+``."""
+    return "/".join(("+" if s.sigv4 is not None else "/").join(s.env) for s in schemes)
 
 
 class UsageError(ValueError):
@@ -117,10 +129,10 @@ def credential_for(family: str, request: Request, env: Mapping[str, str]) -> Cre
     if signed:
         others = [name for scheme in schemes if scheme.sigv4 is None for name in scheme.env]
         alternative = f" (or {' or '.join(others)})" if others else ""
-        raise Skip(f"{family} requests are SigV4-signed: set {signed[0]}{alternative}")
+        raise Skip(f"{family} requests are SigV4-signed: set {signed[0]}{alternative}", needs=_needs(schemes))
     if schemes:
         names = [name for scheme in schemes for name in scheme.env]
-        raise Skip(f"no {' or '.join(names)} in the environment")
+        raise Skip(f"no {' or '.join(names)} in the environment", needs=_needs(schemes))
     redacted = sorted(
         [name for name, value in request.headers.items() if is_redacted(value)]
         + [name for name, value in parse_qsl(urlsplit(request.url).query) if is_redacted(value)]
@@ -149,7 +161,8 @@ def _sigv4_credential(
         raise Skip(f"{family} requests are SigV4-signed and botocore is not installed") from None
     region = sigv4.region or _env(env, *sigv4.region_env)
     if region is None:
-        raise Skip(f"cannot tell the AWS region of the {family} endpoint: set {sigv4.region_env[0]}")
+        raise Skip(f"cannot tell the AWS region of the {family} endpoint: set {sigv4.region_env[0]}",
+                   needs="/".join(sigv4.region_env))
     session_token = _env(env, *sigv4.session_env)
     aws_credentials = Credentials(access, secret, session_token)
 
@@ -346,7 +359,9 @@ class Canary:
             try:
                 credential = credential_for(recorded.family, recorded.interaction.request, self.options.env)
             except Skip as skip:
-                self._finish(report, progress, self._result(recorded, "skipped", reason=str(skip)))
+                result = self._result(recorded, "skipped", reason=str(skip))
+                result.needs = skip.needs
+                self._finish(report, progress, result)
                 continue
             self.secrets.add(credential)
             live = live_request(recorded.interaction.request, recorded.family, credential, self.options.upstreams)

@@ -2,10 +2,11 @@
 
 A report is a list of :class:`CheckResult` — one per live exchange that was
 compared (or skipped, or failed) — and the ``fail_on`` threshold. Every
-format says the same things: the path that changed, recorded vs live, the
-severity, and the recording (cassette and interaction) it came from. JUnit
-has one test case per API family and wire form, so a CI's test view shows
-which contracts hold.
+format starts with the same headline (``0 families checked, 3 skipped (no
+key: ...)``, :meth:`DriftReport.headline`) and says the same things: the
+path that changed, recorded vs live, the severity, and the recording
+(cassette and interaction) it came from. JUnit has one test case per API
+family and wire form, so a CI's test view shows which contracts hold.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ Outcome = Literal["checked", "skipped", "error"]
 TOOL = "llmock-proxy drift"
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``1 family``, ``0 families``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 @dataclass
 class CheckResult:
     """What happened to one live exchange."""
@@ -44,6 +50,9 @@ class CheckResult:
     live_error: str = ""
     # The recordings the live answer's shape was compared with.
     compared_with: list[str] = field(default_factory=list)
+    # Skipped for lack of a credential: the variable(s) to set
+    # ("GEMINI_API_KEY/GOOGLE_API_KEY": either; "A+B": both).
+    needs: str = ""
 
     @property
     def key(self) -> str:
@@ -78,6 +87,7 @@ class CheckResult:
             "live_status": self.live_status,
             "live_error": self.live_error,
             "compared_with": list(self.compared_with),
+            "missing_key": self.needs,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -86,6 +96,8 @@ class CheckResult:
 class DriftReport:
     results: list[CheckResult] = field(default_factory=list)
     fail_on: str = "critical"
+    # --require-keys: a request skipped for lack of its credential fails the run.
+    require_keys: bool = False
     generated_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
@@ -126,11 +138,51 @@ class DriftReport:
             out.setdefault(result.key, []).append(result)
         return out
 
+    def family_outcomes(self) -> dict[str, Outcome]:
+        """Each API family's outcome, sorted by family: checked when any of its
+        requests was, else an error when one failed, else skipped."""
+        seen: dict[str, set[str]] = {}
+        for result in sorted(self.results, key=lambda r: r.family):
+            seen.setdefault(result.family, set()).add(result.outcome)
+        return {
+            family: "checked" if "checked" in outcomes else "error" if "error" in outcomes else "skipped"
+            for family, outcomes in seen.items()
+        }
+
+    def missing_keys(self) -> list[str]:
+        """The credential variables whose absence kept requests from being
+        sent, once each, in the order of their families."""
+        out: list[str] = []
+        for result in sorted(self.results, key=lambda r: r.key):
+            if result.outcome == "skipped" and result.needs and result.needs not in out:
+                out.append(result.needs)
+        return out
+
+    @property
+    def keys_missing(self) -> bool:
+        """Whether ``require_keys`` fails this run."""
+        return self.require_keys and bool(self.missing_keys())
+
+    def headline(self) -> str:
+        """The first line of every report: how many API families were checked,
+        skipped (and for want of which keys) or failed."""
+        outcomes = list(self.family_outcomes().values())
+        checked, skipped, failed = (outcomes.count(o) for o in ("checked", "skipped", "error"))
+        text = f"{counted(checked, 'family', 'families')} checked, {skipped} skipped"
+        missing = self.missing_keys()
+        if missing:
+            text += f" (no key: {', '.join(missing)})"
+        if failed:
+            text += f", {failed} failed"
+        return text
+
     def verdict(self) -> str:
         if self.drifted:
             return f"drift at or above {self.fail_on}"
         if self.errors:
             return "could not check everything"
+        if self.keys_missing:
+            return "keys missing (--require-keys)"
         return "no drift" if self.counts()["checked"] else "nothing checked"
 
 
@@ -153,7 +205,7 @@ def finding_line(finding: Finding) -> str:
 
 
 def render_text(report: DriftReport) -> str:
-    lines: list[str] = []
+    lines: list[str] = [f"drift: {report.headline()}"]
     for key, results in report.groups().items():
         for result in results:
             if result.outcome == "skipped":
@@ -166,7 +218,7 @@ def render_text(report: DriftReport) -> str:
                 lines.append(finding_line(finding))
     c = report.counts()
     lines.append(
-        f"drift: {c['checked']} checked, {c['skipped']} skipped, {c['error']} errors; "
+        f"drift: {counted(c['checked'], 'request')} checked, {c['skipped']} skipped, {c['error']} errors; "
         f"{c['critical']} critical, {c['warning']} warning, {c['info']} info: {report.verdict()}"
     )
     return "\n".join(lines) + "\n"
@@ -176,7 +228,23 @@ def render_text(report: DriftReport) -> str:
 
 
 def render_json(report: DriftReport) -> dict[str, Any]:
+    outcomes = report.family_outcomes()
+    skipped = []
+    for family, outcome in outcomes.items():
+        if outcome == "skipped":
+            results = [r for r in report.results if r.family == family]
+            skipped.append({
+                "family": family,
+                "reason": results[0].reason,
+                "missing_keys": list(dict.fromkeys(r.needs for r in results if r.needs)),
+            })
     return {
+        "families_checked": sum(o == "checked" for o in outcomes.values()),
+        "families_skipped": skipped,
+        "families_failed": [family for family, outcome in outcomes.items() if outcome == "error"],
+        "missing_keys": report.missing_keys(),
+        "summary": report.headline(),
+        "require_keys": report.require_keys,
         "tool": TOOL,
         "generated_at": report.generated_at,
         "fail_on": report.fail_on,
@@ -193,9 +261,14 @@ def render_json(report: DriftReport) -> dict[str, Any]:
 def render_junit(report: DriftReport) -> str:
     """One ``testcase`` per API family and wire form: a failure when a finding
     reaches ``fail_on``, an error when a live request failed, skipped when
-    every request of the group was skipped."""
+    every request of the group was skipped (a failure with ``require_keys``
+    when one was skipped for lack of its credential)."""
     groups = report.groups()
     suite = ET.Element("testsuite", name=TOOL, timestamp=report.generated_at)
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="summary", value=report.headline())
+    if report.missing_keys():
+        ET.SubElement(properties, "property", name="missing_keys", value=", ".join(report.missing_keys()))
     tests = failures = errors = skipped = 0
     for key, results in groups.items():
         family, form = results[0].family, results[0].form
@@ -221,6 +294,12 @@ def render_junit(report: DriftReport) -> str:
                 line for r in failed_requests for line in [f"{r.source}: {r.reason}"] + [
                     f"{r.source}: {note}" for note in r.notes()]
             )
+        elif report.require_keys and (needs := list(dict.fromkeys(
+                r.needs for r in results if r.outcome == "skipped" and r.needs))):
+            failures += 1
+            node = ET.SubElement(case, "failure", message=f"no key: {', '.join(needs)} (--require-keys)",
+                                 type="missing-key")
+            node.text = "\n".join(f"{r.source}: {r.reason}" for r in results if r.needs)
         elif all(r.outcome == "skipped" for r in results):
             skipped += 1
             ET.SubElement(case, "skipped", message=results[0].reason)
@@ -260,7 +339,10 @@ def render_markdown(report: DriftReport) -> str:
     lines = [
         "## API drift canary",
         "",
-        f"**{report.verdict()}** — {c['checked']} checked, {c['skipped']} skipped, {c['error']} errors; "
+        f"**{report.headline()}**",
+        "",
+        f"**{report.verdict()}** — {counted(c['checked'], 'request')} checked, {c['skipped']} skipped, "
+        f"{c['error']} errors; "
         f"{c['critical']} critical, {c['warning']} warning, {c['info']} info (fails on {report.fail_on}).",
         "",
         "| API family | form | checked | skipped | errors | critical | warning | info |",

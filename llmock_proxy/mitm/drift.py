@@ -40,6 +40,7 @@ from llmock_proxy.drift.report import DriftReport, format_for, render_text, writ
 from llmock_proxy.drift.watch import Watcher
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.mitm.listen import bind_loopback_by_default
+from llmock_proxy.mitm.options import OptionCheck, refusing
 from llmock_proxy.mitm.transcripts import TranscriptHooks
 from llmock_proxy.record.recorder import (
     Recorder,
@@ -85,6 +86,8 @@ class Drift(TranscriptHooks):
         self._transcripts: dict[str, WebSocketTranscript] = {}
         self._reports: tuple[str, ...] = ()
         self._warned_replaced = False
+        # Sub-addon: typos and bad values of --set llmock_* stop mitmdump with one line.
+        self.addons = [OptionCheck()]
 
     @property
     def report(self) -> DriftReport | None:
@@ -115,6 +118,7 @@ class Drift(TranscriptHooks):
             ".json, .xml (JUnit), .md (Markdown), .txt. Repeat for several.",
         )
 
+    @refusing
     def configure(self, updated: set[str]) -> None:
         bind_loopback_by_default(updated)
         if not set(self.OPTIONS) & updated:
@@ -232,6 +236,7 @@ class Drift(TranscriptHooks):
         if self._watcher is None:
             return
         report = self._watcher.report
+        log.info("llmock drift: %s", report.headline())
         log.info("llmock %s", render_text(report).strip().splitlines()[-1])
         for path in self._reports:
             try:
