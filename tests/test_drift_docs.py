@@ -90,7 +90,7 @@ def run_step(script: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
                           timeout=60)
 
 
-def test_the_canary_and_summary_steps_run_without_any_secret(workflow: dict[str, Any], tmp_path: Path) -> None:
+def test_without_any_secret_the_canary_step_fails_naming_them_and_the_summary_is_written(workflow: dict[str, Any], tmp_path: Path) -> None:
     checkout = tmp_path / "repo"
     (checkout / "cassettes").mkdir(parents=True)
     for cassette in (ROOT / "cassettes" / "examples").glob("*.yaml"):
@@ -110,17 +110,21 @@ def test_the_canary_and_summary_steps_run_without_any_secret(workflow: dict[str,
         "FAIL_ON": "critical",
     }
     ran = run_step(canary["run"], env, checkout)
-    assert ran.returncode == 0, ran.stderr
+    # --require-keys: a job whose secrets are missing fails, naming them, instead of checking nothing.
+    missing = "ANTHROPIC_API_KEY, GEMINI_API_KEY/GOOGLE_API_KEY, OPENAI_API_KEY"
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stderr.splitlines()[-1].endswith(f"skipped for lack of a key: set {missing}")
+    assert ran.stdout.splitlines()[0] == f"drift: 0 families checked, 3 skipped (no key: {missing})"
     reports = checkout / workflow["env"]["REPORTS"]
     report = json.loads((reports / "report.json").read_text())
-    assert report["totals"]["checked"] == 0 and report["totals"]["skipped"] >= 4
+    assert report["families_checked"] == 0 and report["totals"]["skipped"] >= 4
     assert all(r["reason"].startswith("no ") for r in report["results"])
     assert (reports / "junit.xml").read_text().startswith("<?xml")
 
     ran = run_step(by_name["Job summary"]["run"], env, checkout)
     assert ran.returncode == 0, ran.stderr
     assert summary.read_text() == (reports / "summary.md").read_text()
-    assert summary.read_text().startswith("## API drift canary")
+    assert summary.read_text().startswith(f"## API drift canary\n\n**0 families checked, 3 skipped (no key: {missing})**")
 
 
 def test_the_options_drift_md_lists_exist() -> None:
