@@ -35,11 +35,11 @@ BANNER_END = "Ctrl-C stops"
 class CliProxy:
     """A running ``llmock-proxy record|replay``; ``banner`` and ``exports`` once it listens."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+    def __init__(self, *args: str, cwd: Path, port_flag: str = "--listen-port") -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         self.process = subprocess.Popen(
-            [str(LLMOCK_PROXY), *args, "--listen-port", "0", "--confdir", str(cwd / "mitmproxy")],
+            [str(LLMOCK_PROXY), *args, port_flag, "0", "--confdir", str(cwd / "mitmproxy")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=env, cwd=cwd,
         )
@@ -202,6 +202,17 @@ def test_replay_stops_with_mitmdumps_own_error_when_an_option_is_bad(tmp_path: P
     assert result.returncode == 1
     assert "llmock_timing" in result.stdout and "mitmdump exited" in result.stderr
     assert "requests answered" not in result.stdout
+
+
+def test_record_and_replay_take_serves_host_and_port_flags_too(tmp_path: Path) -> None:
+    for command in ("record", "replay"):
+        proxy = CliProxy(command, "--host", "127.0.0.1", cwd=tmp_path, port_flag="--port")
+        try:
+            url = proxy.exports["HTTPS_PROXY"]
+            assert url.startswith("http://127.0.0.1:") and int(url.rsplit(":", 1)[1]) > 0, proxy.banner
+            assert proxy.interrupt() == 0
+        finally:
+            proxy.stop()
 
 
 def test_replay_of_an_empty_cassette_dir_warns_once_naming_it(cli_proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -52,9 +52,13 @@ CA_READERS = {
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
     """Where mitmdump listens, its confdir (CA), and what passes through to it."""
     group = parser.add_argument_group("mitmdump")
-    group.add_argument("--listen-host", default=DEFAULT_HOST, metavar="HOST", help=f"address to listen on (default {DEFAULT_HOST})")
+    # mitmdump's names, and serve's (--host/--port) for users coming from it.
     group.add_argument(
-        "--listen-port", type=int, default=DEFAULT_PORT, metavar="PORT",
+        "--listen-host", "--host", dest="listen_host", default=DEFAULT_HOST, metavar="HOST",
+        help=f"address to listen on (default {DEFAULT_HOST})",
+    )
+    group.add_argument(
+        "--listen-port", "--port", dest="listen_port", type=int, default=DEFAULT_PORT, metavar="PORT",
         help=f"port to listen on, 0 = any free port (default {DEFAULT_PORT})",
     )
     group.add_argument(
