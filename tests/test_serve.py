@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -115,6 +116,41 @@ def test_serve_answers_the_sdks_from_fixtures_and_says_how_to_point_them(serve, 
     health = httpx.get(f"{server.url}/__llmock/health").json()
     assert health["misses"] == 0 and health["hits"] >= len(SUITE)
     assert server.stop() == 0
+
+
+def _curl(command: str) -> httpx.Response:
+    """Send what a printed ``curl [-X M] [-H 'k: v'] URL [-d BODY]`` sends."""
+    words = shlex.split(command)
+    assert words[0] == "curl", command
+    method, url, data = "GET", None, None
+    headers: dict[str, str] = {}
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "-X":
+            method = next(rest)
+        elif word == "-H":
+            name, value = next(rest).split(":", 1)
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            data = next(rest)
+            method = "POST" if method == "GET" else method
+        else:
+            url = word
+    assert url is not None, command
+    return httpx.request(method, url, headers=headers, content=data)
+
+
+def test_the_banners_control_commands_work_as_printed(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fixtures = tmp_path / "suite.json"
+    fixtures.write_text(json.dumps(SUITE_FIXTURES))
+    server = serve("--fixtures", str(fixtures), "--timing", "instant")
+    control = server.wait_for_line("Control: ").strip()
+    for command in control.removeprefix("Control: ").split(" ; "):
+        assert _curl(command).status_code == 200, command
+    sessions = server.wait_for_line("Per-test sessions: ").strip()
+    opened = _curl(sessions.removeprefix("Per-test sessions: ").split(", then", 1)[0])
+    assert opened.status_code in (200, 201), opened.text
+    assert httpx.get(f"{server.url}/__llmock/sessions/t1/requests").status_code == 200
 
 
 def test_usage_errors_exit_2_and_bad_files_exit_1(tmp_path: Path) -> None:

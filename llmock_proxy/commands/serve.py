@@ -49,6 +49,7 @@ from llmock_proxy.hosts import is_loopback
 from llmock_proxy.record.forward import Forwarder, ForwarderFactory
 from llmock_proxy.replay import event_loop
 from llmock_proxy.replay.answers import MODES
+from llmock_proxy.replay.control import CONTROL_HEADER
 from llmock_proxy.replay.event_loop import EVENT_LOOPS, EventLoopUnavailable
 from llmock_proxy.replay.plan import Timing, TimingError
 from llmock_proxy.replay.server import ReplayEngine
@@ -324,7 +325,8 @@ def banner(host: str, port: int, session: ReplaySession, timing: Timing, mode: s
     for name, suffix in SDK_BASE_URLS:
         lines.append(f"  export {name}={base}{suffix}")
     lines.append(f"  (google-genai: http_options={{'base_url': '{base}'}})")
-    lines.append(f"Control: curl {base}/__llmock/health ; curl -X POST {base}/__llmock/reset")
-    lines.append(f"Per-test sessions: curl -X POST {base}/__llmock/sessions -d '{{\"id\": \"t1\"}}', then "
+    # Control requests that change state need the header (a web page cannot send it cross-origin).
+    lines.append(f"Control: curl {base}/__llmock/health ; curl -X POST -H '{CONTROL_HEADER}: 1' {base}/__llmock/reset")
+    lines.append(f"Per-test sessions: curl -X POST -H '{CONTROL_HEADER}: 1' {base}/__llmock/sessions -d '{{\"id\": \"t1\"}}', then "
                  f"the header x-llmock-session: t1 or the base URL {base}/__llmock/session/t1 (docs/replay.md)")
     return "\n".join(lines)
