@@ -52,6 +52,7 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import layer, layers
 
 from llmock_proxy.fdlimit import raise_open_file_limit
+from llmock_proxy.mitm.options import refusing
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class Deadlines:
         )
         raise_open_file_limit()
 
+    @refusing
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         for name in ("llmock_request_timeout", "llmock_idle_timeout"):

@@ -59,6 +59,7 @@ from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter
 from llmock_proxy.mitm.deadlines import Deadlines
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
+from llmock_proxy.mitm.options import OptionCheck, refusing
 from llmock_proxy.record.capture import Capture, LocalCapture, StreamedCapture, WebSocketEnded
 from llmock_proxy.record.recorder import Recorder, describe
 from llmock_proxy.record.worker import RecordingWorker
@@ -112,8 +113,9 @@ class Record:
         self._worker_refused = False
         self._hosts: tuple[str, ...] = ()
         self._target: Path | None = None
-        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut.
-        self.addons = [Deadlines()]
+        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut,
+        # and a typo or a bad value of --set llmock_* stops mitmdump with one line.
+        self.addons = [Deadlines(), OptionCheck()]
 
     # -- options ---------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class Record:
             "'*.openai.com'); repeat the option for several. Default: every host.",
         )
 
+    @refusing
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         bind_loopback_by_default(updated)

@@ -20,7 +20,8 @@ network. The protocol work lives elsewhere (matching in
 * ``response``         put the original URL back, so logs and saved flows show
                        what the client asked for.
 
-Options are declared in :meth:`Replay.load`; the record addon's options
+Options are declared in :meth:`Replay.load` (a typo or a bad value stops
+mitmdump with one line: :mod:`llmock_proxy.mitm.options`); the record addon's options
 (``llmock_cassette_dir``, ``llmock_cassette``, ``llmock_redact``,
 ``llmock_hosts``) are shared, since ``auto`` records through it. Slow and idle
 clients are cut by the sub-addon :class:`~llmock_proxy.mitm.deadlines.Deadlines`
@@ -47,6 +48,7 @@ from llmock_proxy.hosts import is_loopback
 from llmock_proxy.mitm.deadlines import Deadlines
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
+from llmock_proxy.mitm.options import OptionCheck, bad_choice, refusing
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.replay.answers import (
     MODES,
@@ -90,8 +92,9 @@ class Replay:
         self._forwarded: dict[str, Miss] = {}
         # Client connection id -> the replay session its proxy credentials named.
         self._proxy_sessions: dict[str, str] = {}
-        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut.
-        self.addons = [Deadlines()]
+        # Sub-addons mitmproxy runs with this one: slow and idle clients are cut,
+        # and a typo or a bad value of --set llmock_* stops mitmdump with one line.
+        self.addons = [Deadlines(), OptionCheck()]
 
     # -- options ---------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class Replay:
             "instead of a load error (for migrating suites).",
         )
 
+    @refusing
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         # Without lazy connections mitmproxy connects upstream before the
@@ -168,6 +172,8 @@ class Replay:
             except TimingError as exc:
                 raise exceptions.OptionsError(f"llmock_timing: {exc}") from None
         if "llmock_mode" in updated:
+            if opts.llmock_mode not in MODES:  # mitmproxy does not enforce choices
+                raise bad_choice("llmock_mode", opts.llmock_mode, MODES)
             self.mode = opts.llmock_mode
             self.engine.mode = self.mode
         if "llmock_miss_status" in updated:
