@@ -21,12 +21,14 @@ Load it after ``addons/record.py`` when both run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import traverse
 
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.drift.contracts import (
@@ -231,6 +233,12 @@ class Drift(TranscriptHooks):
         )
 
     # -- lifecycle -------------------------------------------------------------
+
+    def running(self) -> None:
+        # An addon recording the same exchanges (record, replay in auto mode)
+        # warns about them already (a body that does not decode...): once is enough.
+        if any(getattr(addon, "records_exchanges", False) for addon in traverse(ctx.master.addons.chain)):
+            self._recorder = dataclasses.replace(self._recorder, warn_level=logging.DEBUG)
 
     def done(self) -> None:
         if self._watcher is None:

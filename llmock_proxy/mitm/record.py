@@ -26,7 +26,8 @@ mitmproxy's event loop and every ``t`` is the time bytes reached the proxy:
                        payload and time, then the close (code, reason, side).
 
 The worker logs a line per interaction ("llmock: recorded ..." or "llmock:
-NOT recorded ...") through this process's log. Where no worker process can
+NOT recorded ...") through this process's log; mitmdump's own dump of the
+flow is left out (:mod:`llmock_proxy.mitm.flowlog`). Where no worker process can
 run (a frozen mitmdump), and for a caller that needs each interaction the
 moment its exchange ends (``on_recorded``: the replay addon's auto mode
 answers the next request from it), captures are recorded in this process
@@ -58,6 +59,7 @@ from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.cassette.redact import Redactor
 from llmock_proxy.cassette.writer import BackgroundWriter, CassetteWriter
 from llmock_proxy.mitm.deadlines import Deadlines
+from llmock_proxy.mitm.flowlog import mark_logged, quiet_dumper_by_default
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.options import OptionCheck, refusing
 from llmock_proxy.record.capture import Capture, LocalCapture, StreamedCapture, WebSocketEnded
@@ -152,6 +154,7 @@ class Record:
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         bind_loopback_by_default(updated)
+        quiet_dumper_by_default(updated)
         if "llmock_redact" in updated or self._recorder is None:
             redactor = self._load_redactor(opts.llmock_redact)
             if self._writer is not None:
@@ -184,6 +187,11 @@ class Record:
             raise exceptions.OptionsError(f"llmock_redact: {exc}") from exc
 
     @property
+    def records_exchanges(self) -> bool:
+        """This addon records what passes (the drift addon leaves warnings about it to this one)."""
+        return True
+
+    @property
     def cassette_path(self) -> Path | None:
         """The file this session writes to."""
         return self._target
@@ -202,6 +210,7 @@ class Record:
         if not host_allowed(self._hosts, req.host, req.port):
             return
         capture = self._open(req.method, req.url, req.headers.items(multi=True), req.raw_content)
+        mark_logged(flow)  # its line is "llmock: recorded ...", once written
         with self._in_flight:
             self._captures[flow.id] = capture
         self._connecting.setdefault(flow.client_conn.id, []).append(capture)

@@ -18,7 +18,9 @@ network. The protocol work lives elsewhere (matching in
                        and recorded through the record addon's code (``auto``).
 * ``responseheaders``  stream the engine's answer through (``stream = True``).
 * ``response``         put the original URL back, so logs and saved flows show
-                       what the client asked for.
+                       what the client asked for, and log the exchange's one
+                       line ("llmock: replayed ..."; mitmdump's own dump of
+                       the flow is left out: :mod:`llmock_proxy.mitm.flowlog`).
 
 Options are declared in :meth:`Replay.load` (a typo or a bad value stops
 mitmdump with one line: :mod:`llmock_proxy.mitm.options`); the record addon's options
@@ -46,10 +48,12 @@ from llmock_proxy.cassette.model import Interaction, Payload, Request
 from llmock_proxy.errors import BodyTooLarge, CassetteError, MatchSpecError
 from llmock_proxy.hosts import is_loopback
 from llmock_proxy.mitm.deadlines import Deadlines
+from llmock_proxy.mitm.flowlog import mark_logged, quiet_dumper_by_default
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.options import OptionCheck, bad_choice, refusing
 from llmock_proxy.mitm.record import Record
+from llmock_proxy.record.recorder import response_shape
 from llmock_proxy.replay.answers import (
     MODES,
     internal_error_plan,
@@ -90,6 +94,9 @@ class Replay:
         # Misses sent upstream, by flow id: their journal lines are settled
         # (recorded or forwarded, with the upstream's status) when they end.
         self._forwarded: dict[str, Miss] = {}
+        # The line each exchange gets when it ends (what, family, model,
+        # detail), by flow id; see _note.
+        self._lines: dict[str, tuple[str, str, str, str]] = {}
         # Client connection id -> the replay session its proxy credentials named.
         self._proxy_sessions: dict[str, str] = {}
         # Sub-addons mitmproxy runs with this one: slow and idle clients are cut,
@@ -166,6 +173,7 @@ class Replay:
         if opts.connection_strategy != "lazy":
             opts.update(connection_strategy="lazy")
         bind_loopback_by_default(updated)
+        quiet_dumper_by_default(updated)
         if "llmock_timing" in updated:
             try:
                 self.engine.set_timing(Timing.parse(opts.llmock_timing))
@@ -228,6 +236,11 @@ class Replay:
             self.mode,
             self.engine.timing.name,
         )
+
+    @property
+    def records_exchanges(self) -> bool:
+        """auto mode records what it forwards (see Record.records_exchanges)."""
+        return self.mode == "auto"
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -300,6 +313,7 @@ class Replay:
             content = request_body(req.raw_content or b"", headers.get("content-encoding"))
         except BodyTooLarge as exc:
             log.warning("llmock: %s %s refused: %s", req.method, req.url, exc)
+            mark_logged(flow)
             flow.response = _mitm_response(too_large_plan(req.method, req.url, headers, exc))
             return
         try:
@@ -330,6 +344,8 @@ class Replay:
             outcome = await self._after_identical(outcome, session, url, headers, content)
         if isinstance(outcome, Hit):
             plan = self.engine.planner.plan(outcome, arrival, headers)
+            detail = f"{response_shape(outcome.response)} <- {outcome.fixture.source}"
+            self._note(flow, "replayed", outcome, detail if plan.chaos is None else f"{detail} (chaos: {plan.chaos})")
             if plan.is_websocket:
                 plan.websocket_session = session
             if plan.streaming or plan.is_websocket:
@@ -341,8 +357,11 @@ class Replay:
             return
         log_miss(outcome, mode)
         if mode == "replay":
+            mark_logged(flow)  # the miss's warning is its line
             flow.response = _mitm_response(miss_plan(outcome, arrival))
             return
+        if self.mode == "passthrough":
+            self._note(flow, "forwarded", outcome, "(passthrough: not recorded)")
         self._misses.add(flow.id)
         self._forwarded[flow.id] = outcome
         if self.mode == "auto":
@@ -375,6 +394,7 @@ class Replay:
             if self.mode == "auto":
                 self._record.response(flow)
         self._recorded_flow(flow)
+        self._log_line(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._loopback.restore(flow)
@@ -383,6 +403,28 @@ class Replay:
             if self.mode == "auto":
                 self._record.error(flow)
         self._recorded_flow(flow)
+        self._log_line(flow)
+
+    # -- the exchange's log line ------------------------------------------------
+
+    def _note(self, flow: http.HTTPFlow, what: str, outcome: Hit | Miss, detail: str) -> None:
+        """``flow`` gets one line when it ends ("llmock: replayed openai.chat
+        gpt-4o-mini 200 8 events <- <cassette>: interactions[1]"), instead of
+        mitmdump's dump of it."""
+        model = outcome.view.model if outcome.view is not None else None
+        self._lines[flow.id] = (what, outcome.provider.family, model or "-", detail)
+        mark_logged(flow)
+
+    def _log_line(self, flow: http.HTTPFlow) -> None:
+        noted = self._lines.pop(flow.id, None)
+        if noted is None:
+            return
+        what, family, model, detail = noted
+        status = flow.response.status_code if flow.response is not None else "-"
+        if flow.error is not None:
+            log.info("llmock: %s %s %s %s %s, ended early: %s", what, family, model, status, detail, flow.error.msg)
+        else:
+            log.info("llmock: %s %s %s %s %s", what, family, model, status, detail)
 
     # -- WebSocket hooks (auto mode records forwarded sessions) --------------------
 

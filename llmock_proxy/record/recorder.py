@@ -114,16 +114,19 @@ def _first(headers: HeaderSource, name: str) -> str | None:
     return None
 
 
-def decoded_body(raw: bytes, content_encoding: str | None) -> tuple[bytes, str | None]:
+def decoded_body(
+    raw: bytes, content_encoding: str | None, whose: str = "body", warn_level: int = logging.WARNING
+) -> tuple[bytes, str | None]:
     """The body with its content-encoding undone, and the encoding still on it
     (None when decoding worked; the original value when it did not, so the
-    stored bytes stay truthful about what they are)."""
+    stored bytes stay truthful about what they are). ``whose`` names the
+    body in the warning ("POST https://...: request")."""
     if not content_encoding:
         return raw, None
     try:
         return wire.content_encoding.decompress(raw, content_encoding), None
     except ValueError as exc:
-        log.warning("keeping body encoded: %s", exc)
+        log.log(warn_level, "%s: keeping the body encoded: %s", whose, exc)
         return raw, content_encoding
 
 
@@ -144,6 +147,10 @@ class Recorder:
     redactor: Redactor = field(default_factory=Redactor.default)
     # Monotonic seconds; a test can pass a fake clock to pin ``t``.
     clock: Callable[[], float] = time.monotonic
+    # The level of the recordings' warnings (a body that does not decode, a
+    # request its family does not understand...): DEBUG for a second
+    # recorder of the same exchanges, whose warnings the first one gives.
+    warn_level: int = logging.WARNING
 
     def start(
         self,
@@ -157,7 +164,9 @@ class Recorder:
         """Begin recording a request that is being sent now (or at ``started``,
         a value of :attr:`clock`)."""
         pairs = header_pairs(headers)
-        raw, still_encoded = decoded_body(body or b"", _first(pairs, "content-encoding"))
+        raw, still_encoded = decoded_body(
+            body or b"", _first(pairs, "content-encoding"), f"{method.upper()} {self.redactor.redact_url(url)}: request", self.warn_level
+        )
         request_headers = stored_headers(pairs)
         if still_encoded:
             request_headers["content-encoding"] = still_encoded
@@ -179,6 +188,7 @@ class Recorder:
             clock=self.clock,
             started=self.clock() if started is None else started,
             recorded_at=utc_now(),
+            warn_level=self.warn_level,
         )
 
 
@@ -211,6 +221,16 @@ class Recording:
     _raw_parts: list[bytes] | None = None
     _teeing: bool = False
     _ended: bool = False
+    # The level of this recording's warnings (see Recorder.warn_level).
+    warn_level: int = logging.WARNING
+
+    def _warn(self, message: str, *args: object) -> None:
+        log.log(self.warn_level, message, *args)
+
+    @property
+    def _where(self) -> str:
+        """The exchange, for a warning (its URL without credentials)."""
+        return f"{self.request.method} {self.redactor.redact_url(self.request.url)}"
 
     # -- response ------------------------------------------------------------
 
@@ -238,7 +258,7 @@ class Recording:
         try:
             self._decompressor = Decompressor(self._content_encoding)
         except ValueError as exc:  # unknown coding: keep the bytes as they came
-            log.warning("keeping body encoded: %s", exc)
+            self._warn("%s: response: keeping the body encoded: %s", self._where, exc)
             self._still_encoded = self._content_encoding
             self.form = None
         if self.form is not None:
@@ -312,11 +332,11 @@ class Recording:
             if self._still_encoded is None:
                 self._still_encoded = self._content_encoding
                 self._body_parts = []
-                log.warning("%s %s: keeping body encoded: %s", self.request.method, self.request.url, exc)
+                self._warn("%s: response: keeping the body encoded: %s", self._where, exc)
             return
         if self._decode_error is None:
             self._decode_error = f"{type(exc).__name__}: {exc}"
-            log.warning("%s %s: cannot decode the stream: %s", self.request.method, self.request.url, exc)
+            self._warn("%s %s: cannot decode the stream: %s", self.request.method, self.request.url, exc)
 
     def _elapsed_ms(self) -> float:
         return round((self.clock() - self.started) * 1000.0, 1)
@@ -377,7 +397,9 @@ class Recording:
         return response
 
     def _whole_response(self, raw: bytes) -> Response:
-        data, still_encoded = decoded_body(raw, self._content_encoding)
+        data, still_encoded = decoded_body(
+            raw, self._content_encoding, f"{self._where}: response", self.warn_level
+        )
         headers = dict(self.response_headers)
         if still_encoded:
             headers["content-encoding"] = still_encoded
@@ -409,11 +431,11 @@ class Recording:
         object): one such field must not make the whole cassette unloadable."""
         problems = _schema_problems(interaction)
         if problems and interaction.summary is not None and any(".summary" in p for p in problems):
-            log.warning("%s %s: summary left out: %s", self.request.method, self.request.url, "; ".join(problems))
+            self._warn("%s %s: summary left out: %s", self.request.method, self.request.url, "; ".join(problems))
             interaction.summary = None
             problems = _schema_problems(interaction)
         if problems and any(".match" in p for p in problems):
-            log.warning("%s %s: matching it as generic: %s", self.request.method, self.request.url, "; ".join(problems))
+            self._warn("%s %s: matching it as generic: %s", self.request.method, self.request.url, "; ".join(problems))
             interaction.match = copy.deepcopy(derive_match(GENERIC.canonical(self.request)))
 
     def _match(self) -> dict[str, Any]:
@@ -423,7 +445,7 @@ class Recording:
         except Exception as exc:
             # A body the family does not understand is still worth keeping:
             # fall back to the generic key (method, url, body).
-            log.warning(
+            self._warn(
                 "%s %s: %s request not understood (%s); matching it as generic",
                 self.request.method,
                 self.request.url,
@@ -436,7 +458,7 @@ class Recording:
         try:
             summary = self.provider.summarize(self.request, response).to_dict()
         except Exception as exc:
-            log.warning(
+            self._warn(
                 "%s %s: cannot summarize the %s response: %s",
                 self.request.method,
                 self.request.url,
@@ -481,13 +503,13 @@ class Recording:
         try:
             canonical = provider.canonical(stored_request)
         except Exception as exc:
-            log.warning("%s: %s upgrade not understood (%s); matching it as generic", request.url, provider.family, exc)
+            self._warn("%s: %s upgrade not understood (%s); matching it as generic", request.url, provider.family, exc)
             canonical = GENERIC.canonical(stored_request)
         interaction.match = copy.deepcopy(derive_match(canonical))
         try:
             summary = provider.summarize(stored_request, response).to_dict()
         except Exception as exc:
-            log.warning("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
+            self._warn("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
             summary = {}
         interaction.summary = copy.deepcopy(summary) or None
         self._loadable(interaction)
@@ -507,18 +529,24 @@ def describe(interaction: Interaction) -> str:
     if response is None:
         outcome = f"error ({interaction.error})"
     else:
-        form = response.wire_form
-        count = {
-            "sse": len(response.events or ()),
-            "ndjson": len(response.lines or ()),
-            "eventstream": len(response.frames or ()),
-            "websocket": len(response.websocket.messages) if response.websocket else 0,
-        }.get(form)
-        unit = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}
-        outcome = f"{response.status} " + (f"{count} {unit[form]}" if count is not None else "body")
+        outcome = f"{response.status} {response_shape(response)}"
     if interaction.incomplete:
         outcome += f", incomplete ({interaction.incomplete})"
     return f"{family} {model} {outcome}"
+
+
+def response_shape(response: Response) -> str:
+    """What a response's body is, for a log line: "8 events" (an SSE stream;
+    lines, frames, messages for the other forms) or "body"."""
+    form = response.wire_form
+    count = {
+        "sse": len(response.events or ()),
+        "ndjson": len(response.lines or ()),
+        "eventstream": len(response.frames or ()),
+        "websocket": len(response.websocket.messages) if response.websocket else 0,
+    }.get(form)
+    unit = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}
+    return f"{count} {unit[form]}" if count is not None else "body"
 
 
 # Handshake headers that are a per-connection nonce or the server's framing,
