@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -22,3 +26,24 @@ def test_license_is_an_spdx_expression_and_the_backend_reads_it() -> None:
     (setuptools,) = [r for r in config["build-system"]["requires"] if r.startswith("setuptools")]
     floor = re.fullmatch(r"setuptools>=(\d+)(\.\d+)*", setuptools.replace(" ", ""))
     assert floor and int(floor[1]) >= 77, f"{setuptools}: the SPDX license string needs setuptools>=77"
+
+
+def test_a_wheel_built_as_pip_builds_it_carries_the_license_expression(tmp_path: Path) -> None:
+    # What an install does: pip runs the build backend on the project. A copy,
+    # so the build's own files (build/, *.egg-info) stay out of the checkout.
+    root = PYPROJECT.parent
+    source = tmp_path / "src"
+    shutil.copytree(root / "llmock_proxy", source / "llmock_proxy", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", *(p.name for p in root.glob("LICEN[CS]E*"))):
+        shutil.copy2(root / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("llmock_proxy-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode()
+    config = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    assert f"License-Expression: {config['project']['license']}" in headers.splitlines()
