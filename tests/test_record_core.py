@@ -452,3 +452,20 @@ def test_one_leaking_interaction_does_not_cost_the_others_queued_with_it(tmp_pat
     assert failed == [20]
     assert sorted(written) == [n for n in range(40) if n != 20]
     assert numbers(path) == [n for n in range(40) if n != 20]
+
+
+def test_the_recorders_warnings_name_the_exchange_without_its_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"{CHAT_URL}?key={TEST_KEY}"
+    with caplog.at_level("WARNING"):
+        # A request its family cannot read, and an answer labelled gzip that is not.
+        body = json.dumps({"model": "gpt-4o-mini", "messages": 5}).encode()
+        recording = Recorder().start("POST", url, REQUEST_HEADERS, body)
+        recording.response_started(
+            200, [("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Length", "15")]
+        )
+        recording.finish(b"not gzip either")
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("keeping the body encoded" in w for w in warned), warned
+    assert any("not understood" in w for w in warned), warned
+    assert all(TEST_KEY not in w and "POST https://api.openai.com/v1/chat/completions?key=" in w
+                          for w in warned), warned

@@ -115,18 +115,21 @@ def _first(headers: HeaderSource, name: str) -> str | None:
 
 
 def decoded_body(
-    raw: bytes, content_encoding: str | None, whose: str = "body", warn_level: int = logging.WARNING
+    raw: bytes,
+    content_encoding: str | None,
+    whose: Callable[[], str] = lambda: "body",
+    warn_level: int = logging.WARNING,
 ) -> tuple[bytes, str | None]:
     """The body with its content-encoding undone, and the encoding still on it
     (None when decoding worked; the original value when it did not, so the
-    stored bytes stay truthful about what they are). ``whose`` names the
-    body in the warning ("POST https://...: request")."""
+    stored bytes stay truthful about what they are). ``whose()`` names the
+    body in the warning ("POST https://...: request"); called only to warn."""
     if not content_encoding:
         return raw, None
     try:
         return wire.content_encoding.decompress(raw, content_encoding), None
     except ValueError as exc:
-        log.log(warn_level, "%s: keeping the body encoded: %s", whose, exc)
+        log.log(warn_level, "%s: keeping the body encoded: %s", whose(), exc)
         return raw, content_encoding
 
 
@@ -165,7 +168,8 @@ class Recorder:
         a value of :attr:`clock`)."""
         pairs = header_pairs(headers)
         raw, still_encoded = decoded_body(
-            body or b"", _first(pairs, "content-encoding"), f"{method.upper()} {self.redactor.redact_url(url)}: request", self.warn_level
+            body or b"", _first(pairs, "content-encoding"),
+            lambda: f"{method.upper()} {self.redactor.redact_url(url)}: request", self.warn_level,
         )
         request_headers = stored_headers(pairs)
         if still_encoded:
@@ -179,7 +183,7 @@ class Recorder:
         try:
             provider = identify(request.method, url, dict(pairs))
         except Exception:  # a catalog bug must not lose the recording
-            log.exception("cannot identify the API family of %s %s", request.method, url)
+            log.exception("cannot identify the API family of %s %s", request.method, self.redactor.redact_url(url))
             provider = GENERIC
         return Recording(
             request=request,
@@ -336,7 +340,7 @@ class Recording:
             return
         if self._decode_error is None:
             self._decode_error = f"{type(exc).__name__}: {exc}"
-            self._warn("%s %s: cannot decode the stream: %s", self.request.method, self.request.url, exc)
+            self._warn("%s: cannot decode the stream: %s", self._where, exc)
 
     def _elapsed_ms(self) -> float:
         return round((self.clock() - self.started) * 1000.0, 1)
@@ -398,7 +402,7 @@ class Recording:
 
     def _whole_response(self, raw: bytes) -> Response:
         data, still_encoded = decoded_body(
-            raw, self._content_encoding, f"{self._where}: response", self.warn_level
+            raw, self._content_encoding, lambda: f"{self._where}: response", self.warn_level
         )
         headers = dict(self.response_headers)
         if still_encoded:
@@ -431,11 +435,11 @@ class Recording:
         object): one such field must not make the whole cassette unloadable."""
         problems = _schema_problems(interaction)
         if problems and interaction.summary is not None and any(".summary" in p for p in problems):
-            self._warn("%s %s: summary left out: %s", self.request.method, self.request.url, "; ".join(problems))
+            self._warn("%s: summary left out: %s", self._where, "; ".join(problems))
             interaction.summary = None
             problems = _schema_problems(interaction)
         if problems and any(".match" in p for p in problems):
-            self._warn("%s %s: matching it as generic: %s", self.request.method, self.request.url, "; ".join(problems))
+            self._warn("%s: matching it as generic: %s", self._where, "; ".join(problems))
             interaction.match = copy.deepcopy(derive_match(GENERIC.canonical(self.request)))
 
     def _match(self) -> dict[str, Any]:
@@ -445,26 +449,14 @@ class Recording:
         except Exception as exc:
             # A body the family does not understand is still worth keeping:
             # fall back to the generic key (method, url, body).
-            self._warn(
-                "%s %s: %s request not understood (%s); matching it as generic",
-                self.request.method,
-                self.request.url,
-                self.provider.family,
-                exc,
-            )
+            self._warn("%s: %s request not understood (%s); matching it as generic", self._where, self.provider.family, exc)
         return copy.deepcopy(derive_match(GENERIC.canonical(self.request)))
 
     def _summary(self, response: Response) -> dict[str, Any] | None:
         try:
             summary = self.provider.summarize(self.request, response).to_dict()
         except Exception as exc:
-            self._warn(
-                "%s %s: cannot summarize the %s response: %s",
-                self.request.method,
-                self.request.url,
-                self.provider.family,
-                exc,
-            )
+            self._warn("%s: cannot summarize the %s response: %s", self._where, self.provider.family, exc)
             return None
         return copy.deepcopy(summary) or None
 
@@ -503,13 +495,13 @@ class Recording:
         try:
             canonical = provider.canonical(stored_request)
         except Exception as exc:
-            self._warn("%s: %s upgrade not understood (%s); matching it as generic", request.url, provider.family, exc)
+            self._warn("%s: %s upgrade not understood (%s); matching it as generic", self._where, provider.family, exc)
             canonical = GENERIC.canonical(stored_request)
         interaction.match = copy.deepcopy(derive_match(canonical))
         try:
             summary = provider.summarize(stored_request, response).to_dict()
         except Exception as exc:
-            self._warn("%s: cannot summarize the %s session: %s", request.url, provider.family, exc)
+            self._warn("%s: cannot summarize the %s session: %s", self._where, provider.family, exc)
             summary = {}
         interaction.summary = copy.deepcopy(summary) or None
         self._loadable(interaction)
