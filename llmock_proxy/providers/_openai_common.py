@@ -282,14 +282,18 @@ class DerivedIds:
     seed: str
 
     @classmethod
-    def for_render(cls, request: CanonicalRequest, summary: Summary, options: RenderOptions) -> DerivedIds:
-        """Ids for ``summary`` rendered for ``request``; the options may carry
-        the request's content fingerprint and the answer's key, when the
-        caller has them."""
+    def for_render(
+        cls, request: CanonicalRequest, summary: Summary, options: RenderOptions, content_fingerprint: str | None = None
+    ) -> DerivedIds:
+        """Ids for ``summary`` rendered for ``request``; the request's content
+        fingerprint and the answer's key are taken from the arguments or the
+        options when the caller has them."""
+        if options.ids is not None:
+            return options.ids  # type: ignore[no-any-return]
         # The answer is part of the seed so two answers to one request
         # (a sequence of fixtures) do not share ids.
         answer = options.answer_key if options.answer_key is not None else canonical_json(summary.to_dict())
-        return cls((options.content_fingerprint or request.content_fingerprint) + answer)
+        return cls((content_fingerprint or options.content_fingerprint or request.content_fingerprint) + answer)
 
     @cached_property
     def _seeded(self) -> Any:

@@ -72,6 +72,19 @@ class RenderOptions:
     # The answer's part of the id seed when the caller has it spelled already
     # (a fixture's summary, spelled once for all its renders).
     answer_key: str | None = None
+    # The ids to use instead of deriving them from the seed: an answer
+    # template renders with markers in their place (see
+    # :mod:`llmock_proxy.replay.answer_templates`).
+    ids: Any = None
+
+    def with_content_fingerprint(self, fingerprint: str) -> RenderOptions:
+        """A copy with the request's content fingerprint: what
+        ``dataclasses.replace`` makes, at a fifth of its cost (a hand-written
+        answer's render pays it)."""
+        copy = object.__new__(RenderOptions)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__["content_fingerprint"] = fingerprint
+        return copy
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 from llmock_proxy.providers.base import split_url
 from llmock_proxy.providers.catalog import identify
-from llmock_proxy.replay.plan import Plan, body_bytes, response_headers
+from llmock_proxy.replay.plan import Plan
 from llmock_proxy.replay.session import DEFAULT_MISS_STATUS, MISS_HEADERS, Miss
+from llmock_proxy.replay.wire_form import body_bytes, response_headers
 
 log = logging.getLogger("llmock_proxy.replay")
 

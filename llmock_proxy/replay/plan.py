@@ -10,29 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from llmock_proxy import wire
-from llmock_proxy.cassette.model import Payload, Request, Response
-from llmock_proxy.json_spelling import compact_json
+from llmock_proxy.cassette.model import Request
 from llmock_proxy.replay.fixture import Chaos, FixtureOptions, RecordedTimings
 from llmock_proxy.replay.session import Hit, ReplaySession
+from llmock_proxy.replay.wire_form import body_bytes, response_headers, stream_headers, stream_items
 
 log = logging.getLogger("llmock_proxy.replay")
-
-
-# Framing and hop-by-hop headers: the server computes its own.
-_RECOMPUTED_HEADERS = frozenset(
-    {
-        "content-length",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
 
 
 class TimingError(ValueError):
@@ -101,41 +84,7 @@ class Plan:
     def is_websocket(self) -> bool:
         if self.websocket_request is not None:
             return True
-        return self.hit is not None and self.hit.response.wire_form == "websocket"
-
-
-def response_headers(response: Response) -> list[tuple[str, str]]:
-    """The recorded headers a replay sends (length and encoding recomputed)."""
-    return [(k, v) for k, v in response.headers.items() if k not in _RECOMPUTED_HEADERS]
-
-
-def _encoded_chunks(response: Response) -> list[tuple[float, bytes]]:
-    form = response.wire_form
-    if form == "sse":
-        items: list[Any] = response.events or []
-    elif form == "ndjson":
-        items = response.lines or []
-    elif form == "eventstream":
-        items = response.frames or []
-    else:
-        return []
-    return [(float(item.t), wire.encode(form, item)) for item in items]
-
-
-def _stream_headers(response: Response) -> list[tuple[str, str]]:
-    headers = response_headers(response)
-    if not any(k == "content-type" for k, _ in headers):
-        media = wire.MEDIA_TYPES.get(response.wire_form)
-        if media:
-            headers.append(("content-type", media))
-    return headers
-
-
-def body_bytes(payload: Payload | None) -> bytes:
-    if payload is not None and payload.kind == "json":
-        return compact_json(payload.value).encode()
-    return payload.to_bytes() if payload is not None else b""
-
+        return self.hit is not None and self.hit.wire_form == "websocket"
 
 
 class Planner:
@@ -159,50 +108,59 @@ class Planner:
         return self._plan(hit, arrival)
 
     def _plan(self, hit: Hit, arrival: float) -> Plan:
-        response = hit.response
+        # The response model itself is not read here: a templated answer
+        # (see Hit.answer) has its wire form ready and no model made.
+        status = hit.status
         options = hit.options
         factor = self.timing.factor
         if options.empty and hit.wire_cache is not None:
             cached = hit.wire_cache.get("body")
             if cached is not None:  # the hot path: a body served before
-                return Plan(response.status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
-        if response.wire_form == "websocket":
-            return Plan(response.status, [], truncate_after_chunks=options.truncate_after_chunks,
+                return Plan(status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
+        wire_form = hit.wire_form
+        if wire_form == "websocket":
+            return Plan(status, [], truncate_after_chunks=options.truncate_after_chunks,
                         disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
-        if not response.is_stream:
+        if wire_form == "body":
             answer_headers, body = self._encoded(hit, "body")
-            return Plan(response.status, list(answer_headers), body=body, delay_ms=(options.latency or 0.0) * factor,
+            return Plan(status, list(answer_headers), body=body, delay_ms=(options.latency or 0.0) * factor,
                         truncate_after_chunks=options.truncate_after_chunks,
                         disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
         answer_headers, chunks = self._encoded(hit, ("chunks", factor))
         if _jittered(options):  # the cached chunks are at their recorded offsets
             offsets = self._offsets(options, [c.at_ms for c in chunks])
             chunks = [Chunk(at * factor, c.data) for at, c in zip(offsets, chunks)]
-        return Plan(response.status, list(answer_headers), chunks=chunks,
+        return Plan(status, list(answer_headers), chunks=chunks,
                     truncate_after_chunks=options.truncate_after_chunks,
                     disconnect_after_ms=options.disconnect_after_ms, arrival=arrival, hit=hit)
 
     def _encoded(self, hit: Hit, kind: Any) -> tuple[Any, Any]:
         """(headers, body bytes) for ``"body"``, or (headers, [Chunk]) for
         ``("chunks", timing factor)``, of the hit's response, made once when
-        the hit has a wire cache (a recording, or an answer the session keeps)."""
+        the hit has a wire cache (a recording, or an answer the session keeps).
+        A stream's items may be in the cache already, at their recorded
+        offsets (``"items"``: a templated answer's)."""
         cache = hit.wire_cache
         if cache is not None:
             cached = cache.get(kind)
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
-        response = hit.response
         if kind == "body":
+            response = hit.response
             encoded: tuple[Any, Any] = (response_headers(response), body_bytes(response.body))
         else:
+            made = cache.get("items") if cache is not None else None
+            if made is None:
+                response = hit.response
+                made = (stream_headers(response), stream_items(response))
+            headers, items = made
             # At the fixture's pace (the recorded offsets unless it sets one)
             # under this timing, the same for every use; with jitter, at the
             # recorded offsets, for the plan to pace.
-            items = _encoded_chunks(response)
             offsets = [t for t, _ in items]
             if not _jittered(hit.options):
                 offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
-            encoded = (_stream_headers(response), [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
+            encoded = (headers, [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
         if cache is not None:
             cache[kind] = encoded
         return encoded

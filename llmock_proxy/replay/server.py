@@ -71,10 +71,11 @@ from llmock_proxy.replay.answers import (
 )
 from llmock_proxy.replay.control import HEALTH_PATH, control_plan, is_control
 from llmock_proxy.replay.http_server import IDLE_TIMEOUT, REQUEST_TIMEOUT, HTTPServer
-from llmock_proxy.replay.plan import Plan, Planner, Timing, body_bytes, response_headers
+from llmock_proxy.replay.plan import Plan, Planner, Timing
 from llmock_proxy.replay.schedule import DROP, END, steps
 from llmock_proxy.replay.session import Hit, Miss, ReplaySession
 from llmock_proxy.replay.sessions import Selected, SessionRegistry, SessionSettings, UnknownSession
+from llmock_proxy.replay.wire_form import body_bytes, response_headers
 from llmock_proxy.replay.ws_server import serve_websocket
 from llmock_proxy.replay.ws_session import can_answer, is_websocket_upgrade
 from llmock_proxy.wire.content_encoding import DEFAULT_MAX_DECODED_SIZE, decompress

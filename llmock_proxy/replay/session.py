@@ -29,6 +29,7 @@ from llmock_proxy.providers.base import (
     split_url,
 )
 from llmock_proxy.providers.catalog import GENERIC, identify
+from llmock_proxy.replay.answer_templates import AnswerTemplates, Templated
 from llmock_proxy.replay.fixture import (
     Fixture,
     FixtureError,
@@ -67,7 +68,9 @@ class Hit:
     provider: Provider
     view: RequestView
     fixture: Fixture
-    response: Response
+    # The response; or, for an answer filled in from a template, its wire
+    # form is in wire_cache and the response model is made when asked for.
+    answer: Response | Templated
     # Rendered from a summary (hand-written fixture, or a recording asked for
     # in another wire form) rather than served as recorded.
     synthesized: bool
@@ -79,12 +82,27 @@ class Hit:
     wire_cache: dict[Any, Any] | None = None
 
     @property
+    def response(self) -> Response:
+        answer = self.answer
+        if isinstance(answer, Templated):
+            answer = self.answer = answer.render()
+        return answer
+
+    @property
+    def status(self) -> int:
+        return self.answer.status
+
+    @property
+    def wire_form(self) -> str:
+        return self.answer.wire_form
+
+    @property
     def options(self) -> FixtureOptions:
         return self.fixture.options
 
     @property
     def is_stream(self) -> bool:
-        return self.response.is_stream
+        return self.answer.wire_form != "body"
 
 
 @dataclass(frozen=True)
@@ -171,11 +189,13 @@ class ReplaySession:
         # (seen request, fixture) -> the answer synthesized for it: rendering
         # is deterministic (ids and times derive from request and answer), so
         # a request seen before is not rendered again. Kept with _known.
-        self._rendered: dict[tuple[tuple[Any, ...], int], tuple[Response, dict[Any, Any]]] = {}
+        self._rendered: dict[tuple[tuple[Any, ...], int], tuple[Response | Templated, dict[Any, Any]]] = {}
         # Hashes of the requests seen once: a request joins _known when it
         # comes again, so a run of requests that never repeat (a test suite's
         # usual traffic) keeps nothing alive for the collector to walk.
         self._seen_once: set[int] = set()
+        # Hand-written answers rendered once and filled in per request.
+        self.templates = AnswerTemplates()
         self.hits = 0
         self.misses = 0
         self.journal: deque[JournalEntry] = deque(maxlen=JOURNAL_LIMIT)
@@ -295,6 +315,7 @@ class ReplaySession:
         self._known_bytes = 0
         self._rendered.clear()
         self._seen_once.clear()
+        self.templates.clear()
 
     # -- lookup ------------------------------------------------------------------
 
@@ -381,8 +402,9 @@ class ReplaySession:
         else:
             hit = self._answer(provider, view, request, fixture, other_form, use)
             if key is not None and hit.synthesized:
-                hit.wire_cache = {}
-                self._rendered[(key, id(fixture))] = (hit.response, hit.wire_cache)
+                if hit.wire_cache is None:  # (a templated answer's is made already)
+                    hit.wire_cache = {}
+                self._rendered[(key, id(fixture))] = (hit.answer, hit.wire_cache)
         self._note_hit(hit, request)
         return hit
 
@@ -391,7 +413,7 @@ class ReplaySession:
         self._used.add(id(fixture))
         self.journal.append(JournalEntry(
             request.method, hit.view.path, hit.view.family, hit.view.model, HIT,  # the view has the URL's path
-            hit.response.status, fixture.origin, fixture.source,
+            hit.status, fixture.origin, fixture.source,
         ))
 
     def _miss(self, provider: Provider, request: Request, view: RequestView | None,
@@ -426,17 +448,22 @@ class ReplaySession:
             raw = Response(fixture.raw.status, {"content-type": "application/json"}, Payload.json(fixture.raw.body))
             return Hit(provider, view, fixture, raw, True, use)
         summary = _fit_embeddings(fixture.summary or Summary(), view.canonical)
+        estimated = None
         if not fixture.recorded and summary.usage is None and not summary.embeddings:
-            summary = summary.with_usage(estimated_usage(view.canonical, summary))
-        response = provider.render(
-            summary,
-            view.canonical,
-            stream=view.stream,
-            options=provider.render_options(request, RenderOptions(
-                chunk_size=fixture.options.chunk_size or 0, content_fingerprint=view.content_fingerprint,
-                answer_key=fixture.answer_key,
-            )),
-        )
+            estimated = estimated_usage(view.canonical, summary)
+            summary = summary.with_usage(estimated)
+        options = provider.render_options(request, RenderOptions(
+            chunk_size=fixture.options.chunk_size or 0, answer_key=fixture.answer_key,
+        ))
+        if not summary.embeddings:  # an embedding answer has a vector per input: rendered each time
+            templated = self.templates.answer(
+                provider, id(fixture), summary, view.canonical, view.stream, options,
+                lambda: view.content_fingerprint, tuple(estimated.items()) if estimated is not None else None,
+            )
+            if templated is not None:
+                return Hit(provider, view, fixture, templated, True, use, templated.wire_cache)
+        options = options.with_content_fingerprint(view.content_fingerprint)
+        response = provider.render(summary, view.canonical, stream=view.stream, options=options)
         return Hit(provider, view, fixture, response, True, use)
 
     def _made_up_embedding(self, provider: Provider, view: RequestView, request: Request) -> Hit | None:
