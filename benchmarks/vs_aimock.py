@@ -13,7 +13,9 @@ does) sends the same request to each, at concurrency 1 and 32, for:
                        answer afresh instead of serving one it made before;
 * ``chat stream``      the same as SSE (a longer text, chunked by both servers
                        into the same 20-character deltas);
+* ``stream, new each`` the stream with a different question every time;
 * ``anthropic``        non-streaming Anthropic messages;
+* ``anthropic, new``   the same with a different question every time;
 * ``recorded``         serve answers from a recorded cassette
                        (cassettes/examples/openai-chat.yaml: a streamed tool
                        call), aimock from a fixture giving the same tool call.
@@ -86,14 +88,14 @@ class Endpoint:
     body: bytes
     headers: dict[str, str]
     check: Callable[[str, bytes], None]  # (server name, body) -> raises when the answer is wrong
-    vary: bool = False  # a new question each time: "Say hello" becomes "Say hello <n>"
+    vary: bytes | None = None  # a new question each time: b"Say hello" becomes b"Say hello <n>"
     # Which question is next, over all rounds: a question asked in an earlier
     # round would be one serve has seen.
     asked: Iterator[int] = field(default_factory=itertools.count)
 
     def request(self, n: int | None) -> bytes:
         """The request's bytes; ``n``: which new question (None: as written)."""
-        body = self.body.replace(b"Say hello", b"Say hello %d" % n) if self.vary and n is not None else self.body
+        body = self.body.replace(self.vary, self.vary + b" %d" % n) if self.vary and n is not None else self.body
         return encode_request("POST", self.path, self.headers, body)
 
 
@@ -125,15 +127,23 @@ def endpoints() -> list[Endpoint]:
             openai, _json_check("Nice to meet you.")),
         Endpoint("chat, new each", "/v1/chat/completions", json.dumps(
             {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
-            openai, _json_check("Nice to meet you."), vary=True),
+            openai, _json_check("Nice to meet you."), vary=b"Say hello"),
         Endpoint("chat stream", "/v1/chat/completions", json.dumps(
             {"model": "gpt-4o-mini", "stream": True,
              "messages": [{"role": "user", "content": "Stream a greeting"}]}).encode(),
             openai, _sse_check("chat.completion.chunk")),
+        Endpoint("stream, new each", "/v1/chat/completions", json.dumps(
+            {"model": "gpt-4o-mini", "stream": True,
+             "messages": [{"role": "user", "content": "Stream a greeting"}]}).encode(),
+            openai, _sse_check("chat.completion.chunk"), vary=b"Stream a greeting"),
         Endpoint("anthropic", "/v1/messages", json.dumps(
             {"model": "claude-sonnet-4-5", "max_tokens": 256,
              "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
             anthropic, _json_check("Nice to meet you.")),
+        Endpoint("anthropic, new", "/v1/messages", json.dumps(
+            {"model": "claude-sonnet-4-5", "max_tokens": 256,
+             "messages": [{"role": "user", "content": "Say hello"}]}).encode(),
+            anthropic, _json_check("Nice to meet you."), vary=b"Say hello"),
         Endpoint("recorded", "/v1/chat/completions", json.dumps(recorded).encode(), openai,
                  _sse_check('"name":"get_weather"', recorded_id)),
     ]
@@ -232,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for server in servers:
                 server.stop()
 
-    print(f"\n{'endpoint':<15}{'conc':>5}{'aimock req/s':>14}{'serve req/s':>13}{'ratio':>7}"
+    print(f"\n{'endpoint':<17}{'conc':>5}{'aimock req/s':>14}{'serve req/s':>13}{'ratio':>7}"
           f"{'p50 ms a/s':>14}{'CPU us/req a/s':>17}{'CPU ratio':>11}")
     ok = True
     for endpoint in chosen:
@@ -241,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours = results[(endpoint.name, "llmock-proxy serve", concurrency)]
             ratio = ours.rps / theirs.rps
             ok &= ratio >= TARGET_RATIO
-            print(f"{endpoint.name:<15}{concurrency:>5}{theirs.rps:>14.0f}{ours.rps:>13.0f}{ratio:>6.2f}x"
+            print(f"{endpoint.name:<17}{concurrency:>5}{theirs.rps:>14.0f}{ours.rps:>13.0f}{ratio:>6.2f}x"
                   f"{theirs.p50_ms:>7.2f}/{ours.p50_ms:<6.2f}{theirs.cpu_us:>9.0f}/{ours.cpu_us:<7.0f}"
                   f"{theirs.cpu_us / ours.cpu_us:>10.2f}x")
     print(f"\ntarget: serve >= {TARGET_RATIO}x aimock's requests/s on every endpoint: {'ok' if ok else 'MISSED'}")
