@@ -11,6 +11,9 @@ BIN    := $(VENV)/bin
 # Python 3.13 mitmproxy 12 with the newest SDKs (httpx2). Each lane has its own
 # environment, .venv-test-X.Y. `make test LANES=3.13` runs one.
 LANES  ?= 3.11 3.13
+# pytest-xdist workers per lane (default: one per CPU, at most 4); 0 runs
+# the tests in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 # The Python versions `make lock` writes lock files for.
 LOCK_VERSIONS ?= 3.11 3.12 3.13
 UV_VERSION    ?= 0.13.9
@@ -55,7 +58,7 @@ test:
 	    .venv-test-$$lane/bin/python -c 'import mitmproxy.version as m, openai, anthropic, google.genai as g; print(f"mitmproxy {m.VERSION}, openai {openai.__version__}, anthropic {anthropic.__version__}, google-genai {g.__version__}")'; \
 	    .venv-test-$$lane/bin/ruff check llmock_proxy tests benchmarks addons || failed="$$failed $$lane(ruff)"; \
 	    .venv-test-$$lane/bin/mypy || failed="$$failed $$lane(mypy)"; \
-	    .venv-test-$$lane/bin/python -m pytest $(PYTEST_ARGS) || failed="$$failed $$lane"; \
+	    .venv-test-$$lane/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) || failed="$$failed $$lane"; \
 	  else \
 	    failed="$$failed $$lane"; \
 	  fi; \
