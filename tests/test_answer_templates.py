@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmock_proxy.replay.answer_templates import Templated
 from llmock_proxy.replay.plan import Planner, Timing
@@ -218,3 +220,24 @@ def test_an_answer_that_echoes_the_request_is_rendered_for_each(fixture_file: Pa
         sent = json.loads(_wire(hit)[2])
         assert sent["instructions"] == f"Be brief {n}."
         assert [t["name"] for t in sent["tools"]] == [f"tool_{n}"]
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=60)  # quotes, backslashes, control and private-use characters
+_ARGUMENTS = st.dictionaries(_TEXT, st.one_of(_TEXT, st.integers(), st.booleans(), st.none()), max_size=3)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=_TEXT, arguments=_ARGUMENTS, family=st.sampled_from(["openai chat", "anthropic", "gemini"]),
+       stream=st.booleans())
+def test_any_answer_text_and_arguments_fill_in_as_rendered(
+    tmp_path: Path, content: str, arguments: dict[str, Any], family: str, stream: bool
+) -> None:
+    answer: dict[str, Any] = {"content": content, "toolCalls": [{"name": "lookup", "arguments": arguments}]}
+    path = tmp_path / "property.json"
+    path.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "weather"}, "response": answer}]}))
+    session = ReplaySession.load(fixtures=[path])
+    for n in range(3):
+        question = f"weather question {n}"
+        hit = _ask(session, family, question, stream)
+        reference = _ask(ReplaySession.load(fixtures=[path]), family, question, stream)
+        assert _wire(hit) == _wire(reference)
