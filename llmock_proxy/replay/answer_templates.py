@@ -130,6 +130,13 @@ def _split(text: Any, pattern: re.Pattern[Any], first: int) -> _Pieces | None:
     return _Pieces(tuple(literals), tuple(slots))
 
 
+def _agreed(one: Any, two: Any, pattern: re.Pattern[Any]) -> _Pieces | None:
+    """The pieces of the first render's ``one``, when the second render's
+    ``two`` is the same but for its markers (None otherwise)."""
+    pieces = _split(one, pattern, 0)
+    return pieces if pieces is not None and pieces == _split(two, pattern, _SECOND) else None
+
+
 @dataclass(frozen=True)
 class AnswerTemplate:
     """One answer in its wire form, with slots where its ids go."""
@@ -175,25 +182,24 @@ def build_template(render: Callable[[Any], tuple[Response, set[str]]]) -> Answer
         return None
     headers = []
     for (name, value_one), (_, value_two) in zip(headers_one, headers_two):
-        pieces = _split(value_one, _SLOT_TEXT, 0)
-        if pieces is None or pieces != _split(value_two, _SLOT_TEXT, _SECOND):
+        pieces = _agreed(value_one, value_two, _SLOT_TEXT)
+        if pieces is None:
             return None
         headers.append((name, pieces))
-    if streamed:
-        items_one, items_two = stream_items(one), stream_items(two)
-        if len(items_one) != len(items_two):
-            return None
-        items = []
-        for (at, data_one), (at_two, data_two) in zip(items_one, items_two):
-            pieces = _split(data_one, _SLOT_BYTES, 0)
-            if pieces is None or at != at_two or pieces != _split(data_two, _SLOT_BYTES, _SECOND):
-                return None
-            items.append((at, pieces))
-        return AnswerTemplate(one.status, form, tuple(first.calls), tuple(headers), None, tuple(items))
-    body = _split(body_bytes(one.body), _SLOT_BYTES, 0)
-    if body is None or body != _split(body_bytes(two.body), _SLOT_BYTES, _SECOND):
+    calls = tuple(first.calls)
+    if not streamed:
+        body = _agreed(body_bytes(one.body), body_bytes(two.body), _SLOT_BYTES)
+        return AnswerTemplate(one.status, form, calls, tuple(headers), body, None) if body is not None else None
+    items_one, items_two = stream_items(one), stream_items(two)
+    if [at for at, _ in items_one] != [at for at, _ in items_two]:
         return None
-    return AnswerTemplate(one.status, form, tuple(first.calls), tuple(headers), body, None)
+    items = []
+    for (at, data_one), (_, data_two) in zip(items_one, items_two):
+        pieces = _agreed(data_one, data_two, _SLOT_BYTES)
+        if pieces is None:
+            return None
+        items.append((at, pieces))
+    return AnswerTemplate(one.status, form, calls, tuple(headers), None, tuple(items))
 
 
 @dataclass
@@ -263,6 +269,7 @@ class AnswerTemplates:
             if len(self._templates) >= self.limit:
                 self._templates.clear()
             self._templates[key] = template
+
         def render_full() -> Response:
             full = options.with_content_fingerprint(content_fingerprint())
             return provider.render(summary, canonical, stream=stream, options=full)
