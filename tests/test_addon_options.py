@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ CASES = [
 ]
 
 
-def run_mitmdump(tmp_path: Path, scripts: list[str], options: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_mitmdump(tmp_path: Path, scripts: list[str], options: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """mitmdump as a user starts it, left to end by itself."""
     command = MitmdumpProcess(
         confdir=tmp_path / "mitmproxy", scripts=[ADDONS / s for s in scripts], options=options, use_router=False
@@ -83,3 +84,32 @@ def test_an_option_of_an_addon_not_loaded_is_unknown_with_the_known_ones_listed(
     (line,) = [line for line in output.splitlines() if "llmock_drift_report" in line]
     assert "llmock: unknown option llmock_drift_report; the loaded llmock addons' options: " in line
     assert "llmock_cassette_dir" in line and "llmock_request_timeout" in line
+
+
+SEVERAL = [
+    # (script, {option: bad value}, what each option's line says)
+    ("replay.py", {"llmock_timing": "fast", "llmock_mode": "autoo", "llmock_miss_status": "99"},
+     {"llmock_timing": "recorded, instant or scale:X", "llmock_mode": "'autoo' is not one of",
+      "llmock_miss_status": "99"}),
+    ("record.py", {"llmock_idle_timeout": "-5", "llmock_request_timeout": "-1"},
+     {"llmock_idle_timeout": "-5 is negative", "llmock_request_timeout": "-1 is negative"}),
+    ("drift.py", {"llmock_drift_report": ["watch.html", "watch.pdf"]},
+     {"watch.html": "llmock_drift_report", "watch.pdf": "llmock_drift_report"}),
+]
+
+
+@pytest.mark.parametrize(("script", "options", "says"), SEVERAL, ids=[c[0] for c in SEVERAL])
+def test_several_bad_values_at_once_are_each_reported(
+    tmp_path: Path, script: str, options: dict[str, str | list[str]], says: dict[str, str]
+) -> None:
+    """Fixing one bad value only to be told of the next wastes a start each: all are said at once."""
+    given = dict(options)
+    if script == "drift.py":
+        given["llmock_drift_cassettes"] = str(tmp_path)
+    done = run_mitmdump(tmp_path, [script], given)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output, output
+    for key, text in says.items():
+        lines = [line for line in output.splitlines() if key in line and "llmock: " in line]
+        assert len(lines) == 1, output
+        assert text in lines[0], output

@@ -146,9 +146,11 @@ class Deadlines:
     @refusing
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
-        for name in ("llmock_request_timeout", "llmock_idle_timeout"):
-            if name in updated and getattr(opts, name) < 0:
-                raise exceptions.OptionsError(f"{name}: {getattr(opts, name)} is negative (0 turns it off)")
+        negative = [f"{name}: {getattr(opts, name)} is negative (0 turns it off)"
+                    for name in ("llmock_request_timeout", "llmock_idle_timeout")
+                    if name in updated and getattr(opts, name) < 0]
+        if negative:
+            raise exceptions.OptionsError("\n".join(negative))
         if {"llmock_request_timeout", "llmock_idle_timeout"} & updated:
             self.request_timeout = float(opts.llmock_request_timeout)
             self.idle_timeout = float(opts.llmock_idle_timeout)

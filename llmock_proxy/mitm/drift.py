@@ -127,11 +127,14 @@ class Drift(TranscriptHooks):
             return
         opts = ctx.options
         reports = tuple(opts.llmock_drift_report)
+        problems = []
         for path in reports:
             try:
                 format_for(path)
             except ValueError as exc:
-                raise exceptions.OptionsError(f"llmock_drift_report: {exc}") from None
+                problems.append(f"llmock_drift_report: {exc}")
+        if problems:  # every bad report path, a line each
+            raise exceptions.OptionsError("\n".join(problems))
         self._reports = reports
         sources = list(opts.llmock_drift_cassettes)
         if not sources:

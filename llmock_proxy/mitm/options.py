@@ -21,7 +21,8 @@ sub-addon, and its ``configure`` is wrapped in :func:`refusing`:
   soon as the addon has declared them, so one that does not convert is
   reported instead of breaking the script's load;
 * an ``OptionsError`` from ``configure`` while mitmproxy starts up becomes
-  one ERROR log line, ``llmock: <option>: <what is wrong, what is valid>``:
+  one ERROR log line per bad option (an addon checks them all before it
+  raises), ``llmock: <option>: <what is wrong, what is valid>``:
   mitmproxy's start-up error check then stops mitmdump (exit status 1)
   without a traceback. Once running (an option changed in mitmproxy's
   console or web UI), the error is raised as usual: mitmproxy keeps the
@@ -96,7 +97,8 @@ def refusing(configure: _Configure) -> _Configure:
         except exceptions.OptionsError as exc:
             if not starting_up():
                 raise
-            report(str(exc))
+            for line in str(exc).splitlines():  # an addon reports every bad option, a line each
+                report(line)
 
     return checked  # type: ignore[return-value]
 

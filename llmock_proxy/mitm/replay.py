@@ -174,31 +174,42 @@ class Replay:
             opts.update(connection_strategy="lazy")
         bind_loopback_by_default(updated)
         quiet_dumper_by_default(updated)
+        # Every bad value is reported, not only the first (refusing logs a line each).
+        problems: list[str] = []
         if "llmock_timing" in updated:
             try:
                 self.engine.set_timing(Timing.parse(opts.llmock_timing))
             except TimingError as exc:
-                raise exceptions.OptionsError(f"llmock_timing: {exc}") from None
+                problems.append(f"llmock_timing: {exc}")
         if "llmock_mode" in updated:
-            if opts.llmock_mode not in MODES:  # mitmproxy does not enforce choices
-                raise bad_choice("llmock_mode", opts.llmock_mode, MODES)
-            self.mode = opts.llmock_mode
-            self.engine.mode = self.mode
+            if opts.llmock_mode in MODES:  # mitmproxy does not enforce choices
+                self.mode = opts.llmock_mode
+                self.engine.mode = self.mode
+            else:
+                problems.append(str(bad_choice("llmock_mode", opts.llmock_mode, MODES)))
         if "llmock_miss_status" in updated:
             try:
                 self.session.miss_status = check_miss_status(opts.llmock_miss_status)
             except ValueError as exc:
-                raise exceptions.OptionsError(f"llmock_miss_status: {exc}") from None
+                problems.append(f"llmock_miss_status: {exc}")
         if "llmock_embedding_fallback" in updated:
             self.session.embedding_fallback = opts.llmock_embedding_fallback
         if self.mode == "auto":
             # The record addon builds its writer on first configure.
-            self._record.configure(updated if self._record_ready else set(opts.keys()))
+            try:
+                self._record.configure(updated if self._record_ready else set(opts.keys()))
+            except exceptions.OptionsError as exc:
+                problems.append(str(exc))
             self._record_ready = True
         if {"llmock_cassette_dir", "llmock_cassettes", "llmock_fixtures", "llmock_lenient_fixtures"} & updated:
-            self._load_session(
-                opts.llmock_cassette_dir, opts.llmock_cassettes, opts.llmock_fixtures, opts.llmock_lenient_fixtures
-            )
+            try:
+                self._load_session(
+                    opts.llmock_cassette_dir, opts.llmock_cassettes, opts.llmock_fixtures, opts.llmock_lenient_fixtures
+                )
+            except exceptions.OptionsError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise exceptions.OptionsError("\n".join(problems))
 
     def _load_session(
         self, cassette_dir: str, cassettes: Sequence[str], fixtures: Sequence[str], lenient_fixtures: bool = False
