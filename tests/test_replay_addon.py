@@ -483,3 +483,28 @@ async def test_a_request_that_arrives_before_the_engine_runs_waits_for_it() -> N
         assert flow.response is None  # a stream: sent to the engine to be played out
         assert (flow.request.host, flow.request.port) == ("127.0.0.1", addon.engine.port)
         await addon.done()
+
+
+def test_the_log_line_counts_a_templated_answers_events_as_a_rendered_one(
+    tmp_path: Path, stopping: list[InProcessProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """From its second new question on, a fixture's answer is filled in from a
+    template: its line still says how many events went out."""
+    fixtures = tmp_path / "f.json"
+    fixtures.write_text(json.dumps({"fixtures": [{"match": {"userMessage": "count"},
+                                                  "response": {"content": "1 2 3 4 5 6 7"}, "chunkSize": 2}]}))
+    proxy, _, _ = start_replay(tmp_path, {"llmock_fixtures": [str(fixtures)]}, mode="reverse:https://api.openai.com")
+    stopping.append(proxy)
+    caplog.set_level("INFO", logger="llmock_proxy")
+    sent = []
+    with sdk.raw_client(proxy) as client:
+        for n in range(3):
+            body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": f"count {n}"}]}
+            with client.stream("POST", f"{proxy.url}/v1/chat/completions", json=body,
+                               headers={"authorization": f"Bearer {sdk.TEST_OPENAI_KEY}"}) as response:
+                assert response.status_code == 200
+                decoder = SSEDecoder()
+                sent.append(sum(len(decoder.feed(chunk)) for chunk in response.iter_raw()))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llmock: replayed")]
+    assert len(lines) == 3 and len(set(sent)) == 1, (lines, sent)
+    assert all(f" 200 {sent[0]} events <- " in line for line in lines), (lines, sent)

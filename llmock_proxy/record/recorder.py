@@ -537,8 +537,15 @@ def response_shape(response: Response) -> str:
         "eventstream": len(response.frames or ()),
         "websocket": len(response.websocket.messages) if response.websocket else 0,
     }.get(form)
-    unit = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}
-    return f"{count} {unit[form]}" if count is not None else "body"
+    return stream_shape(form, count)
+
+
+_UNITS = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}
+
+
+def stream_shape(form: str, count: int | None) -> str:
+    """:func:`response_shape` from a wire form and its number of items (None: a body)."""
+    return f"{count} {_UNITS[form]}" if count is not None and form in _UNITS else "body"
 
 
 # Handshake headers that are a per-connection nonce or the server's framing,
