@@ -244,18 +244,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\n{'endpoint':<17}{'conc':>5}{'aimock req/s':>14}{'serve req/s':>13}{'ratio':>7}"
           f"{'p50 ms a/s':>14}{'CPU us/req a/s':>17}{'CPU ratio':>11}")
-    ok = True
+    missed = []
     for endpoint in chosen:
         for concurrency in (1, 32):
             theirs = results[(endpoint.name, "aimock", concurrency)]
             ours = results[(endpoint.name, "llmock-proxy serve", concurrency)]
             ratio = ours.rps / theirs.rps
-            ok &= ratio >= TARGET_RATIO
+            if ratio < TARGET_RATIO:
+                missed.append(f"{endpoint.name} c={concurrency} {ratio:.2f}x")
             print(f"{endpoint.name:<17}{concurrency:>5}{theirs.rps:>14.0f}{ours.rps:>13.0f}{ratio:>6.2f}x"
                   f"{theirs.p50_ms:>7.2f}/{ours.p50_ms:<6.2f}{theirs.cpu_us:>9.0f}/{ours.cpu_us:<7.0f}"
                   f"{theirs.cpu_us / ours.cpu_us:>10.2f}x")
-    print(f"\ntarget: serve >= {TARGET_RATIO}x aimock's requests/s on every endpoint: {'ok' if ok else 'MISSED'}")
-    return 0 if ok else 1
+    rows = 2 * len(chosen)
+    print(f"\ntarget: serve >= {TARGET_RATIO}x aimock's requests/s: met on {rows - len(missed)} of {rows} rows"
+          + (f"; missed: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
