@@ -54,6 +54,7 @@ class FakeServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._runner: web.AppRunner | None = None
+        self._servers: list[asyncio.Server] = []
 
     # -- what tests use -----------------------------------------------------------------
 
@@ -156,8 +157,17 @@ class FakeServer:
         try:
             loop.run_forever()
         finally:
+            for server in self._servers:
+                server.close()
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
+            for server in self._servers:
+                # A TLS connection's close waits for the peer's close_notify;
+                # one still waiting would be collected unclosed after the loop
+                # is gone (Python 3.13 then prints an ignored TypeError).
+                abort = getattr(server, "abort_clients", None)  # Python 3.13+
+                if abort is not None:
+                    abort()
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
@@ -170,7 +180,9 @@ class FakeServer:
         runner = web.AppRunner(self.provider.app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         self._runner = runner
-        assert self._plain_sock is not None
-        await web.SockSite(runner, self._plain_sock).start()
+        assert self._plain_sock is not None and runner.server is not None
+        # Servers of our own rather than aiohttp sites: stopping must reach their connections.
+        loop = asyncio.get_running_loop()
+        self._servers.append(await loop.create_server(runner.server, sock=self._plain_sock))
         if self._tls_sock is not None:
-            await web.SockSite(runner, self._tls_sock, ssl_context=ssl_context).start()
+            self._servers.append(await loop.create_server(runner.server, sock=self._tls_sock, ssl=ssl_context))
