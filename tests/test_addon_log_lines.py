@@ -86,3 +86,24 @@ def test_more_detail_asked_for_brings_the_flow_dump_back(mitmdump, fake_openai, 
     wait_for_lines(process, 1)
     assert process.terminate() == 0
     assert mentions_of_the_url(process.output), process.output  # mitmproxy's dump of the flow, as asked
+
+
+def test_stopping_with_a_client_connection_still_open_prints_no_traceback(
+    mitmdump, fake_openai, tmp_path, sdk_clients
+) -> None:
+    """An SDK client keeps its connection after the answer; stopping mitmdump
+    then is a clean stop (Python 3.11 reported each such connection with a
+    CancelledError traceback)."""
+    recorder = start_recorder(mitmdump, tmp_path, [fake_openai])
+    raw = sdk_clients.raw(recorder)
+    exchange(raw, "a body", stream=False)
+    wait_for_lines(recorder, 1)
+    assert recorder.terminate() == 0
+    assert "Traceback" not in recorder.output, recorder.output
+
+    replay = mitmdump(scripts=[ADDONS / "replay.py"], options={"llmock_cassette_dir": str(tmp_path)})
+    raw = sdk_clients.raw(replay)
+    exchange(raw, "a body", stream=False)
+    assert replay.terminate() == 0
+    assert REPLAYED_LINE.search(replay.output), replay.output
+    assert "Traceback" not in replay.output, replay.output

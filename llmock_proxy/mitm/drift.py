@@ -43,6 +43,7 @@ from llmock_proxy.drift.watch import Watcher
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.mitm.listen import bind_loopback_by_default
 from llmock_proxy.mitm.options import OptionCheck, refusing
+from llmock_proxy.mitm.shutdown import CancelledConnectionsAtExit
 from llmock_proxy.mitm.transcripts import TranscriptHooks
 from llmock_proxy.record.recorder import (
     Recorder,
@@ -89,7 +90,7 @@ class Drift(TranscriptHooks):
         self._reports: tuple[str, ...] = ()
         self._warned_replaced = False
         # Sub-addon: typos and bad values of --set llmock_* stop mitmdump with one line.
-        self.addons = [OptionCheck()]
+        self.addons = [OptionCheck(), CancelledConnectionsAtExit()]
 
     @property
     def report(self) -> DriftReport | None:

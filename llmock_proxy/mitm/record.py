@@ -62,6 +62,7 @@ from llmock_proxy.mitm.deadlines import Deadlines
 from llmock_proxy.mitm.flowlog import mark_logged, quiet_dumper_by_default
 from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopback
 from llmock_proxy.mitm.options import OptionCheck, refusing
+from llmock_proxy.mitm.shutdown import CancelledConnectionsAtExit
 from llmock_proxy.record.capture import Capture, LocalCapture, StreamedCapture, WebSocketEnded
 from llmock_proxy.record.recorder import Recorder, describe
 from llmock_proxy.record.worker import RecordingWorker
@@ -117,7 +118,7 @@ class Record:
         self._target: Path | None = None
         # Sub-addons mitmproxy runs with this one: slow and idle clients are cut,
         # and a typo or a bad value of --set llmock_* stops mitmdump with one line.
-        self.addons = [Deadlines(), OptionCheck()]
+        self.addons = [Deadlines(), OptionCheck(), CancelledConnectionsAtExit()]
 
     # -- options ---------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from llmock_proxy.mitm.listen import bind_loopback_by_default, rebind_to_loopbac
 from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.options import OptionCheck, bad_choice, refusing
 from llmock_proxy.mitm.record import Record
+from llmock_proxy.mitm.shutdown import CancelledConnectionsAtExit
 from llmock_proxy.record.recorder import response_shape, stream_shape
 from llmock_proxy.replay.answer_templates import Templated
 from llmock_proxy.replay.answers import (
@@ -102,7 +103,7 @@ class Replay:
         self._proxy_sessions: dict[str, str] = {}
         # Sub-addons mitmproxy runs with this one: slow and idle clients are cut,
         # and a typo or a bad value of --set llmock_* stops mitmdump with one line.
-        self.addons = [Deadlines(), OptionCheck()]
+        self.addons = [Deadlines(), OptionCheck(), CancelledConnectionsAtExit()]
 
     # -- options ---------------------------------------------------------------
 
