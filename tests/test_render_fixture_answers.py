@@ -22,7 +22,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from llmock_proxy.canonical import CanonicalRequest, Summary, ToolCall
 from llmock_proxy.providers.anthropic_messages import AnthropicMessages
-from llmock_proxy.providers.base import answer_parts
+from llmock_proxy.providers.base import RenderOptions, answer_parts
 from llmock_proxy.providers.bedrock.converse import BedrockConverse
 from llmock_proxy.providers.bedrock.invoke import BedrockInvoke
 from llmock_proxy.providers.cohere import CohereChat
@@ -595,3 +595,14 @@ def test_answer_parts_keeps_every_call() -> None:
     assert answer_parts(summary) == ["a", 1, "b", 0]
     assert answer_parts(Summary(text="hi", tool_calls=[PARIS])) == ["hi", 0]
     assert answer_parts(Summary()) == []
+
+
+def test_render_options_replaced_is_dataclasses_replace_and_refuses_an_unknown_field() -> None:
+    import dataclasses
+
+    options = RenderOptions(chunk_size=7, answer_key="k")
+    changed = options.replaced(include_usage=False, encoding_format="base64")
+    assert changed == dataclasses.replace(options, include_usage=False, encoding_format="base64")
+    assert options.include_usage is True  # the original is untouched
+    with pytest.raises(TypeError, match="include_usages"):
+        options.replaced(include_usages=False)

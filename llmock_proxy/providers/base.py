@@ -77,14 +77,20 @@ class RenderOptions:
     # :mod:`llmock_proxy.replay.answer_templates`).
     ids: Any = None
 
-    def with_content_fingerprint(self, fingerprint: str) -> RenderOptions:
-        """A copy with the request's content fingerprint: what
-        ``dataclasses.replace`` makes, at a fifth of its cost (a hand-written
-        answer's render pays it)."""
+    def replaced(self, **changes: Any) -> RenderOptions:
+        """A copy with ``changes``: what ``dataclasses.replace`` makes, at a
+        fifth of its cost (every hand-written answer pays for one or two)."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"RenderOptions has no {', '.join(sorted(unknown))}")
         copy = object.__new__(RenderOptions)
         copy.__dict__.update(self.__dict__)
-        copy.__dict__["content_fingerprint"] = fingerprint
+        copy.__dict__.update(changes)
         return copy
+
+    def with_content_fingerprint(self, fingerprint: str) -> RenderOptions:
+        """A copy with the request's content fingerprint."""
+        return self.replaced(content_fingerprint=fingerprint)
 
 
 @dataclass(frozen=True)

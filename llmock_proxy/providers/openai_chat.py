@@ -19,7 +19,7 @@ empty ``choices`` when usage is known and the client asked for it, and ``data: [
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmock_proxy.canonical import (
@@ -70,7 +70,7 @@ class OpenAIChat(common.OpenAIProvider):
         include = isinstance(asked, dict) and asked.get("include_usage") is True
         if options.include_usage == include or not body.get("stream"):  # only a stream reads it
             return options
-        return replace(options, include_usage=include)
+        return options.replaced(include_usage=include)
 
     # -- canonical request -----------------------------------------------------
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import struct
-from dataclasses import replace
 from typing import Any
 
 from llmock_proxy.canonical import CanonicalRequest, Summary
@@ -72,7 +71,7 @@ class OpenAIEmbeddings(common.OpenAIProvider):
         the canonical request; the replay engine asks here before rendering.
         """
         requested = request_json(request).get("encoding_format")
-        return replace(options, encoding_format="base64" if requested == "base64" else "float")
+        return options.replaced(encoding_format="base64" if requested == "base64" else "float")
 
     def embedding_dimensions(self, request: CanonicalRequest) -> int | None:
         return asked_dimensions(request.extra.get("dimensions"), DEFAULT_DIMENSIONS)

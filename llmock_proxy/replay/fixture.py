@@ -27,6 +27,7 @@ from llmock_proxy.canonical import Summary, canonical_json
 from llmock_proxy.cassette.model import Interaction
 from llmock_proxy.errors import CassetteError
 from llmock_proxy.match.key import derive_match
+from llmock_proxy.providers.base import RenderOptions
 from llmock_proxy.providers.catalog import identify
 from llmock_proxy.replay.journal import Origin
 
@@ -160,6 +161,12 @@ class Fixture:
         """The answer spelled once: its part of the seed of the ids a render
         derives (with the request's content fingerprint)."""
         return canonical_json(self.summary.to_dict()) if self.summary is not None else "{}"
+
+    @cached_property
+    def render_options(self) -> RenderOptions:
+        """The render options this fixture's answers start from (the request
+        adds its own: a stream's usage chunk, an embedding encoding)."""
+        return RenderOptions(chunk_size=self.options.chunk_size or 0, answer_key=self.answer_key)
 
     @property
     def recorded_stream(self) -> bool:

@@ -24,7 +24,6 @@ from llmock_proxy.match.matcher import Candidate, Matcher, NearMiss, RequestView
 from llmock_proxy.providers.base import (
     MAX_EMBEDDING_DIMENSIONS,
     Provider,
-    RenderOptions,
     deterministic_embedding,
     split_url,
 )
@@ -452,9 +451,7 @@ class ReplaySession:
         if not fixture.recorded and summary.usage is None and not summary.embeddings:
             estimated = estimated_usage(view.canonical, summary)
             summary = summary.with_usage(estimated)
-        options = provider.render_options(request, RenderOptions(
-            chunk_size=fixture.options.chunk_size or 0, answer_key=fixture.answer_key,
-        ))
+        options = provider.render_options(request, fixture.render_options)
         if not summary.embeddings:  # an embedding answer has a vector per input: rendered each time
             templated = self.templates.answer(
                 provider, id(fixture), summary, view.canonical, view.stream, options,
@@ -544,13 +541,15 @@ def estimated_usage(canonical: CanonicalRequest, summary: Summary) -> dict[str, 
     """Token counts for a hand-written answer that states none: about four
     characters a token, at least one, as aimock estimates them, so a suite
     checking that usage is reported sees what the real APIs always send."""
-    prompt = "\n".join([canonical.system or "", *(m.text for m in canonical.messages)])
-    completion = summary.text + "".join(canonical_json(c.arguments) for c in summary.tool_calls)
+    messages = canonical.messages
+    # The length of the system prompt and the messages' texts joined by newlines, without joining them.
+    prompt = len(canonical.system or "") + len(messages) + sum([len(m.text) for m in messages])
+    completion = len(summary.text) + sum([len(canonical_json(c.arguments)) for c in summary.tool_calls])
     return {"prompt_tokens": _estimated_tokens(prompt), "completion_tokens": _estimated_tokens(completion)}
 
 
-def _estimated_tokens(text: str) -> int:
-    return max(1, -(-len(text) // 4))
+def _estimated_tokens(characters: int) -> int:
+    return max(1, -(-characters // 4))
 
 
 def _fit_embeddings(summary: Summary, canonical: CanonicalRequest) -> Summary:
