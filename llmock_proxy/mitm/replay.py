@@ -581,6 +581,5 @@ def _answer_shape(hit: Hit) -> str:
     not rendered in full for it (its wire form has the stream's items)."""
     answer = hit.answer
     if isinstance(answer, Templated):
-        items = answer.wire_cache.get("items")
-        return stream_shape(answer.wire_form, len(items[1]) if items is not None else None)
+        return stream_shape(answer.wire_form, answer.item_count)
     return response_shape(answer)

@@ -137,6 +137,22 @@ def _agreed(one: Any, two: Any, pattern: re.Pattern[Any]) -> _Pieces | None:
     return pieces if pieces is not None and pieces == _split(two, pattern, _SECOND) else None
 
 
+def _agreed_all(one: list[tuple[Any, Any]], two: list[tuple[Any, Any]],
+                pattern: re.Pattern[Any]) -> tuple[tuple[Any, _Pieces], ...] | None:
+    """``(key, pieces)`` for each ``(key, text)`` of the first render (header
+    names, stream item offsets), when the second render has the same keys and
+    every text agrees but for its markers (None otherwise)."""
+    if [key for key, _ in one] != [key for key, _ in two]:
+        return None
+    agreed = []
+    for (key, text_one), (_, text_two) in zip(one, two):
+        pieces = _agreed(text_one, text_two, pattern)
+        if pieces is None:
+            return None
+        agreed.append((key, pieces))
+    return tuple(agreed)
+
+
 @dataclass(frozen=True)
 class AnswerTemplate:
     """One answer in its wire form, with slots where its ids go."""
@@ -176,30 +192,16 @@ def build_template(render: Callable[[Any], tuple[Response, set[str]]]) -> Answer
     if form == "websocket" or two.wire_form != form:
         return None
     streamed = form != "body"
-    headers_one = stream_headers(one) if streamed else response_headers(one)
-    headers_two = stream_headers(two) if streamed else response_headers(two)
-    if [n for n, _ in headers_one] != [n for n, _ in headers_two]:
+    spell_headers = stream_headers if streamed else response_headers
+    headers = _agreed_all(spell_headers(one), spell_headers(two), _SLOT_TEXT)
+    if headers is None:
         return None
-    headers = []
-    for (name, value_one), (_, value_two) in zip(headers_one, headers_two):
-        pieces = _agreed(value_one, value_two, _SLOT_TEXT)
-        if pieces is None:
-            return None
-        headers.append((name, pieces))
     calls = tuple(first.calls)
     if not streamed:
         body = _agreed(body_bytes(one.body), body_bytes(two.body), _SLOT_BYTES)
-        return AnswerTemplate(one.status, form, calls, tuple(headers), body, None) if body is not None else None
-    items_one, items_two = stream_items(one), stream_items(two)
-    if [at for at, _ in items_one] != [at for at, _ in items_two]:
-        return None
-    items = []
-    for (at, data_one), (_, data_two) in zip(items_one, items_two):
-        pieces = _agreed(data_one, data_two, _SLOT_BYTES)
-        if pieces is None:
-            return None
-        items.append((at, pieces))
-    return AnswerTemplate(one.status, form, calls, tuple(headers), None, tuple(items))
+        return AnswerTemplate(one.status, form, calls, headers, body, None) if body is not None else None
+    items = _agreed_all(stream_items(one), stream_items(two), _SLOT_BYTES)
+    return AnswerTemplate(one.status, form, calls, headers, None, items) if items is not None else None
 
 
 @dataclass
@@ -211,6 +213,12 @@ class Templated:
     wire_form: str
     wire_cache: dict[Any, Any]
     render: Callable[[], Response]
+
+    @property
+    def item_count(self) -> int | None:
+        """How many items a stream answer has (None: a body), without rendering it."""
+        items = self.wire_cache.get("items")
+        return len(items[1]) if items is not None else None
 
 
 class AnswerTemplates:

@@ -99,10 +99,6 @@ class Hit:
     def options(self) -> FixtureOptions:
         return self.fixture.options
 
-    @property
-    def is_stream(self) -> bool:
-        return self.answer.wire_form != "body"
-
 
 @dataclass(frozen=True)
 class Miss:
