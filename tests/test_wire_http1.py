@@ -76,6 +76,33 @@ def test_pipelined_requests_come_out_in_order() -> None:
     ]
 
 
+def test_a_head_sent_again_reads_the_same_and_each_request_has_its_own_headers() -> None:
+    # The parser reads a head it has just read from what it kept: what it
+    # keeps must not leak from one request into the next.
+    parser = RequestParser()
+    parser.feed(post() + post())
+    first, second = events(parser)
+    assert isinstance(first, HTTPRequest) and isinstance(second, HTTPRequest)
+    assert (second.method, second.target, second.headers, second.body, second.keep_alive) == (
+        first.method, first.target, first.headers, first.body, first.keep_alive)
+    first.headers["authorization"] = second.headers["authorization"] = "changed by a caller"
+    parser.feed(post())
+    [third] = events(parser)
+    assert isinstance(third, HTTPRequest) and third.headers["authorization"] == "Bearer sk-test-parser"
+    # The same head but for one header, and one that closes: each read as sent.
+    parser.feed(post(extra="Connection: close\r\n"))
+    [fourth] = events(parser)
+    assert isinstance(fourth, HTTPRequest) and not fourth.keep_alive and fourth.headers["connection"] == "close"
+
+
+def test_a_bad_head_sent_after_a_good_one_is_still_refused() -> None:
+    parser = RequestParser()
+    parser.feed(post() + post().replace(b"Content-Type:", b"Content Type:"))
+    good, refused = events(parser)
+    assert isinstance(good, HTTPRequest)
+    assert isinstance(refused, Refusal) and refused.status == 400
+
+
 @given(st.lists(st.integers(min_value=1, max_value=40), max_size=30))
 def test_any_split_of_pipelined_requests_reads_the_same(cuts: list[int]) -> None:
     data = post() + post(b"{}", extra="Connection: close\r\n")

@@ -97,6 +97,9 @@ class RequestParser:
         self._waiting: tuple[HTTPRequest, int, int] | None = None
         self._pieces: list[bytes] = []
         self._piece_bytes = 0
+        # The last head read, as sent and as read: SDKs send the same head
+        # again and again (only a body's length changes it).
+        self._last_head: tuple[bytes, str, str, str, dict[str, str], bool] | None = None
         self.done = False
 
     def feed(self, data: bytes) -> None:
@@ -151,7 +154,40 @@ class RequestParser:
             return self._incomplete_head(buffer, pos, searched_from)
         if end - pos > self.max_head:
             return self._refuse(431, f"the request head is longer than {self.max_head} bytes")
-        head = buffer[pos:end].decode("latin-1")
+        raw = buffer[pos:end]
+        last = self._last_head
+        if last is not None and raw == last[0]:  # a client sending the same head again: read once
+            _, method, target, version, known, keep_alive = last
+            headers = known.copy()
+        else:
+            head = self._read_head(raw, pos)
+            if type(head) is not tuple:
+                return head
+            method, target, version, headers, keep_alive = head
+            self._last_head = (raw, method, target, version, headers.copy(), keep_alive)
+        request = HTTPRequest(method, target, version, headers, b"", keep_alive)
+        body_start = end + 4
+        length_text = headers.get("content-length")
+        if length_text is None or length_text == "0":
+            self._start, self._pos = pos, body_start
+            return request
+        if not (length_text.isascii() and length_text.isdigit()):
+            return self._refuse(400, f"Content-Length {length_text[:40]!r} is not a length")
+        length = int(length_text)
+        if length > self.max_body:
+            return self._refuse(413, f"the request body ({length} bytes) is larger than {self.max_body} bytes")
+        if len(buffer) - body_start < length:
+            self._waiting = (request, body_start, length)
+            self._start = pos
+            return None
+        request.body = buffer[body_start : body_start + length]
+        self._start, self._pos = pos, body_start + length
+        return request
+
+    def _read_head(self, raw: bytes, pos: int) -> tuple[str, str, str, dict[str, str], bool] | Handover | Refusal:
+        """A request head (without its blank line) read: (method, target,
+        version, headers, keep-alive), or why it cannot be served here."""
+        head = raw.decode("latin-1")
         newlines = head.count("\n")
         if newlines != head.count("\r") or newlines != head.count("\r\n"):
             return self._hand_over(pos, "a line of the head ends in a bare CR or LF")
@@ -204,24 +240,7 @@ class RequestParser:
             return self._hand_over(pos, "a request body in transfer-coding")
         if "expect" in headers:
             return self._hand_over(pos, "Expect: " + headers["expect"])
-        request = HTTPRequest(method, target, version, headers, b"", keep_alive)
-        body_start = end + 4
-        length_text = headers.get("content-length")
-        if length_text is None or length_text == "0":
-            self._start, self._pos = pos, body_start
-            return request
-        if not (length_text.isascii() and length_text.isdigit()):
-            return self._refuse(400, f"Content-Length {length_text[:40]!r} is not a length")
-        length = int(length_text)
-        if length > self.max_body:
-            return self._refuse(413, f"the request body ({length} bytes) is larger than {self.max_body} bytes")
-        if len(buffer) - body_start < length:
-            self._waiting = (request, body_start, length)
-            self._start = pos
-            return None
-        request.body = buffer[body_start : body_start + length]
-        self._start, self._pos = pos, body_start + length
-        return request
+        return method, target, version, headers, keep_alive
 
     def _incomplete_head(self, buffer: bytes, pos: int, searched_from: int) -> Handover | Refusal | None:
         """No blank line yet: wait, unless the head can no longer be one."""
