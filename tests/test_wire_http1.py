@@ -14,6 +14,7 @@ from llmock_proxy.wire.http1 import (
     HTTPRequest,
     Refusal,
     RequestParser,
+    ResponseHeads,
     chunk,
     response_head,
 )
@@ -295,3 +296,21 @@ def test_a_recorded_date_is_kept_and_not_doubled() -> None:
 def test_a_header_with_a_line_break_cannot_make_a_head() -> None:
     with pytest.raises(ValueError, match="x-evil"):
         response_head(200, [("x-evil", "a\r\nSet-Cookie: b")], "", date="d")
+
+
+def test_a_server_remembering_heads_makes_each_as_response_head_does() -> None:
+    heads = ResponseHeads(limit=2)
+    answers = [
+        (200, [("content-type", "application/json"), ("x-request-id", "req_1")], "Content-Length: 11\r\n", "d1", "1.1"),
+        (200, [("content-type", "application/json"), ("x-request-id", "req_1")], "Content-Length: 7\r\n", "d2", "1.1"),
+        (200, [("content-type", "application/json"), ("x-request-id", "req_2")], "Content-Length: 7\r\n", "d2", "1.1"),
+        (200, [("content-type", "application/json"), ("x-request-id", "req_1")], "Connection: close\r\n", "d3", "1.0"),
+        (429, [("content-type", "application/json"), ("x-request-id", "req_1")], "", "d3", "1.1"),
+        (200, [("date", "Mon, 01 Jan 2024 00:00:00 GMT")], "Content-Length: 0\r\n", "d4", "1.1"),
+        (200, [("content-type", "application/json"), ("x-request-id", "req_1")], "Content-Length: 11\r\n", "d5", "1.1"),
+    ]
+    for status, headers, framing, date, version in answers * 2:
+        expected = response_head(status, headers, framing, date=date, version=version)
+        assert heads.head(status, headers, framing, date=date, version=version) == expected
+    with pytest.raises(ValueError, match="x-evil"):
+        heads.head(200, [("x-evil", "a\r\nSet-Cookie: b")], "", date="d")

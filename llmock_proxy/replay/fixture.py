@@ -91,7 +91,7 @@ class FixtureOptions:
     close_code: int | None = None
     close_reason: str | None = None
 
-    @property
+    @cached_property  # asked for every answer: compared with the defaults once
     def empty(self) -> bool:
         return self is _NO_OPTIONS or self == _NO_OPTIONS
 

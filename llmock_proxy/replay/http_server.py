@@ -53,6 +53,7 @@ from llmock_proxy.wire.http1 import (
     HTTPRequest,
     Refusal,
     RequestParser,
+    ResponseHeads,
     chunk,
     response_head,
 )
@@ -89,6 +90,7 @@ class HTTPServer:
         self.dispatch = dispatch
         self.hand_over = hand_over
         self.date = DateHeader()
+        self.heads = ResponseHeads()
         self.connections: set[HTTPConnection] = set()
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
@@ -274,7 +276,7 @@ class HTTPConnection(asyncio.Protocol):
             framing += "Connection: keep-alive\r\n"
         date = self.server.date.value(time.time())
         try:
-            return response_head(plan.status, plan.headers, framing, date=date, version=request.version)
+            return self.server.heads.head(plan.status, plan.headers, framing, date=date, version=request.version)
         except ValueError as exc:
             url = f"http://{request.headers.get('host', '')}{request.target}"
             log_internal_error(request.method, url, exc)

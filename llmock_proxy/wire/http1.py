@@ -22,6 +22,7 @@ import email.utils
 import http
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # Limits (bytes): a request line, one header line, all of a head; how many
 # header lines; a body (a parser's default: the replay engine passes its own cap).
@@ -326,13 +327,45 @@ def response_head(
     ``"Connection: close\\r\\n"``); ``date`` goes in a Date header unless
     ``headers`` have one. Raises ValueError when a header would
     break the head (a name or value with a line break)."""
+    return _with_framing(_head_lines(status, headers, version), framing, date)
+
+
+def _head_lines(status: int, headers: list[tuple[str, str]], version: str) -> tuple[str, bool]:
+    """The status line and ``headers``' lines, and whether a Date is among them."""
     lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
     if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
         bad = next((n for n, v in headers if "\r" in n + v or "\n" in n + v), "?")
         raise ValueError(f"the header {bad!r} has a line break in its name or value")
-    if "\ndate:" in "\n" + lines.lower():  # a recorded Date stays, as aiohttp kept it
-        return f"HTTP/{version} {status} {reason_phrase(status)}\r\n{lines}{framing}\r\n".encode()
-    return f"HTTP/{version} {status} {reason_phrase(status)}\r\n{lines}Date: {date}\r\n{framing}\r\n".encode()
+    dated = "\ndate:" in "\n" + lines.lower()  # a recorded Date stays, as aiohttp kept it
+    return f"HTTP/{version} {status} {reason_phrase(status)}\r\n{lines}", dated
+
+
+def _with_framing(lines: tuple[str, bool], framing: str, date: str) -> bytes:
+    head, dated = lines
+    if dated:
+        return f"{head}{framing}\r\n".encode()
+    return f"{head}Date: {date}\r\n{framing}\r\n".encode()
+
+
+class ResponseHeads:
+    """:func:`response_head` for one server, with the lines of the heads it
+    made last kept: an answer served again has the same status and headers,
+    and only its Date and framing change."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._lines: dict[tuple[Any, ...], tuple[str, bool]] = {}
+
+    def head(self, status: int, headers: list[tuple[str, str]], framing: str, *, date: str,
+             version: str = "1.1") -> bytes:
+        key = (status, version, *headers)
+        lines = self._lines.get(key)
+        if lines is None:
+            lines = _head_lines(status, headers, version)
+            if len(self._lines) >= self.limit:  # new ids in every answer: start over
+                self._lines.clear()
+            self._lines[key] = lines
+        return _with_framing(lines, framing, date)
 
 
 def chunk(data: bytes) -> bytes:
