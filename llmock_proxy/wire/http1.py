@@ -162,7 +162,7 @@ class RequestParser:
             headers = known.copy()
         else:
             head = self._read_head(raw, pos)
-            if type(head) is not tuple:
+            if not isinstance(head, tuple):
                 return head
             method, target, version, headers, keep_alive = head
             self._last_head = (raw, method, target, version, headers.copy(), keep_alive)
