@@ -150,9 +150,14 @@ def test_client_hanging_up_mid_stream_is_incomplete_and_the_proxy_serves_on(prox
     mitm, record = recording_proxy(proxy, tmp_path, [fake_openai])
     fake_openai.queue(Script(text=" ".join(f"w{i}" for i in range(40)), event_delay=0.03))
     with sdk_clients.raw(mitm).stream("POST", CHAT_URL, json=chat_body("first"), headers=OPENAI_HEADERS) as response:
+        seen = b""
         for chunk in response.iter_raw():
-            if b"w1" in chunk:
-                break  # leave after two words; closing the stream drops the connection
+            seen += chunk
+            # Leave once the event with "w1" is whole (a read may end inside
+            # an event, which is then rightly not recorded); closing the
+            # stream drops the connection.
+            if b"\n\n" in seen.partition(b"w1")[2]:
+                break
     answer = sdk_clients.openai(mitm).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "second"}])
     assert answer.choices[0].message.content == fake_openai.script.text
 
