@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from llmock_proxy.replay.answer_templates import Templated
 from llmock_proxy.replay.plan import Planner, Timing
+from llmock_proxy.replay.schedule import steps
 from llmock_proxy.replay.session import Hit, ReplaySession
 from llmock_proxy.replay.wire_form import body_bytes, response_headers, stream_headers, stream_items
 
@@ -34,6 +35,8 @@ FIXTURES = {"fixtures": [
     {"match": {"userMessage": "weather"}, "response": TOOL_ANSWER},
     {"match": {"userMessage": "story"}, "response": TEXT_ANSWER},
     {"match": {"userMessage": "odd"}, "response": ODD_ANSWER},
+    # A fixture with delivery options: its stream is planned item by item.
+    {"match": {"userMessage": "paced"}, "response": TEXT_ANSWER, "chunkSize": 25},
 ]}
 
 OPENAI = {"content-type": "application/json", "authorization": "Bearer sk-test-templates"}
@@ -133,15 +136,26 @@ def _wire(hit: Hit) -> tuple[int, list[tuple[str, str]], Any]:
     if "items" in cache:
         headers, items = cache["items"]
         return hit.status, list(headers), list(items)
+    if "together" in cache:
+        headers, at, data = cache["together"]
+        return hit.status, list(headers), [(at, data)]
     response = hit.response
     if response.is_stream:
         return response.status, stream_headers(response), stream_items(response)
     return response.status, response_headers(response), body_bytes(response.body)
 
 
+def _together(wire: tuple[int, list[tuple[str, str]], Any]) -> tuple[int, list[tuple[str, str]], Any]:
+    """A stream's items joined, when they all go at one offset (as a planner sends them)."""
+    status, headers, body = wire
+    if isinstance(body, list) and len({at for at, _ in body}) == 1:
+        return status, headers, [(body[0][0], b"".join(data for _, data in body))]
+    return wire
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-@pytest.mark.parametrize("topic", ["weather", "story"])
+@pytest.mark.parametrize("topic", ["weather", "story", "paced"])
 def test_a_templated_answer_is_the_full_render(fixture_file: Path, family: str, stream: bool, topic: str) -> None:
     session = ReplaySession.load(fixtures=[fixture_file])
     questions = [f"{topic} question {n}" for n in range(1, 5)]  # one length: one usage estimate
@@ -154,14 +168,18 @@ def test_a_templated_answer_is_the_full_render(fixture_file: Path, family: str, 
     for question, hit in zip(questions, served):
         reference = _ask(ReplaySession.load(fixtures=[fixture_file]), family, question, stream)
         assert not isinstance(reference.answer, Templated)
-        assert _unclocked(_wire(hit)) == _unclocked(_wire(reference)), question
+        wire, full = _wire(hit), _wire(reference)
+        if stream and family in TEMPLATED and isinstance(hit.answer, Templated):
+            # Fixture options (chunkSize) keep a stream item by item; without, it goes all at once.
+            assert ("together" in (hit.wire_cache or {})) == (topic != "paced"), question
+        assert _unclocked(_together(wire)) == _unclocked(_together(full)), question
     if family in TEMPLATED:
         # The response model of a templated answer (made when asked for) says what was sent.
         last = served[-1]
         wire = _wire(last)
         assert isinstance(last.answer, Templated)
         assert last.response.status == wire[0]
-        assert _wire(Hit(last.provider, last.view, last.fixture, last.response, True, 0)) == wire
+        assert _together(_wire(Hit(last.provider, last.view, last.fixture, last.response, True, 0))) == _together(wire)
 
 
 def test_each_question_gets_its_own_ids(fixture_file: Path) -> None:
@@ -198,15 +216,21 @@ def test_an_answer_with_the_marker_characters_is_rendered_in_full(fixture_file: 
         assert json.loads(_wire(hit)[2])["choices"][0]["message"]["content"] == ODD_ANSWER["content"]
 
 
-def test_a_templated_stream_is_paced_like_a_rendered_one(fixture_file: Path) -> None:
-    planner = Planner(Timing.parse("recorded"))
+@pytest.mark.parametrize("timing", ["recorded", "instant", "scale:2"])
+@pytest.mark.parametrize("topic", ["story", "paced"])
+def test_a_templated_stream_is_paced_like_a_rendered_one(fixture_file: Path, topic: str, timing: str) -> None:
+    planner = Planner(Timing.parse(timing))
     session = ReplaySession.load(fixtures=[fixture_file])
-    hits = [_ask(session, "anthropic", f"story question {n}", True) for n in range(3)]
+    hits = [_ask(session, "anthropic", f"{topic} question {n}", True) for n in range(3)]
     assert isinstance(hits[-1].answer, Templated)
-    reference = _ask(ReplaySession.load(fixtures=[fixture_file]), "anthropic", "story question 2", True)
+    reference = _ask(ReplaySession.load(fixtures=[fixture_file]), "anthropic", f"{topic} question 2", True)
     templated, rendered = planner.plan(hits[-1], 0.0), planner.plan(reference, 0.0)
-    assert templated.chunks is not None and len(templated.chunks) > 3
-    assert (templated.status, templated.headers, templated.chunks) == (rendered.status, rendered.headers, rendered.chunks)
+    assert rendered.chunks is not None and len(rendered.chunks) > 3
+    assert (templated.status, templated.headers) == (rendered.status, rendered.headers)
+    # What the writers put on the wire, and when.
+    assert [(s.at, s.data, s.end) for s in steps(templated)] == [(s.at, s.data, s.end) for s in steps(rendered)]
+    if topic == "paced":  # a fixture with delivery options keeps its items (what a cut would count)
+        assert templated.chunks == rendered.chunks
 
 
 def test_an_answer_that_echoes_the_request_is_rendered_for_each(fixture_file: Path) -> None:
@@ -240,4 +264,4 @@ def test_any_answer_text_and_arguments_fill_in_as_rendered(
         question = f"weather question {n}"
         hit = _ask(session, family, question, stream)
         reference = _ask(ReplaySession.load(fixtures=[path]), family, question, stream)
-        assert _wire(hit) == _wire(reference)
+        assert _together(_wire(hit)) == _together(_wire(reference))

@@ -10,7 +10,10 @@ fixture answers with the same of those values, its answer is rendered with
 a marker wherever an id goes, put in its wire form as the planner would
 (:mod:`llmock_proxy.replay.wire_form`), and kept as a template: literal
 bytes and the slots between them. Each later answer derives its own ids and
-joins the pieces.
+joins the pieces. A stream whose items all go at one offset (a fixture that
+sets no pace) is also kept as one piece, filled in once: the writers would
+send its items in one write anyway, and a fixture with delivery options
+(pace, cuts, chaos) still gets its items one by one.
 
 A template is kept only where it gives the very bytes a full render would:
 
@@ -153,6 +156,17 @@ def _agreed_all(one: list[tuple[Any, Any]], two: list[tuple[Any, Any]],
     return tuple(agreed)
 
 
+def _joined(pieces: list[_Pieces]) -> _Pieces:
+    """One piece for several in a row: what filling each and joining them gives."""
+    literals = list(pieces[0].literals)
+    slots = list(pieces[0].slots)
+    for piece in pieces[1:]:
+        literals[-1] += piece.literals[0]
+        literals.extend(piece.literals[1:])
+        slots.extend(piece.slots)
+    return _Pieces(tuple(literals), tuple(slots))
+
+
 @dataclass(frozen=True)
 class AnswerTemplate:
     """One answer in its wire form, with slots where its ids go."""
@@ -163,14 +177,21 @@ class AnswerTemplate:
     headers: tuple[tuple[str, _Pieces], ...]
     body: _Pieces | None  # a whole body
     items: tuple[tuple[float, _Pieces], ...] | None  # a stream: each item's offset and bytes
+    # A stream whose items all have one offset: all of them as one piece.
+    together: _Pieces | None = None
 
-    def wire_cache(self, ids: DerivedIds | None) -> dict[Any, Any]:
+    def wire_cache(self, ids: DerivedIds | None, *, together: bool = False) -> dict[Any, Any]:
         """The answer for ``ids`` as the planner keeps a wire form: ``"body"``
-        (headers, bytes) or ``"items"`` (headers, [(offset, bytes)])."""
+        (headers, bytes) or ``"items"`` (headers, [(offset, bytes)]); with
+        ``together``, a stream whose items all go at one offset is
+        ``"together"`` (headers, offset, all its bytes) instead, filled in
+        once rather than item by item."""
         text = [str(getattr(ids, call)(*args)) for call, args in self.calls] if ids is not None else []
         data = [value.encode() for value in text]
         headers = [(name, value.fill(text)) for name, value in self.headers]
         if self.items is not None:
+            if together and self.together is not None:
+                return {"together": (headers, self.items[0][0], self.together.fill(data))}
             return {"items": (headers, [(at, piece.fill(data)) for at, piece in self.items])}
         assert self.body is not None
         return {"body": (headers, self.body.fill(data))}
@@ -201,7 +222,10 @@ def build_template(render: Callable[[Any], tuple[Response, set[str]]]) -> Answer
         body = _agreed(body_bytes(one.body), body_bytes(two.body), _SLOT_BYTES)
         return AnswerTemplate(one.status, form, calls, headers, body, None) if body is not None else None
     items = _agreed_all(stream_items(one), stream_items(two), _SLOT_BYTES)
-    return AnswerTemplate(one.status, form, calls, headers, None, items) if items is not None else None
+    if items is None:
+        return None
+    together = _joined([piece for _, piece in items]) if len({at for at, _ in items}) == 1 else None
+    return AnswerTemplate(one.status, form, calls, headers, None, items, together)
 
 
 @dataclass
@@ -213,12 +237,7 @@ class Templated:
     wire_form: str
     wire_cache: dict[Any, Any]
     render: Callable[[], Response]
-
-    @property
-    def item_count(self) -> int | None:
-        """How many items a stream answer has (None: a body), without rendering it."""
-        items = self.wire_cache.get("items")
-        return len(items[1]) if items is not None else None
+    item_count: int | None  # how many items a stream answer has (None: a body)
 
 
 class AnswerTemplates:
@@ -248,11 +267,15 @@ class AnswerTemplates:
         options: RenderOptions,
         content_fingerprint: Callable[[], str],
         estimated_usage: tuple[tuple[str, int], ...] | None,
+        *,
+        together: bool = False,
     ) -> Templated | None:
         """The answer of fixture ``fixture_id`` (its ``summary`` with the usage
         estimated for this request) from its template, or None: render it in
         full. ``options``: the render options without the request's content
-        fingerprint, which ``content_fingerprint`` gives when ids need it."""
+        fingerprint, which ``content_fingerprint`` gives when ids need it.
+        ``together``: the fixture sets no pace, cut or chaos, so a stream whose
+        items share one offset goes out as one piece (see :meth:`AnswerTemplate.wire_cache`)."""
         which = (fixture_id, provider.family, stream)
         if which in self._refused:
             return None
@@ -285,4 +308,6 @@ class AnswerTemplates:
         ids = None
         if template.calls:
             ids = DerivedIds.for_render(canonical, summary, options, content_fingerprint=content_fingerprint())
-        return Templated(template.status, template.wire_form, template.wire_cache(ids), render_full)
+        count = len(template.items) if template.items is not None else None
+        return Templated(template.status, template.wire_form, template.wire_cache(ids, together=together),
+                         render_full, count)

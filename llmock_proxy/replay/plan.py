@@ -46,7 +46,7 @@ class Timing:
         raise TimingError(f"timing must be recorded, instant or scale:X (X >= 0), got {text!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a stream's are made for every answer, and a frozen one costs 4x to make
 class Chunk:
     at_ms: float  # offset after the request arrived
     data: bytes
@@ -117,6 +117,10 @@ class Planner:
             cached = hit.wire_cache.get("body")
             if cached is not None:  # the hot path: a body served before
                 return Plan(status, list(cached[0]), body=cached[1], arrival=arrival, hit=hit)
+            together = hit.wire_cache.get("together")
+            if together is not None:  # a templated stream whose items all go at once
+                headers, at, data = together
+                return Plan(status, list(headers), chunks=[Chunk(at * factor, data)], arrival=arrival, hit=hit)
         wire_form = hit.wire_form
         if wire_form == "websocket":
             return Plan(status, [], truncate_after_chunks=options.truncate_after_chunks,
@@ -157,10 +161,14 @@ class Planner:
             # At the fixture's pace (the recorded offsets unless it sets one)
             # under this timing, the same for every use; with jitter, at the
             # recorded offsets, for the plan to pace.
-            offsets = [t for t, _ in items]
-            if not _jittered(hit.options):
-                offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
-            encoded = (headers, [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
+            jittered = _jittered(hit.options)
+            if kind[1] == 0 and not jittered:  # instant: every offset is 0, whatever the pace
+                encoded = (headers, [Chunk(0.0, data) for _, data in items])
+            else:
+                offsets = [t for t, _ in items]
+                if not jittered:
+                    offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
+                encoded = (headers, [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
         if cache is not None:
             cache[kind] = encoded
         return encoded

@@ -452,6 +452,7 @@ class ReplaySession:
             templated = self.templates.answer(
                 provider, id(fixture), summary, view.canonical, view.stream, options,
                 lambda: view.content_fingerprint, tuple(estimated.items()) if estimated is not None else None,
+                together=fixture.options.empty,
             )
             if templated is not None:
                 return Hit(provider, view, fixture, templated, True, use, templated.wire_cache)
