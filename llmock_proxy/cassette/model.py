@@ -373,6 +373,19 @@ class Response:
         return self.wire_form != "body"
 
     @property
+    def item_count(self) -> int | None:
+        """How many items a stream has (events, lines, frames, messages); None: a body."""
+        if self.events is not None:
+            return len(self.events)
+        if self.lines is not None:
+            return len(self.lines)
+        if self.frames is not None:
+            return len(self.frames)
+        if self.websocket is not None:
+            return len(self.websocket.messages)
+        return None
+
+    @property
     def json(self) -> Any:
         return self.body.value if self.body is not None and self.body.kind == "json" else None
 

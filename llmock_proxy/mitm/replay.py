@@ -54,8 +54,7 @@ from llmock_proxy.mitm.loopback import Loopback
 from llmock_proxy.mitm.options import OptionCheck, bad_choice, refusing
 from llmock_proxy.mitm.record import Record
 from llmock_proxy.mitm.shutdown import CancelledConnectionsAtExit
-from llmock_proxy.record.recorder import response_shape, stream_shape
-from llmock_proxy.replay.answer_templates import Templated
+from llmock_proxy.record.recorder import stream_shape
 from llmock_proxy.replay.answers import (
     MODES,
     internal_error_plan,
@@ -357,7 +356,7 @@ class Replay:
             outcome = await self._after_identical(outcome, session, url, headers, content)
         if isinstance(outcome, Hit):
             plan = self.engine.planner.plan(outcome, arrival, headers)
-            detail = f"{_answer_shape(outcome)} <- {outcome.fixture.source}"
+            detail = f"{stream_shape(outcome.wire_form, outcome.item_count)} <- {outcome.fixture.source}"
             self._note(flow, "replayed", outcome, detail if plan.chaos is None else f"{detail} (chaos: {plan.chaos})")
             if plan.is_websocket:
                 plan.websocket_session = session
@@ -575,11 +574,3 @@ def _mitm_response(plan: Plan) -> http.Response:
     reason = _REASONS.get(plan.status, b"")
     return http.Response(b"HTTP/1.1", plan.status, reason, http.Headers(fields), body, None, now, now)
 
-
-def _answer_shape(hit: Hit) -> str:
-    """What the answer's body is, for the log line; a templated answer is
-    not rendered in full for it (its wire form has the stream's items)."""
-    answer = hit.answer
-    if isinstance(answer, Templated):
-        return stream_shape(answer.wire_form, answer.item_count)
-    return response_shape(answer)

@@ -530,14 +530,7 @@ def describe(interaction: Interaction) -> str:
 def response_shape(response: Response) -> str:
     """What a response's body is, for a log line: "8 events" (an SSE stream;
     lines, frames, messages for the other forms) or "body"."""
-    form = response.wire_form
-    count = {
-        "sse": len(response.events or ()),
-        "ndjson": len(response.lines or ()),
-        "eventstream": len(response.frames or ()),
-        "websocket": len(response.websocket.messages) if response.websocket else 0,
-    }.get(form)
-    return stream_shape(form, count)
+    return stream_shape(response.wire_form, response.item_count)
 
 
 _UNITS = {"sse": "events", "ndjson": "lines", "eventstream": "frames", "websocket": "messages"}

@@ -161,14 +161,10 @@ class Planner:
             # At the fixture's pace (the recorded offsets unless it sets one)
             # under this timing, the same for every use; with jitter, at the
             # recorded offsets, for the plan to pace.
-            jittered = _jittered(hit.options)
-            if kind[1] == 0 and not jittered:  # instant: every offset is 0, whatever the pace
-                encoded = (headers, [Chunk(0.0, data) for _, data in items])
-            else:
-                offsets = [t for t, _ in items]
-                if not jittered:
-                    offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
-                encoded = (headers, [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
+            offsets = [t for t, _ in items]
+            if not _jittered(hit.options):
+                offsets = [at * kind[1] for at in self._offsets(hit.options, offsets)]
+            encoded = (headers, [Chunk(at, data) for at, (_, data) in zip(offsets, items)])
         if cache is not None:
             cache[kind] = encoded
         return encoded

@@ -96,6 +96,11 @@ class Hit:
         return self.answer.wire_form
 
     @property
+    def item_count(self) -> int | None:
+        """How many items a stream answer has (None: a body), without rendering a templated one."""
+        return self.answer.item_count
+
+    @property
     def options(self) -> FixtureOptions:
         return self.fixture.options
 
